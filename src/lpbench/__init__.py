@@ -1,0 +1,36 @@
+"""lpbench: train logit-pairing defenses and evaluate their robustness honestly.
+
+Data flows one way: ``data`` -> ``models`` -> ``attacks`` -> ``evaluation`` -> ``reporting``.
+"""
+
+__version__ = "0.1.0"
+
+from lpbench.attacks import PGD, Attack, AttackResult  # noqa: E402
+from lpbench.data import evaluation_subset, load_dataset  # noqa: E402
+from lpbench.defenses import ObjectiveConfig  # noqa: E402
+from lpbench.evaluation import (  # noqa: E402
+    EvaluationResult,
+    NamedAttack,
+    evaluate,
+    preset_attacks,
+)
+from lpbench.models import build_model  # noqa: E402
+from lpbench.training import TrainConfig, load_checkpoint, train  # noqa: E402
+
+__all__ = [
+    "PGD",
+    "Attack",
+    "AttackResult",
+    "EvaluationResult",
+    "NamedAttack",
+    "ObjectiveConfig",
+    "TrainConfig",
+    "__version__",
+    "build_model",
+    "evaluate",
+    "evaluation_subset",
+    "load_checkpoint",
+    "load_dataset",
+    "preset_attacks",
+    "train",
+]

@@ -1,0 +1,38 @@
+"""The LeNet of the logit-pairing paper's MNIST code."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LeNet(nn.Module):
+    """conv3x3(32)-ReLU-maxpool, conv3x3(64)-ReLU-maxpool, dense 1024-ReLU, dense classes.
+
+    'Same' padding, no batch norm, He-normal initialisation (as in the original code).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        flat = 64 * (image_size // 4) ** 2
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(flat, 1024),
+            nn.ReLU(),
+            nn.Linear(1024, num_classes),
+        )
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,117 @@
+"""Checkpoints: safetensors weights plus JSON metadata. Loading never executes code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lpbench.io import atomic_write, read_json, write_json
+from lpbench.models import build_model
+
+FORMAT = "lpbench-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or not for the requested model or data set."""
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write ``path`` (.safetensors weights) and ``path.with_suffix('.json')`` atomically."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"lpbench": "1"}))
+    write_json(path.with_suffix(".json"), meta)
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Accept a run folder, the .safetensors file or its .json; return the weights' path."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    elif path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path} (give a run folder or a .safetensors "
+                              "file written by `lpbench train`)")
+    if not path.with_suffix(".json").is_file():
+        raise CheckpointError(f"checkpoint {path} has no metadata file "
+                              f"{path.with_suffix('.json').name} beside it")
+    return path
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint."""
+    weights = resolve_checkpoint(path)
+    try:
+        meta = read_json(weights.with_suffix(".json"))
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{weights.with_suffix('.json')} is not an lpbench checkpoint")
+    return meta
+
+
+def load_checkpoint(path: str | Path, *, dataset: str | None = None, model: str | None = None,
+                    device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Build the checkpoint's model, load its weights and return (model in eval mode, meta).
+
+    ``dataset`` / ``model``, when given, must match the checkpoint's.
+    """
+    weights = resolve_checkpoint(path)
+    meta = read_checkpoint_meta(weights)
+    for key, wanted in (("dataset", dataset), ("model", model)):
+        if wanted is not None and meta.get(key) != wanted:
+            raise CheckpointError(f"checkpoint {weights} is for {key} {meta.get(key)!r}, "
+                                  f"not {wanted!r}")
+    net = build_model(meta["model"], tuple(meta["input_shape"]), meta["num_classes"])
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"cannot read weights {weights}: {err}") from err
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights in {weights} do not fit model {meta['model']!r}: "
+                              f"{err}") from err
+    return net.to(device).eval(), meta
+
+
+def save_train_state(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     meta: dict[str, Any]) -> Path:
+    """Everything needed to resume, in one atomically written safetensors file."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu()
+               for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().contiguous().cpu()
+    header = {"meta": json.dumps(meta), "param_groups": json.dumps(opt["param_groups"])}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+
+
+def load_train_state(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
+                     ) -> dict[str, Any]:
+    """Restore model and optimizer from :func:`save_train_state`; return its metadata."""
+    with safe_open(str(path), framework="pt") as handle:
+        header = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    device = next(model.parameters()).device
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
+                           if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
+    return json.loads(header["meta"])

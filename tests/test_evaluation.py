@@ -1,0 +1,137 @@
+"""Evaluation: worst case over attacks and restarts, verification, records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from lpbench.attacks import PGD
+from lpbench.evaluation import (
+    NamedAttack,
+    VerificationError,
+    evaluate,
+    load_adversarial,
+    preset_attacks,
+    verify_adversarial,
+)
+
+from .conftest import TinyNet
+
+
+def _points(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 8, 8, generator=gen), torch.randint(0, 4, (n,), generator=gen)
+
+
+def test_robust_means_survives_every_attack_and_restart(tiny_net: nn.Module) -> None:
+    x, y = _points()
+    weak = NamedAttack("weak", PGD(0.05, 0.01, 2, restarts=1, seed=1))
+    strong = NamedAttack("strong", PGD(0.05, 0.02, 20, restarts=4, seed=2))
+    result = evaluate(tiny_net, x, y, [weak, strong], show_progress=False)
+    with torch.no_grad():
+        clean_ok = tiny_net(x).argmax(1) == y
+    alone = {label: PGD(0.05, s, it, restarts=r, seed=sd)(tiny_net, x, y).success
+             for label, s, it, r, sd in (("weak", 0.01, 2, 1, 1), ("strong", 0.02, 20, 4, 2))}
+    # attacks run on still-robust points only, so "strong" verdicts on points "weak"
+    # already broke are not needed: robust = clean-correct and survived both
+    expected = clean_ok & ~alone["weak"] & ~alone["strong"]
+    assert result.robust == expected.tolist()
+    assert result.robust_accuracy == pytest.approx(expected.float().mean().item())
+    assert result.clean_accuracy == pytest.approx(clean_ok.float().mean().item())
+    summaries = {s.label: s for s in result.attacks}
+    assert summaries["weak"].points_attacked == int(clean_ok.sum())
+    assert summaries["strong"].points_attacked == int((clean_ok & ~alone["weak"]).sum())
+    assert summaries["strong"].robust_accuracy_after == result.robust_accuracy
+    assert result.grad_evals == summaries["weak"].grad_evals + summaries["strong"].grad_evals
+    for point, broken_by in enumerate(result.broken_by):
+        if not clean_ok[point]:
+            assert broken_by == "clean"
+        elif alone["weak"][point]:
+            assert broken_by == "weak"
+
+
+def test_mean_over_restarts_needs_all_restarts(tiny_net: nn.Module) -> None:
+    x, y = _points()
+    full = evaluate(tiny_net, x, y, [NamedAttack("pgd", PGD(0.05, 0.01, 5, restarts=4,
+                                                              early_stop=False))],
+                    show_progress=False)
+    per_point = []
+    for robust_clean, rec in zip(torch.tensor(full.clean_pred) == y, full.restart_records,
+                                 strict=True):
+        if not robust_clean:
+            per_point.append(0.0)
+        else:
+            hits = rec["pgd"]["restart_success"]
+            per_point.append(1 - sum(hits) / len(hits))
+    mean = full.attacks[0].mean_over_restarts_accuracy
+    assert mean == pytest.approx(sum(per_point) / len(per_point))
+    assert mean >= full.robust_accuracy
+    early = evaluate(tiny_net, x, y, [NamedAttack("pgd", PGD(0.05, 0.01, 5, restarts=4))],
+                     show_progress=False)
+    assert early.attacks[0].mean_over_restarts_accuracy is None
+    assert early.robust == full.robust
+
+
+def test_results_round_trip_and_stored_examples_recheck(tiny_net: nn.Module, tmp_path) -> None:
+    x, y = _points()
+    result = evaluate(tiny_net, x, y, preset_attacks("strong", "fashion-mnist", 0.1),
+                      indices=list(range(100, 140)), show_progress=False)
+    path = result.save(tmp_path / "results.json")
+    data = json.loads(path.read_text())
+    assert data["robust_accuracy"] == result.robust_accuracy
+    assert [p["index"] for p in data["points"]] == list(range(100, 140))
+    assert [a["label"] for a in data["attacks"]][0] == "baseline"
+    indices, x_adv = load_adversarial(tmp_path / data["adversarial_examples"])
+    assert len(indices) == sum(not p["robust"] for p in data["points"])
+    local = indices - 100
+    assert verify_adversarial(tiny_net, x[local], x_adv, y[local], 0.1) == len(indices)
+
+
+def test_verification_catches_a_lying_attack(tiny_net: nn.Module) -> None:
+    x, y = _points(10)
+    with pytest.raises(VerificationError, match="eps-ball"):
+        verify_adversarial(tiny_net, x, (x + 0.5).clamp(0, 1), y, 0.1)
+    with torch.no_grad():
+        pred = tiny_net(x).argmax(1)
+    with pytest.raises(VerificationError, match="classified correctly"):
+        verify_adversarial(tiny_net, x, x, pred, 0.1)
+
+
+class GradModeDependent(nn.Module):
+    """Says class 0 whenever gradients are off: attack claims will not survive a re-check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinyNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        if torch.is_grad_enabled():
+            return logits
+        return nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 4).float()
+
+
+def test_evaluate_refuses_unverifiable_results() -> None:
+    x, _ = _points(20)
+    y = torch.zeros(20, dtype=torch.long)  # clean predictions (no grad) are all correct
+    with pytest.raises(VerificationError, match="classified correctly"):
+        evaluate(GradModeDependent().eval(), x, y, [NamedAttack("pgd", PGD(0.3, 0.1, 20))],
+                 show_progress=False)
+
+
+def test_bad_inputs_are_rejected(tiny_net: nn.Module) -> None:
+    x, y = _points(4)
+    attack = [NamedAttack("pgd", PGD(0.1, 0.01, 1))]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        evaluate(tiny_net, x * 3, y, attack, show_progress=False)
+    with pytest.raises(ValueError, match="labels"):
+        evaluate(tiny_net, x, y[:2], attack, show_progress=False)
+    with pytest.raises(ValueError, match="distinct"):
+        evaluate(tiny_net, x, y, attack * 2, show_progress=False)
+    with pytest.raises(ValueError, match="preset"):
+        preset_attacks("nope", "mnist")
+    with pytest.raises(ValueError, match="data set"):
+        preset_attacks("baseline", "imagenet-9000")

@@ -54,8 +54,10 @@ def main() -> None:
         grads = args.points * restarts * args.iters
         rows.append((restarts, len(batch) / bare_s, grads / pgd_s))
 
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{args.points} points, {args.iters} PGD iterations, LeNet 1x28x28")
+    print(
+        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"{args.points} points, {args.iters} PGD iterations, LeNet 1x28x28"
+    )
     print(f"{'batch':>24} | {'fwd+bwd img/s':>14} | {'PGD img-grad/s':>14} | overhead")
     for restarts, bare_ips, pgd_ips in rows:
         label = f"{args.points} x {restarts} restart(s)"

@@ -29,8 +29,9 @@ class TinyNet(nn.Module):
     def __init__(self, classes: int = 4, seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
-        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                                  nn.Linear(4 * 8 * 8, classes))
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -39,3 +40,34 @@ class TinyNet(nn.Module):
 @pytest.fixture
 def tiny_net() -> TinyNet:
     return TinyNet().eval()
+
+
+def write_mnist_folder(
+    folder, n_train: int = 256, n_test: int = 128, seed: int = 0, gz: bool = True
+):
+    """Write a tiny data set in MNIST's exact on-disk format (IDX, optionally gzipped).
+
+    Labels follow a simple rule of the image (brightest quadrant, 4 classes used) so a
+    model can learn something in one epoch.
+    """
+    import numpy as np
+
+    from lpbench.data import write_idx
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = (rng.random((n, 28, 28)) * 80).astype(np.uint8)
+        labels = rng.integers(0, 4, n).astype(np.uint8)
+        for i, label in enumerate(labels):
+            r, c = divmod(int(label), 2)
+            images[i, r * 14 : r * 14 + 14, c * 14 : c * 14 + 14] += 150
+        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels)
+    return folder
+
+
+@pytest.fixture
+def mnist_dir(tmp_path):
+    return write_mnist_folder(tmp_path / "mnist")

@@ -33,8 +33,10 @@ def test_robust_means_survives_every_attack_and_restart(tiny_net: nn.Module) -> 
     result = evaluate(tiny_net, x, y, [weak, strong], show_progress=False)
     with torch.no_grad():
         clean_ok = tiny_net(x).argmax(1) == y
-    alone = {label: PGD(0.05, s, it, restarts=r, seed=sd)(tiny_net, x, y).success
-             for label, s, it, r, sd in (("weak", 0.01, 2, 1, 1), ("strong", 0.02, 20, 4, 2))}
+    alone = {
+        label: PGD(0.05, s, it, restarts=r, seed=sd)(tiny_net, x, y).success
+        for label, s, it, r, sd in (("weak", 0.01, 2, 1, 1), ("strong", 0.02, 20, 4, 2))
+    }
     # attacks run on still-robust points only, so "strong" verdicts on points "weak"
     # already broke are not needed: robust = clean-correct and survived both
     expected = clean_ok & ~alone["weak"] & ~alone["strong"]
@@ -55,12 +57,17 @@ def test_robust_means_survives_every_attack_and_restart(tiny_net: nn.Module) -> 
 
 def test_mean_over_restarts_needs_all_restarts(tiny_net: nn.Module) -> None:
     x, y = _points()
-    full = evaluate(tiny_net, x, y, [NamedAttack("pgd", PGD(0.05, 0.01, 5, restarts=4,
-                                                              early_stop=False))],
-                    show_progress=False)
+    full = evaluate(
+        tiny_net,
+        x,
+        y,
+        [NamedAttack("pgd", PGD(0.05, 0.01, 5, restarts=4, early_stop=False))],
+        show_progress=False,
+    )
     per_point = []
-    for robust_clean, rec in zip(torch.tensor(full.clean_pred) == y, full.restart_records,
-                                 strict=True):
+    for robust_clean, rec in zip(
+        torch.tensor(full.clean_pred) == y, full.restart_records, strict=True
+    ):
         if not robust_clean:
             per_point.append(0.0)
         else:
@@ -69,21 +76,28 @@ def test_mean_over_restarts_needs_all_restarts(tiny_net: nn.Module) -> None:
     mean = full.attacks[0].mean_over_restarts_accuracy
     assert mean == pytest.approx(sum(per_point) / len(per_point))
     assert mean >= full.robust_accuracy
-    early = evaluate(tiny_net, x, y, [NamedAttack("pgd", PGD(0.05, 0.01, 5, restarts=4))],
-                     show_progress=False)
+    early = evaluate(
+        tiny_net, x, y, [NamedAttack("pgd", PGD(0.05, 0.01, 5, restarts=4))], show_progress=False
+    )
     assert early.attacks[0].mean_over_restarts_accuracy is None
     assert early.robust == full.robust
 
 
 def test_results_round_trip_and_stored_examples_recheck(tiny_net: nn.Module, tmp_path) -> None:
     x, y = _points()
-    result = evaluate(tiny_net, x, y, preset_attacks("strong", "fashion-mnist", 0.1),
-                      indices=list(range(100, 140)), show_progress=False)
+    result = evaluate(
+        tiny_net,
+        x,
+        y,
+        preset_attacks("strong", "fashion-mnist", 0.1),
+        indices=list(range(100, 140)),
+        show_progress=False,
+    )
     path = result.save(tmp_path / "results.json")
     data = json.loads(path.read_text())
     assert data["robust_accuracy"] == result.robust_accuracy
     assert [p["index"] for p in data["points"]] == list(range(100, 140))
-    assert [a["label"] for a in data["attacks"]][0] == "baseline"
+    assert data["attacks"][0]["label"] == "baseline"
     indices, x_adv = load_adversarial(tmp_path / data["adversarial_examples"])
     assert len(indices) == sum(not p["robust"] for p in data["points"])
     local = indices - 100
@@ -118,8 +132,13 @@ def test_evaluate_refuses_unverifiable_results() -> None:
     x, _ = _points(20)
     y = torch.zeros(20, dtype=torch.long)  # clean predictions (no grad) are all correct
     with pytest.raises(VerificationError, match="classified correctly"):
-        evaluate(GradModeDependent().eval(), x, y, [NamedAttack("pgd", PGD(0.3, 0.1, 20))],
-                 show_progress=False)
+        evaluate(
+            GradModeDependent().eval(),
+            x,
+            y,
+            [NamedAttack("pgd", PGD(0.3, 0.1, 20))],
+            show_progress=False,
+        )
 
 
 def test_bad_inputs_are_rejected(tiny_net: nn.Module) -> None:

@@ -72,9 +72,12 @@ def test_total_is_the_weighted_sum() -> None:
     terms = objective_terms(model, x, y, config)
     ce = torch.nn.functional.cross_entropy(LOGITS, y).item()
     assert terms["ce"].item() == pytest.approx(ce)
-    expected = (0.7 * ce + 0.5 * clean_logit_pairing(LOGITS).item()
-                + 0.25 * logit_squeezing(LOGITS).item()
-                + 0.1 * 0.5 * float(LOGITS.pow(2).sum()))
+    expected = (
+        0.7 * ce
+        + 0.5 * clean_logit_pairing(LOGITS).item()
+        + 0.25 * logit_squeezing(LOGITS).item()
+        + 0.1 * 0.5 * float(LOGITS.pow(2).sum())
+    )
     assert terms["total"].item() == pytest.approx(expected, rel=1e-6)
     assert set(terms) == {"ce", "clp", "lsq", "weight_decay", "total"}
 
@@ -82,8 +85,9 @@ def test_total_is_the_weighted_sum() -> None:
 def test_adversarial_terms_need_adversarial_inputs() -> None:
     model = FixedLogits(LOGITS)
     with pytest.raises(ValueError, match="x_adv"):
-        objective_terms(model, torch.zeros(4, 1), torch.zeros(4, dtype=torch.long),
-                        ObjectiveConfig(at=1.0))
+        objective_terms(
+            model, torch.zeros(4, 1), torch.zeros(4, dtype=torch.long), ObjectiveConfig(at=1.0)
+        )
 
 
 def test_config_rejects_negative_weights_and_no_classifier() -> None:

@@ -15,11 +15,18 @@ from .conftest import TinyNet
 
 
 @settings(max_examples=25, deadline=None)
-@given(eps=st.floats(0.01, 0.5), step=st.floats(0.005, 1.0), iters=st.integers(0, 6),
-       restarts=st.integers(1, 3), seed=st.integers(0, 1000), loss=st.sampled_from(["ce", "dlr"]),
-       early_stop=st.booleans())
-def test_pgd_stays_in_ball_and_box(eps: float, step: float, iters: int, restarts: int,
-                                   seed: int, loss: str, early_stop: bool) -> None:
+@given(
+    eps=st.floats(0.01, 0.5),
+    step=st.floats(0.005, 1.0),
+    iters=st.integers(0, 6),
+    restarts=st.integers(1, 3),
+    seed=st.integers(0, 1000),
+    loss=st.sampled_from(["ce", "dlr"]),
+    early_stop=st.booleans(),
+)
+def test_pgd_stays_in_ball_and_box(
+    eps: float, step: float, iters: int, restarts: int, seed: int, loss: str, early_stop: bool
+) -> None:
     gen = torch.Generator().manual_seed(seed)
     model = TinyNet(classes=4, seed=seed).eval()
     x = torch.rand(6, 1, 8, 8, generator=gen)
@@ -92,9 +99,11 @@ def test_worst_case_over_restarts() -> None:
     model = FirstPixelThreshold(0.55)  # point 1 can never get above it
     # zero iterations: the random start alone decides, so compare with the start draws
     out = PGD(eps, step=0.001, iters=0, restarts=restarts, early_stop=False, seed=3)(
-        model, x, torch.zeros(n, dtype=torch.long))
-    noise = (torch.rand((restarts, n, 1, 1, 2), generator=torch.Generator().manual_seed(3))
-             * 2 - 1) * eps
+        model, x, torch.zeros(n, dtype=torch.long)
+    )
+    noise = (
+        torch.rand((restarts, n, 1, 1, 2), generator=torch.Generator().manual_seed(3)) * 2 - 1
+    ) * eps
     expected = ((x + noise).clamp(0, 1)[:, :, 0, 0, 0] > 0.55).T  # (n, R)
     assert torch.equal(out.restart_success, expected)
     assert torch.equal(out.success, expected.any(1))
@@ -150,13 +159,16 @@ def test_margin_and_dlr_losses() -> None:
     assert dlr(logits * 0.01, y, None).item() == pytest.approx(-2.0 / 3.0, rel=1e-4)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"eps": -0.1, "step": 0.1, "iters": 1}, "eps"),
-    ({"eps": 0.1, "step": 1.5, "iters": 1}, "step"),
-    ({"eps": 0.1, "step": 0.1, "iters": 1, "restarts": 0}, "restarts"),
-    ({"eps": 0.1, "step": 0.1, "iters": 1, "loss": "nope"}, "loss"),
-    ({"eps": 0.1, "step": 0.1, "iters": 3, "record_at": [5]}, "record_at"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"eps": -0.1, "step": 0.1, "iters": 1}, "eps"),
+        ({"eps": 0.1, "step": 1.5, "iters": 1}, "step"),
+        ({"eps": 0.1, "step": 0.1, "iters": 1, "restarts": 0}, "restarts"),
+        ({"eps": 0.1, "step": 0.1, "iters": 1, "loss": "nope"}, "loss"),
+        ({"eps": 0.1, "step": 0.1, "iters": 3, "record_at": [5]}, "record_at"),
+    ],
+)
 def test_bad_settings_are_rejected(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         PGD(**kwargs)

@@ -5,17 +5,17 @@ Data flows one way: ``data`` -> ``models`` -> ``attacks`` -> ``evaluation`` -> `
 
 __version__ = "0.1.0"
 
-from lpbench.attacks import PGD, Attack, AttackResult  # noqa: E402
-from lpbench.data import evaluation_subset, load_dataset  # noqa: E402
-from lpbench.defenses import ObjectiveConfig  # noqa: E402
-from lpbench.evaluation import (  # noqa: E402
+from lpbench.attacks import PGD, Attack, AttackResult
+from lpbench.data import evaluation_subset, load_dataset
+from lpbench.defenses import ObjectiveConfig
+from lpbench.evaluation import (
     EvaluationResult,
     NamedAttack,
     evaluate,
     preset_attacks,
 )
-from lpbench.models import build_model  # noqa: E402
-from lpbench.training import TrainConfig, load_checkpoint, train  # noqa: E402
+from lpbench.models import build_model
+from lpbench.training import TrainConfig, load_checkpoint, train
 
 __all__ = [
     "PGD",

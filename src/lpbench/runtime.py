@@ -30,8 +30,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def progress(iterable: Iterable[T], *, desc: str, total: int | None = None,
-             enabled: bool = True, unit: str = "it") -> Iterator[T]:
+def progress(
+    iterable: Iterable[T],
+    *,
+    desc: str,
+    total: int | None = None,
+    enabled: bool = True,
+    unit: str = "it",
+) -> Iterator[T]:
     """A tqdm bar on stderr; ``enabled=False`` gives the bare iterable."""
     if not enabled:
         yield from iterable

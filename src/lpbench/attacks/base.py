@@ -46,8 +46,9 @@ class Attack(ABC):
             raise ValueError(f"eps must be in [0, 1] (inputs are in [0, 1]), got {eps}")
         self.eps = float(eps)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 target: torch.Tensor | None = None) -> AttackResult:
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> AttackResult:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
         if target is not None and target.shape != y.shape:
@@ -55,8 +56,9 @@ class Attack(ABC):
         return self.perturb(model, x, y, target)
 
     @abstractmethod
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                target: torch.Tensor | None) -> AttackResult:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> AttackResult:
         """Run the attack."""
 
     @abstractmethod

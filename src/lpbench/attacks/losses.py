@@ -16,7 +16,9 @@ def _other_max(logits: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
     return masked.max(dim=1).values
 
 
-def cross_entropy(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+) -> torch.Tensor:
     """CE of the true class (untargeted) or minus CE of the target class (targeted)."""
     if target is None:
         return F.cross_entropy(logits, y, reduction="none")
@@ -60,8 +62,9 @@ def get_loss(name: str) -> AttackLoss:
     return LOSSES[name]
 
 
-def is_adversarial(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
-                   ) -> torch.Tensor:
+def is_adversarial(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+) -> torch.Tensor:
     """Misclassified (untargeted) or classified as the target (targeted)."""
     pred = logits.argmax(dim=1)
     return pred != y if target is None else pred == target

@@ -45,10 +45,21 @@ class PGD(Attack):
 
     name = "pgd"
 
-    def __init__(self, eps: float, step: float, iters: int, restarts: int = 1, *,
-                 loss: str = "ce", random_start: bool = True, early_stop: bool = True,
-                 keep_last: bool = False, seed: int = 0, max_batch: int = 10_000,
-                 record_at: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        eps: float,
+        step: float,
+        iters: int,
+        restarts: int = 1,
+        *,
+        loss: str = "ce",
+        random_start: bool = True,
+        early_stop: bool = True,
+        keep_last: bool = False,
+        seed: int = 0,
+        max_batch: int = 10_000,
+        record_at: Sequence[int] = (),
+    ) -> None:
         super().__init__(eps)
         if not 0 < step <= 1:
             raise ValueError(f"step must be in (0, 1], got {step}")
@@ -75,14 +86,21 @@ class PGD(Attack):
 
     def config(self) -> dict[str, Any]:
         return {
-            "attack": self.name, "eps": self.eps, "step": self.step, "iters": self.iters,
-            "restarts": self.restarts, "loss": self.loss_name,
-            "random_start": self.random_start, "early_stop": self.early_stop,
-            "keep_last": self.keep_last, "seed": self.seed,
+            "attack": self.name,
+            "eps": self.eps,
+            "step": self.step,
+            "iters": self.iters,
+            "restarts": self.restarts,
+            "loss": self.loss_name,
+            "random_start": self.random_start,
+            "early_stop": self.early_stop,
+            "keep_last": self.keep_last,
+            "seed": self.seed,
         }
 
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                target: torch.Tensor | None) -> AttackResult:
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> AttackResult:
         n, restarts = x.shape[0], self.restarts
         device = x.device
         generator = torch.Generator().manual_seed(self.seed)
@@ -105,9 +123,13 @@ class PGD(Attack):
             if points.numel() == 0:
                 continue
             with input_gradients_only(model):
-                out = self._run_round(model, x[points], y[points],
-                                      None if target is None else target[points],
-                                      noise[:, points])
+                out = self._run_round(
+                    model,
+                    x[points],
+                    y[points],
+                    None if target is None else target[points],
+                    noise[:, points],
+                )
             grad_evals += out["grad_evals"]
             forward_evals += out["forward_evals"]
             cols = slice(first, first + count)
@@ -117,29 +139,43 @@ class PGD(Attack):
             for k in self.record_at:
                 success_at[k][points] |= out["broken_at"][k]
             # Keep the best example per point: a successful one beats any loss.
-            round_success, round_loss, round_x = out["point_success"], out["point_loss"], out["point_x"]
+            round_success = out["point_success"]
+            round_loss, round_x = out["point_loss"], out["point_x"]
             old_success, old_loss = success[points], best_loss[points]
             better = (round_success & ~old_success) | (
-                (round_success == old_success) & (round_loss > old_loss))
+                (round_success == old_success) & (round_loss > old_loss)
+            )
             chosen = points[better]
             best_x[chosen] = round_x[better]
             best_loss[chosen] = round_loss[better]
             success[points] = old_success | round_success
         return AttackResult(
-            x_adv=best_x, success=success, best_loss=best_loss, restart_loss=restart_loss,
-            restart_success=restart_success, restart_ran=restart_ran,
-            grad_evals=grad_evals, forward_evals=forward_evals, success_at=success_at)
+            x_adv=best_x,
+            success=success,
+            best_loss=best_loss,
+            restart_loss=restart_loss,
+            restart_success=restart_success,
+            restart_ran=restart_ran,
+            grad_evals=grad_evals,
+            forward_evals=forward_evals,
+            success_at=success_at,
+        )
 
-    def _start_noise(self, count: int, x: torch.Tensor, generator: torch.Generator
-                     ) -> torch.Tensor:
+    def _start_noise(self, count: int, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         shape = (count, *x.shape)
         if not self.random_start:
             return torch.zeros(shape, dtype=x.dtype, device=x.device)
         noise = torch.rand(shape, generator=generator, dtype=x.dtype) * 2 - 1
         return (noise * self.eps).to(x.device)
 
-    def _run_round(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   target: torch.Tensor | None, noise: torch.Tensor) -> dict[str, Any]:
+    def _run_round(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        noise: torch.Tensor,
+    ) -> dict[str, Any]:
         """Attack ``count`` restarts of ``n`` points as rows restart * n + point."""
         count, n = noise.shape[0], x.shape[0]
         rows = count * n
@@ -166,8 +202,7 @@ class PGD(Attack):
                 logits = model(xa)
                 loss = self.loss_fn(logits, y_rep[idx], None if t_rep is None else t_rep[idx])
             forward_evals += idx.numel()
-            hit = is_adversarial(logits.detach(), y_rep[idx],
-                                 None if t_rep is None else t_rep[idx])
+            hit = is_adversarial(logits.detach(), y_rep[idx], None if t_rep is None else t_rep[idx])
             loss_now = loss.detach()
             last_loss[idx] = loss_now
             was_broken = broken[idx]
@@ -197,8 +232,12 @@ class PGD(Attack):
         best_restart = score.view(count, n).argmax(dim=0)
         pick = best_restart * n + torch.arange(n, device=x.device)
         return {
-            "loss": last_loss.view(count, n), "broken": broken.view(count, n),
-            "broken_at": broken_at, "point_success": point_broken,
-            "point_loss": keep_loss[pick], "point_x": keep_x[pick],
-            "grad_evals": grad_evals, "forward_evals": forward_evals,
+            "loss": last_loss.view(count, n),
+            "broken": broken.view(count, n),
+            "broken_at": broken_at,
+            "point_success": point_broken,
+            "point_loss": keep_loss[pick],
+            "point_x": keep_x[pick],
+            "grad_evals": grad_evals,
+            "forward_evals": forward_evals,
         }

@@ -73,15 +73,18 @@ def weight_l2(model: nn.Module) -> torch.Tensor:
     As TensorFlow's ``l2_loss`` summed over the variables in the original code, which
     skipped only batch norm's beta.
     """
-    terms = [0.5 * param.pow(2).sum()
-             for module in model.modules()
-             for name, param in module.named_parameters(recurse=False)
-             if not (isinstance(module, _NORM_LAYERS) and name == "bias")]
+    terms = [
+        0.5 * param.pow(2).sum()
+        for module in model.modules()
+        for name, param in module.named_parameters(recurse=False)
+        if not (isinstance(module, _NORM_LAYERS) and name == "bias")
+    ]
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
-def add_input_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = None
-                    ) -> torch.Tensor:
+def add_input_noise(
+    x: torch.Tensor, std: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Gaussian noise of standard deviation ``std``, clipped back to [0, 1]."""
     if std == 0:
         return x
@@ -89,8 +92,13 @@ def add_input_noise(x: torch.Tensor, std: float, generator: torch.Generator | No
     return (x + std * noise).clamp(0.0, 1.0)
 
 
-def objective_terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: ObjectiveConfig,
-                    x_adv: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def objective_terms(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: ObjectiveConfig,
+    x_adv: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Every active term (unweighted) and the weighted ``total``.
 
     ``x`` is the (already noised) clean batch; ``x_adv`` its adversarial version, required

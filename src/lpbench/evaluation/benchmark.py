@@ -16,12 +16,22 @@ from lpbench.evaluation.protocol import NamedAttack, default_eps, preset_attacks
 from lpbench.runtime import resolve_device
 
 
-def benchmark(model: nn.Module, dataset: str = "fashion-mnist", *, preset: str = "strong",
-              attacks: Sequence[NamedAttack] | None = None, eps: float | None = None,
-              points: int = 1000, subset_seed: int = 0, attack_seed: int = 0,
-              data_dir: str | Path | None = None, device: str | torch.device | None = None,
-              batch_size: int | None = None, show_progress: bool = True,
-              meta: dict[str, Any] | None = None) -> EvaluationResult:
+def benchmark(
+    model: nn.Module,
+    dataset: str = "fashion-mnist",
+    *,
+    preset: str = "strong",
+    attacks: Sequence[NamedAttack] | None = None,
+    eps: float | None = None,
+    points: int = 1000,
+    subset_seed: int = 0,
+    attack_seed: int = 0,
+    data_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    show_progress: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> EvaluationResult:
     """Evaluate ``model`` on the fixed, seeded test subset of ``dataset``.
 
     Runs the named ``preset`` (or the given ``attacks``), keeps the worst case per point
@@ -39,13 +49,26 @@ def benchmark(model: nn.Module, dataset: str = "fashion-mnist", *, preset: str =
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
     indices = evaluation_subset(len(test), points, seed=subset_seed)
     subset = test.subset(indices)
-    result = evaluate(model, subset.images, subset.labels, attacks, indices=indices.tolist(),
-                      device=device, batch_size=batch_size, show_progress=show_progress)
+    result = evaluate(
+        model,
+        subset.images,
+        subset.labels,
+        attacks,
+        indices=indices.tolist(),
+        device=device,
+        batch_size=batch_size,
+        show_progress=show_progress,
+    )
     with torch.no_grad():
         full_correct = sum(
-            int((model(test.images[i : i + 1000].to(device)).argmax(1).cpu()
-                 == test.labels[i : i + 1000]).sum())
-            for i in range(0, len(test), 1000))
+            int(
+                (
+                    model(test.images[i : i + 1000].to(device)).argmax(1).cpu()
+                    == test.labels[i : i + 1000]
+                ).sum()
+            )
+            for i in range(0, len(test), 1000)
+        )
     result.meta = {
         "lpbench_version": lpbench.__version__,
         **(meta or {}),

@@ -60,7 +60,8 @@ class EvaluationResult:
 
     @property
     def clean_accuracy(self) -> float:
-        return sum(p == y for p, y in zip(self.clean_pred, self.labels, strict=True)) / self.num_points
+        correct = sum(p == y for p, y in zip(self.clean_pred, self.labels, strict=True))
+        return correct / self.num_points
 
     @property
     def robust_accuracy(self) -> float:
@@ -78,11 +79,25 @@ class EvaluationResult:
         """The JSON form: summary first, then one record per point."""
         first = self.attacks[0] if self.attacks else None
         points = [
-            {"index": i, "label": y, "clean_pred": c, "adv_pred": a, "robust": r,
-             "broken_by": b, "attacks": rec}
+            {
+                "index": i,
+                "label": y,
+                "clean_pred": c,
+                "adv_pred": a,
+                "robust": r,
+                "broken_by": b,
+                "attacks": rec,
+            }
             for i, y, c, a, r, b, rec in zip(
-                self.indices, self.labels, self.clean_pred, self.adv_pred, self.robust,
-                self.broken_by, self.restart_records, strict=True)
+                self.indices,
+                self.labels,
+                self.clean_pred,
+                self.adv_pred,
+                self.robust,
+                self.broken_by,
+                self.restart_records,
+                strict=True,
+            )
         ]
         return {
             **self.meta,
@@ -93,8 +108,10 @@ class EvaluationResult:
             "mean_over_restarts_accuracy": first.mean_over_restarts_accuracy if first else None,
             "grad_evals": self.grad_evals,
             "wall_time_s": self.wall_time_s,
-            "verification": {"adversarial_points_rechecked": self.verified_points,
-                             "all_misclassified_in_ball": True},
+            "verification": {
+                "adversarial_points_rechecked": self.verified_points,
+                "all_misclassified_in_ball": True,
+            },
             "attacks": [vars(a) for a in self.attacks],
             "subset_indices": self.indices,
             "points": points,
@@ -105,24 +122,39 @@ class EvaluationResult:
         path = Path(path)
         adv_path = path.with_suffix(".adv.safetensors")
         broken = torch.tensor([not r for r in self.robust], dtype=torch.bool)
-        tensors = {"indices": torch.tensor(self.indices, dtype=torch.int64)[broken],
-                   "x_adv": self.x_adv[broken].contiguous().cpu()}
+        tensors = {
+            "indices": torch.tensor(self.indices, dtype=torch.int64)[broken],
+            "x_adv": self.x_adv[broken].contiguous().cpu(),
+        }
         atomic_write(adv_path, lambda tmp: save_file(tensors, str(tmp)))
         data = self.to_dict()
         data["adversarial_examples"] = adv_path.name
         return write_json(path, data)
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device
-             ) -> torch.Tensor:
+def _predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device
+) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([model(x[i : i + batch_size].to(device)).argmax(1).cpu()
-                          for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [
+                model(x[i : i + batch_size].to(device)).argmax(1).cpu()
+                for i in range(0, len(x), batch_size)
+            ]
+        )
 
 
-def verify_adversarial(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
-                       eps: float, *, batch_size: int = 1000,
-                       device: torch.device | str = "cpu", tol: float = 1e-6) -> int:
+def verify_adversarial(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+    tol: float = 1e-6,
+) -> int:
     """Re-run ``model`` on ``x_adv`` and check each is in the eps-ball, in [0, 1], misclassified.
 
     Returns the number of examples checked; raises VerificationError on any mismatch.
@@ -132,21 +164,33 @@ def verify_adversarial(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y
     device = torch.device(device)
     dist = (x_adv - x).flatten(1).abs().max(dim=1).values
     if (dist > eps + tol).any():
-        raise VerificationError(f"{int((dist > eps + tol).sum())} adversarial examples lie "
-                                f"outside the eps-ball (max distance {dist.max():.6f} > {eps})")
+        raise VerificationError(
+            f"{int((dist > eps + tol).sum())} adversarial examples lie "
+            f"outside the eps-ball (max distance {dist.max():.6f} > {eps})"
+        )
     if x_adv.min() < 0 or x_adv.max() > 1:
         raise VerificationError("adversarial examples leave the [0, 1] input range")
     pred = _predict(model, x_adv, batch_size, device)
     wrong = pred == y.cpu()
     if wrong.any():
-        raise VerificationError(f"{int(wrong.sum())} stored adversarial examples are classified "
-                                "correctly when the model is re-run on them")
+        raise VerificationError(
+            f"{int(wrong.sum())} stored adversarial examples are classified "
+            "correctly when the model is re-run on them"
+        )
     return len(x_adv)
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequence[NamedAttack],
-             *, indices: Sequence[int] | None = None, device: str | torch.device = "cpu",
-             batch_size: int | None = None, show_progress: bool = True) -> EvaluationResult:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: Sequence[NamedAttack],
+    *,
+    indices: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+    show_progress: bool = True,
+) -> EvaluationResult:
     """Attack the points ``(x, y)`` with each attack in turn, on the points still robust.
 
     A point is robust only if it is classified correctly and survives every restart of
@@ -205,30 +249,50 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Sequen
                 if hit[row]:
                     broken_by[point] = named.label
                 records[point][named.label] = {
-                    "restart_loss": [round(v, 6) if r else None for v, r in
-                                     zip(losses[row].tolist(), ran[row].tolist(), strict=True)],
-                    "restart_success": [bool(s) if r else None for s, r in
-                                        zip(successes[row].tolist(), ran[row].tolist(),
-                                            strict=True)],
+                    "restart_loss": [
+                        round(v, 6) if r else None
+                        for v, r in zip(losses[row].tolist(), ran[row].tolist(), strict=True)
+                    ],
+                    "restart_success": [
+                        bool(s) if r else None
+                        for s, r in zip(successes[row].tolist(), ran[row].tolist(), strict=True)
+                    ],
                 }
-        summaries.append(AttackSummary(
-            label=named.label, config=attack.config(), points_attacked=len(todo),
-            points_broken=int(len(todo) - robust[todo].sum()),
-            robust_accuracy_after=int(robust.sum()) / n,
-            mean_over_restarts_accuracy=float(kept.sum()) / n if full_restarts and runs_on_all
-            else None,
-            grad_evals=grad_evals, forward_evals=forward_evals,
-            wall_time_s=time.perf_counter() - t0))
+        summaries.append(
+            AttackSummary(
+                label=named.label,
+                config=attack.config(),
+                points_attacked=len(todo),
+                points_broken=int(len(todo) - robust[todo].sum()),
+                robust_accuracy_after=int(robust.sum()) / n,
+                mean_over_restarts_accuracy=float(kept.sum()) / n
+                if full_restarts and runs_on_all
+                else None,
+                grad_evals=grad_evals,
+                forward_evals=forward_evals,
+                wall_time_s=time.perf_counter() - t0,
+            )
+        )
 
     broken = ~robust
-    verified = verify_adversarial(model, x[broken], x_adv[broken], y[broken], eps,
-                                  batch_size=batch_size, device=device)
+    verified = verify_adversarial(
+        model, x[broken], x_adv[broken], y[broken], eps, batch_size=batch_size, device=device
+    )
     adv_pred = _predict(model, x_adv, batch_size, device)
     return EvaluationResult(
-        indices=indices, labels=y.tolist(), clean_pred=clean_pred.tolist(),
-        adv_pred=adv_pred.tolist(), robust=robust.tolist(), broken_by=broken_by,
-        restart_records=records, attacks=summaries, eps=eps, x_adv=x_adv,
-        clean_time_s=clean_time, verified_points=verified)
+        indices=indices,
+        labels=y.tolist(),
+        clean_pred=clean_pred.tolist(),
+        adv_pred=adv_pred.tolist(),
+        robust=robust.tolist(),
+        broken_by=broken_by,
+        restart_records=records,
+        attacks=summaries,
+        eps=eps,
+        x_adv=x_adv,
+        clean_time_s=clean_time,
+        verified_points=verified,
+    )
 
 
 def load_adversarial(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,13 +25,15 @@ class NamedAttack:
 def default_eps(dataset: str) -> float:
     """The data set's default radius."""
     if dataset not in DEFAULT_EPS:
-        raise ValueError(f"no attack protocol for data set {dataset!r}; "
-                         f"known: {', '.join(DEFAULT_EPS)}")
+        raise ValueError(
+            f"no attack protocol for data set {dataset!r}; known: {', '.join(DEFAULT_EPS)}"
+        )
     return DEFAULT_EPS[dataset]
 
 
-def preset_attacks(preset: str, dataset: str, eps: float | None = None, *, seed: int = 0,
-                   max_batch: int = 10_000) -> list[NamedAttack]:
+def preset_attacks(
+    preset: str, dataset: str, eps: float | None = None, *, seed: int = 0, max_batch: int = 10_000
+) -> list[NamedAttack]:
     """The attacks of ``preset`` on ``dataset``, run in order on still-robust points.
 
     ``baseline``: PGD-40, step 0.01, one restart (the seed's MNIST baseline).

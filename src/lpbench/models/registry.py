@@ -38,8 +38,10 @@ def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) 
     return MODELS[name].build(tuple(input_shape), num_classes)
 
 
-register_model(ModelSpec(
-    name="lenet",
-    build=lambda shape, classes: LeNet(shape[0], classes, shape[1]),
-    description="LeNet of the logit-pairing MNIST code (2 conv, 2 dense, no batch norm)",
-))
+register_model(
+    ModelSpec(
+        name="lenet",
+        build=lambda shape, classes: LeNet(shape[0], classes, shape[1]),
+        description="LeNet of the logit-pairing MNIST code (2 conv, 2 dense, no batch norm)",
+    )
+)

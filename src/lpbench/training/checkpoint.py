@@ -41,11 +41,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     elif path.suffix == ".json":
         path = path.with_suffix(".safetensors")
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path} (give a run folder or a .safetensors "
-                              "file written by `lpbench train`)")
+        raise CheckpointError(
+            f"no checkpoint at {path} (give a run folder or a .safetensors "
+            "file written by `lpbench train`)"
+        )
     if not path.with_suffix(".json").is_file():
-        raise CheckpointError(f"checkpoint {path} has no metadata file "
-                              f"{path.with_suffix('.json').name} beside it")
+        raise CheckpointError(
+            f"checkpoint {path} has no metadata file {path.with_suffix('.json').name} beside it"
+        )
     return path
 
 
@@ -61,8 +64,13 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | Path, *, dataset: str | None = None, model: str | None = None,
-                    device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path,
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
     """Build the checkpoint's model, load its weights and return (model in eval mode, meta).
 
     ``dataset`` / ``model``, when given, must match the checkpoint's.
@@ -71,8 +79,9 @@ def load_checkpoint(path: str | Path, *, dataset: str | None = None, model: str 
     meta = read_checkpoint_meta(weights)
     for key, wanted in (("dataset", dataset), ("model", model)):
         if wanted is not None and meta.get(key) != wanted:
-            raise CheckpointError(f"checkpoint {weights} is for {key} {meta.get(key)!r}, "
-                                  f"not {wanted!r}")
+            raise CheckpointError(
+                f"checkpoint {weights} is for {key} {meta.get(key)!r}, not {wanted!r}"
+            )
     net = build_model(meta["model"], tuple(meta["input_shape"]), meta["num_classes"])
     try:
         state = load_file(str(weights))
@@ -81,16 +90,17 @@ def load_checkpoint(path: str | Path, *, dataset: str | None = None, model: str 
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"weights in {weights} do not fit model {meta['model']!r}: "
-                              f"{err}") from err
+        raise CheckpointError(
+            f"weights in {weights} do not fit model {meta['model']!r}: {err}"
+        ) from err
     return net.to(device).eval(), meta
 
 
-def save_train_state(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     meta: dict[str, Any]) -> Path:
+def save_train_state(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
+) -> Path:
     """Everything needed to resume, in one atomically written safetensors file."""
-    tensors = {f"model.{k}": v.detach().contiguous().cpu()
-               for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for key, value in state.items():
@@ -99,15 +109,17 @@ def save_train_state(path: str | Path, model: nn.Module, optimizer: torch.optim.
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
-def load_train_state(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
-                     ) -> dict[str, Any]:
+def load_train_state(
+    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
     """Restore model and optimizer from :func:`save_train_state`; return its metadata."""
     with safe_open(str(path), framework="pt") as handle:
         header = handle.metadata()
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
     device = next(model.parameters()).device
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items()
-                           if k.startswith("model.")})
+    model.load_state_dict(
+        {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    )
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

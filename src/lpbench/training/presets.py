@@ -22,6 +22,7 @@ TRAIN_PRESETS: dict[str, ObjectiveConfig] = {
 def get_train_preset(name: str) -> ObjectiveConfig:
     """The objective of preset ``name``."""
     if name not in TRAIN_PRESETS:
-        raise ValueError(f"unknown training preset {name!r}; "
-                         f"choose one of {', '.join(TRAIN_PRESETS)}")
+        raise ValueError(
+            f"unknown training preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}"
+        )
     return TRAIN_PRESETS[name]

@@ -51,12 +51,16 @@ class TrainConfig:
     eval_adv_points: int = 0
 
     def __post_init__(self) -> None:
-        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
-                  "lr": self.lr > 0, "adv_iters": self.adv_iters >= 0,
-                  "eval_adv_points": self.eval_adv_points >= 0,
-                  "train_points": self.train_points is None or self.train_points >= 1,
-                  "adv_eps": self.adv_eps is None or 0 < self.adv_eps <= 1,
-                  "adv_step": 0 < self.adv_step <= 1}
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "adv_iters": self.adv_iters >= 0,
+            "eval_adv_points": self.eval_adv_points >= 0,
+            "train_points": self.train_points is None or self.train_points >= 1,
+            "adv_eps": self.adv_eps is None or 0 < self.adv_eps <= 1,
+            "adv_step": 0 < self.adv_step <= 1,
+        }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training settings: {', '.join(bad)}")
@@ -77,8 +81,9 @@ def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7 + stream)
 
 
-def _batched_accuracy(model: nn.Module, data: ArrayDataset, device: torch.device,
-                      batch_size: int = 1000) -> float:
+def _batched_accuracy(
+    model: nn.Module, data: ArrayDataset, device: torch.device, batch_size: int = 1000
+) -> float:
     correct = 0
     with torch.no_grad():
         for i in range(0, len(data), batch_size):
@@ -87,9 +92,15 @@ def _batched_accuracy(model: nn.Module, data: ArrayDataset, device: torch.device
     return correct / len(data)
 
 
-def train(config: TrainConfig, out_dir: str | Path, *, data_dir: str | Path | None = None,
-          device: str | torch.device | None = None, resume: bool = False,
-          show_progress: bool = True) -> tuple[nn.Module, list[dict[str, Any]]]:
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train ``config`` into ``out_dir``; return the model and the per-epoch log.
 
     After every epoch the run writes (atomically) a resumable state, the checkpoint
@@ -100,21 +111,26 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir: str | Path | No
     device = resolve_device(device)
     state_path, log_path = out_dir / STATE_NAME, out_dir / LOG_NAME
     if state_path.exists() and not resume:
-        raise FileExistsError(f"{out_dir} already holds a training run: pass resume=True "
-                              "(--resume) to continue it, or choose another output folder")
+        raise FileExistsError(
+            f"{out_dir} already holds a training run: pass resume=True "
+            "(--resume) to continue it, or choose another output folder"
+        )
     if resume and (out_dir / CONFIG_NAME).exists():
         saved = read_json(out_dir / CONFIG_NAME)
         mine = config.to_dict()
         differing = [k for k in mine if k != "epochs" and saved.get(k) != mine[k]]
         if differing:
-            raise ValueError(f"cannot resume {out_dir}: settings differ from the saved run "
-                             f"({', '.join(differing)})")
+            raise ValueError(
+                f"cannot resume {out_dir}: settings differ from the saved run "
+                f"({', '.join(differing)})"
+            )
 
     train_set = load_dataset(config.dataset, "train", data_dir=data_dir, progress=show_progress)
     test_set = load_dataset(config.dataset, "test", data_dir=data_dir, progress=show_progress)
     if config.train_points is not None:
-        train_set = train_set.subset(evaluation_subset(len(train_set), config.train_points,
-                                                       seed=config.seed))
+        train_set = train_set.subset(
+            evaluation_subset(len(train_set), config.train_points, seed=config.seed)
+        )
     input_shape = tuple(train_set.images.shape[1:])
     torch.manual_seed(config.seed)
     model = build_model(config.model, input_shape, train_set.num_classes).to(device)
@@ -132,14 +148,20 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir: str | Path | No
     if config.eval_adv_points:
         adv_points = test_set.subset(evaluation_subset(len(test_set), config.eval_adv_points))
     for epoch in range(start_epoch + 1, config.epochs + 1):
-        record = _train_epoch(model, optimizer, train_set, config, epoch, eps, device,
-                              show_progress)
+        record = _train_epoch(
+            model, optimizer, train_set, config, epoch, eps, device, show_progress
+        )
         model.eval()
         record["test_accuracy"] = _batched_accuracy(model, test_set, device)
         if adv_points is not None:
-            result = evaluate(model, adv_points.images, adv_points.labels,
-                              preset_attacks("baseline", config.dataset, eps, seed=epoch),
-                              device=device, show_progress=False)
+            result = evaluate(
+                model,
+                adv_points.images,
+                adv_points.labels,
+                preset_attacks("baseline", config.dataset, eps, seed=epoch),
+                device=device,
+                show_progress=False,
+            )
             record["adv_accuracy_baseline"] = result.robust_accuracy
         meta = _checkpoint_meta(config, input_shape, train_set.num_classes, epoch, record)
         save_train_state(state_path, model, optimizer, {"epoch": epoch})
@@ -149,25 +171,40 @@ def train(config: TrainConfig, out_dir: str | Path, *, data_dir: str | Path | No
     return model.eval(), history
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: ArrayDataset,
-                 config: TrainConfig, epoch: int, eps: float, device: torch.device,
-                 show_progress: bool) -> dict[str, Any]:
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: ArrayDataset,
+    config: TrainConfig,
+    epoch: int,
+    eps: float,
+    device: torch.device,
+    show_progress: bool,
+) -> dict[str, Any]:
     order = torch.randperm(len(data), generator=_epoch_generator(config.seed, epoch, 0))
     noise_gen = _epoch_generator(config.seed, epoch, 1)
     objective = config.objective
     sums: dict[str, float] = {}
     seen, started = 0, time.perf_counter()
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    for step, idx in enumerate(progress(batches, desc=f"epoch {epoch}/{config.epochs}",
-                                        enabled=show_progress, unit="batch")):
+    for step, idx in enumerate(
+        progress(
+            batches, desc=f"epoch {epoch}/{config.epochs}", enabled=show_progress, unit="batch"
+        )
+    ):
         x, y = data.images[idx], data.labels[idx]
         x = add_input_noise(x, objective.noise_std, noise_gen).to(device)
         y = y.to(device)
         x_adv = None
         if objective.needs_adversarial:
             model.eval()  # adversarial examples are crafted in eval mode, as in the original
-            attack = PGD(eps, config.adv_step, config.adv_iters, keep_last=True,
-                         seed=(config.seed * 1_000_003 + epoch) * 100_003 + step)
+            attack = PGD(
+                eps,
+                config.adv_step,
+                config.adv_iters,
+                keep_last=True,
+                seed=(config.seed * 1_000_003 + epoch) * 100_003 + step,
+            )
             x_adv = attack(model, x, y).x_adv
         model.train()
         terms = objective_terms(model, x, y, objective, x_adv)
@@ -178,18 +215,35 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Array
             sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(idx)
         seen += len(idx)
     seconds = time.perf_counter() - started
-    return {"epoch": epoch, "images": seen, "seconds": round(seconds, 3),
-            "images_per_s": round(seen / seconds, 1),
-            **{f"loss_{k}": v / seen for k, v in sums.items()}}
+    return {
+        "epoch": epoch,
+        "images": seen,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(seen / seconds, 1),
+        **{f"loss_{k}": v / seen for k, v in sums.items()},
+    }
 
 
-def _checkpoint_meta(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int,
-                     epoch: int, metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"model": config.model, "dataset": config.dataset, "input_shape": list(input_shape),
-            "num_classes": num_classes, "preset": config.preset,
-            "objective": config.objective.to_dict(), "train_config": config.to_dict(),
-            "epoch": epoch, "metrics": metrics, "seed": config.seed,
-            "lpbench_version": lpbench.__version__}
+def _checkpoint_meta(
+    config: TrainConfig,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    epoch: int,
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "model": config.model,
+        "dataset": config.dataset,
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "preset": config.preset,
+        "objective": config.objective.to_dict(),
+        "train_config": config.to_dict(),
+        "epoch": epoch,
+        "metrics": metrics,
+        "seed": config.seed,
+        "lpbench_version": lpbench.__version__,
+    }
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:

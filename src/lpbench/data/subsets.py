@@ -1,0 +1,22 @@
+"""Fixed, seeded evaluation subsets, identical on every run, process and platform."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def evaluation_subset(num_points: int, size: int = 1000, seed: int = 0) -> np.ndarray:
+    """Sorted, distinct int64 indices of ``size`` items drawn from ``range(num_points)``.
+
+    The draw is the first ``size`` entries of a PCG64(``seed``) permutation, so a given
+    (num_points, size, seed) always gives the same indices. When ``size >= num_points``
+    every index is returned. ValueError for ``size <= 0`` or ``num_points < 0``.
+    """
+    if size <= 0:
+        raise ValueError(f"subset size must be positive, got {size}")
+    if num_points < 0:
+        raise ValueError(f"num_points must be >= 0, got {num_points}")
+    if size >= num_points:
+        return np.arange(num_points, dtype=np.int64)
+    permutation = np.random.Generator(np.random.PCG64(seed)).permutation(num_points)
+    return np.sort(permutation[:size]).astype(np.int64)

@@ -1,0 +1,162 @@
+"""The command line: the end-to-end path on MNIST-format files, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lpbench.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def trained(mnist_dir, tmp_path, capsys):
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_dir),
+        "--preset",
+        "clp",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--out",
+        str(tmp_path / "clp"),
+        "--no-progress",
+    )
+    assert code == 0, out
+    return tmp_path / "clp"
+
+
+def test_train_then_evaluate_on_mnist_files(trained, mnist_dir, tmp_path, capsys) -> None:
+    out_file = tmp_path / "res.json"
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        str(trained),
+        "--data-dir",
+        str(mnist_dir),
+        "--preset",
+        "baseline",
+        "--points",
+        "40",
+        "--out",
+        str(out_file),
+        "--no-progress",
+    )
+    assert code == 0, err
+    data = json.loads(out_file.read_text())
+    assert data["dataset"] == "mnist" and data["eps"] == 0.3 and data["num_points"] == 40
+    assert len(data["subset_indices"]) == 40 and data["preset"] == "baseline"
+    assert data["attacks"][0]["config"]["iters"] == 40
+    assert "robust accuracy" in out
+
+
+def test_evaluate_free_flags(trained, mnist_dir, tmp_path, capsys) -> None:
+    out_file = tmp_path / "res.json"
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        str(trained),
+        "--data-dir",
+        str(mnist_dir),
+        "--eps",
+        "0.1",
+        "--step",
+        "0.02",
+        "--iters",
+        "3",
+        "--restarts",
+        "2",
+        "--no-early-stop",
+        "--points",
+        "16",
+        "--out",
+        str(out_file),
+        "--no-progress",
+    )
+    assert code == 0, err
+    data = json.loads(out_file.read_text())
+    config = data["attacks"][0]["config"]
+    assert (config["eps"], config["step"], config["iters"], config["restarts"]) == (0.1, 0.02, 3, 2)
+    attacked = [p for p in data["points"] if "pgd" in p["attacks"]]
+    assert all(len(p["attacks"]["pgd"]["restart_loss"]) == 2 for p in attacked)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["evaluate", "{ckpt}", "--eps", "-0.1"], "--eps must be in"),
+        (["evaluate", "{ckpt}", "--step", "1.5"], "--step must be in"),
+        (["evaluate", "{ckpt}", "--preset", "nope"], "invalid choice"),
+        (["evaluate", "{ckpt}", "--dataset", "fashion-mnist"], "is for dataset 'mnist'"),
+        (["evaluate", "{missing}"], "no checkpoint"),
+        (["train", "--dataset", "imagenet-9000"], "invalid choice"),
+        (["train", "--preset", "nope"], "invalid choice"),
+        (["evaluate", "{ckpt}", "--preset", "strong", "--iters", "3"], "not both"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_a_message(trained, tmp_path, capsys, argv, message) -> None:
+    argv = [a.format(ckpt=trained, missing=tmp_path / "nothing") for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code != 0
+    assert message in err
+
+
+def test_corrupted_data_files_are_reported(trained, mnist_dir, capsys) -> None:
+    images = mnist_dir / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[: len(images.read_bytes()) // 2])
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        str(trained),
+        "--data-dir",
+        str(mnist_dir),
+        "--preset",
+        "baseline",
+        "--points",
+        "10",
+        "--no-progress",
+    )
+    assert code == 2
+    assert "t10k-images-idx3-ubyte" in err
+
+
+def test_demo_writes_report_and_results(mnist_dir, tmp_path, capsys) -> None:
+    run_dir = tmp_path / "demo"
+    code, out, err = run(
+        capsys,
+        "demo",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(mnist_dir),
+        "--epochs",
+        "1",
+        "--points",
+        "24",
+        "--out",
+        str(run_dir),
+        "--no-progress",
+    )
+    assert code == 0, err
+    for name in ("plain", "clp", "lsq"):
+        data = json.loads((run_dir / name / "results.json").read_text())
+        baseline = data["attacks"][0]["robust_accuracy_after"]
+        assert data["robust_accuracy"] <= baseline
+    report = (run_dir / "report.md").read_text()
+    assert "Adversarial accuracy" in report and "clp" in report
+    assert "baseline" in out

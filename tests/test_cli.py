@@ -148,15 +148,30 @@ def test_demo_writes_report_and_results(mnist_dir, tmp_path, capsys) -> None:
         "1",
         "--points",
         "24",
+        "--restarts",
+        "4",
+        "--restart-points",
+        "8",
+        "--grid-points",
+        "16",
         "--out",
         str(run_dir),
         "--no-progress",
     )
     assert code == 0, err
+    figures = ["surface.png"] + [
+        f"{kind}-{name}{suffix}.png"
+        for name in ("plain", "clp", "lsq")
+        for kind, suffix in (("grid", ""), ("histograms", ""), ("histograms", "-restarts"))
+    ]
+    for figure in figures:
+        assert (run_dir / "figures" / figure).stat().st_size > 1000
     for name in ("plain", "clp", "lsq"):
         data = json.loads((run_dir / name / "results.json").read_text())
         baseline = data["attacks"][0]["robust_accuracy_after"]
         assert data["robust_accuracy"] <= baseline
     report = (run_dir / "report.md").read_text()
     assert "Adversarial accuracy" in report and "clp" in report
-    assert "baseline" in out
+    assert "(figures/surface.png)" in report and "(figures/grid-lsq.png)" in report
+    assert "(figures/histograms-clp-restarts.png)" in report
+    assert "baseline" in out and "$ lpbench surface" in out

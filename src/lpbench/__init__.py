@@ -11,6 +11,7 @@ from lpbench.defenses import ObjectiveConfig
 from lpbench.evaluation import (
     EvaluationResult,
     NamedAttack,
+    benchmark,
     evaluate,
     preset_attacks,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ObjectiveConfig",
     "TrainConfig",
     "__version__",
+    "benchmark",
     "build_model",
     "evaluate",
     "evaluation_subset",

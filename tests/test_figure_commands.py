@@ -212,6 +212,7 @@ def test_report_collects_runs_and_figures(setup, capsys) -> None:
     (figures / "grid-plain.png").write_bytes(b"\x89PNG")
     code, out, err = run(capsys, "report", root, "--title", "two models")
     assert code == 0, err
+    assert "plain" in out and "lsq" in out
     report = (root / "report.md").read_text()
     assert report.index("| plain") < report.index("| lsq")
     assert "(figures/grid-plain.png)" in report

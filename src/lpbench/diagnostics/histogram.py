@@ -296,7 +296,7 @@ def plot_restart_summary(
     left.set_title(f"{len(summary.indices)} points with all restarts recorded", fontsize=10)
     left.grid(alpha=0.4)
     ks = np.arange(1, len(summary.curve) + 1)
-    right.plot(ks, summary.curve, marker="o" if len(ks) <= 30 else None, color="blue")
+    right.step(ks, summary.curve, where="post", color="blue")
     right.set_xscale("log")
     _plain_log_ticks(right.xaxis)
     right.set_xlabel("number of restarts")

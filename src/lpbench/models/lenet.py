@@ -10,17 +10,21 @@ class LeNet(nn.Module):
     """conv3x3(32)-ReLU-maxpool, conv3x3(64)-ReLU-maxpool, dense 1024-ReLU, dense classes.
 
     'Same' padding, no batch norm, He-normal initialisation (as in the original code).
+    ReLU runs after max-pooling: the two commute (ReLU is monotonic), so the function and
+    its gradients are the original's, on a quarter of the activations. Convolution weights
+    are kept channels-last, which with the cheaper ReLU makes training ~1.4x and attacks
+    ~1.5x faster on CPU (``benchmarks/``).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel_size=3, padding=1),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Conv2d(32, 64, kernel_size=3, padding=1),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
         )
         flat = 64 * (image_size // 4) ** 2
         self.classifier = nn.Sequential(
@@ -33,6 +37,7 @@ class LeNet(nn.Module):
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lpbench.attacks import PGD
-from lpbench.diagnostics.surface import save_figure, write_npz
+from lpbench.diagnostics.surface import read_npz, save_figure, write_npz
 from lpbench.runtime import default_batch_rows, progress
 
 
@@ -50,8 +50,7 @@ class GridData:
     @classmethod
     def load_npz(cls, path: str | Path) -> GridData:
         """Read a file written by :meth:`save_npz`."""
-        with np.load(path) as data:
-            d = {k: data[k] for k in data.files}
+        d = read_npz(path)
         return cls(
             steps=[float(s) for s in d["steps"]],
             iters=[int(k) for k in d["iters"]],

@@ -45,6 +45,12 @@ def write_npz(path: str | Path, fields: dict[str, Any]) -> Path:
     return atomic_write(path, write)
 
 
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file written by :func:`write_npz`, read into memory."""
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
 @dataclass
 class SurfaceData:
     """Cross-entropy of one point on ``clip(x + a*d1 + b*d2, 0, 1)``.
@@ -71,8 +77,7 @@ class SurfaceData:
     @classmethod
     def load_npz(cls, path: str | Path) -> SurfaceData:
         """Read a file written by :meth:`save_npz`."""
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
+        arrays = read_npz(path)
         scalars = {"clean_loss": float, "label": int, "eps": float, "index": int, "seed": int}
         return cls(**{k: scalars[k](v) if k in scalars else v for k, v in arrays.items()})
 

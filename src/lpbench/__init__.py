@@ -3,26 +3,31 @@
 Data flows one way: ``data`` -> ``models`` -> ``attacks`` -> ``evaluation`` -> ``reporting``.
 """
 
-__version__ = "0.1.0"
-
-from lpbench.attacks import PGD, Attack, AttackResult
+from lpbench.attacks import PGD, Attack, AttackResult, Cost
 from lpbench.data import evaluation_subset, load_dataset
 from lpbench.defenses import ObjectiveConfig
 from lpbench.evaluation import (
     EvaluationResult,
+    LogitsOf,
+    ModelContractError,
     NamedAttack,
     benchmark,
     evaluate,
+    evaluate_model,
     preset_attacks,
 )
 from lpbench.models import build_model
 from lpbench.training import TrainConfig, load_checkpoint, train
+from lpbench.version import __version__
 
 __all__ = [
     "PGD",
     "Attack",
     "AttackResult",
+    "Cost",
     "EvaluationResult",
+    "LogitsOf",
+    "ModelContractError",
     "NamedAttack",
     "ObjectiveConfig",
     "TrainConfig",
@@ -30,6 +35,7 @@ __all__ = [
     "benchmark",
     "build_model",
     "evaluate",
+    "evaluate_model",
     "evaluation_subset",
     "load_checkpoint",
     "load_dataset",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
@@ -45,9 +47,41 @@ def progress(
     yield from tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
 
 
+class _NoBar:
+    """Stands in for a tqdm bar when progress is hidden."""
+
+    def update(self, n: int = 1) -> None:
+        """Do nothing."""
+
+    def close(self) -> None:
+        """Do nothing."""
+
+
+def progress_bar(*, desc: str, total: int, enabled: bool = True, unit: str = "it") -> Any:
+    """A manually advanced tqdm bar (``.update(n)``, ``.close()``); a no-op when disabled."""
+    if not enabled:
+        return _NoBar()
+    return tqdm(desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
+
+
 def default_batch_rows(device: torch.device) -> int:
     """Rows per forward pass that run fastest: small on CPU (cache), large on GPUs.
 
     Measured for LeNet on a 2-core CPU: 128-256 rows give ~1.6x the images/s of 2,048.
     """
     return 8192 if device.type == "cuda" else 256
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+    """The model in eval mode on ``device``; its mode and device are restored afterwards."""
+    was_training = model.training
+    tensors = [*model.parameters(), *model.buffers()]
+    home = tensors[0].device if tensors else None
+    model.to(device).eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        if home is not None:
+            model.to(home)

@@ -1,69 +1,256 @@
-"""The one interface every attack implements, and what an attack returns."""
+"""The one interface every attack implements, what an attack returns and what it cost."""
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import nn
 
+from lpbench.attacks.keyed import derive_key
+from lpbench.runtime import progress_bar
+
+#: Restart status codes in :class:`RestartRecords`.
+SKIPPED, COMPLETE = 0, 1
+
+
+@dataclass
+class Cost:
+    """What an attack spent, in rows (one input through the model counts once).
+
+    ``gradients``: input-gradient evaluations (forward + backward). ``forwards``: forward
+    passes, those with a gradient included. ``queries``: forward passes whose output a
+    score-based (black-box) attack used; 0 for white-box attacks.
+    """
+
+    gradients: int = 0
+    forwards: int = 0
+    queries: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass
+class RestartRecords:
+    """Per point and restart: final loss, success and whether the restart counts as run.
+
+    ``status`` is ``COMPLETE`` when the restart ran to its end (or until it broke the
+    point itself) and ``SKIPPED`` when it was not run because an earlier restart had
+    already broken the point (early stop). Skipped entries hold NaN / False.
+    """
+
+    loss: torch.Tensor
+    success: torch.Tensor
+    status: torch.Tensor
+
 
 @dataclass
 class AttackResult:
-    """Outcome of attacking N points with R restarts.
+    """Outcome of attacking N points.
 
-    ``x_adv`` holds, per point, a successful example when one was found and otherwise the
-    highest-loss one. ``restart_loss`` is the loss at the last iterate each restart reached
-    (NaN where a restart was not run because the point was already broken).
-    ``success_at[k]`` tells, per point, whether some restart broke it within its first k
-    iterations (used for step-size x iteration grids).
+    ``x_adv`` holds, per point, the adversarial example found (the iterate with the
+    largest margin of the restart that counts) or, when none was found, the example with
+    the highest loss. ``loss`` and ``margin`` are the attack loss and the margin
+    (best other logit minus true logit; target minus best other when targeted) at
+    ``x_adv``; a positive margin means adversarial. ``success_at[k]`` tells, per point,
+    whether it was broken within its first k iterations (step-size x iteration grids).
     """
 
     x_adv: torch.Tensor
     success: torch.Tensor
-    best_loss: torch.Tensor
-    restart_loss: torch.Tensor
-    restart_success: torch.Tensor
-    restart_ran: torch.Tensor
-    grad_evals: int
-    forward_evals: int
+    loss: torch.Tensor
+    margin: torch.Tensor
+    cost: Cost
+    restarts: RestartRecords | None = None
     success_at: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @staticmethod
+    def concat(parts: list[AttackResult]) -> AttackResult:
+        """Results of consecutive chunks of points joined into one."""
+        first = parts[0]
+        restarts = None
+        if first.restarts is not None:
+            restarts = RestartRecords(
+                *(
+                    torch.cat([getattr(p.restarts, f.name) for p in parts])  # type: ignore[union-attr]
+                    for f in fields(RestartRecords)
+                )
+            )
+        cost = Cost()
+        for part in parts:
+            cost = cost + part.cost
+        return AttackResult(
+            x_adv=torch.cat([p.x_adv for p in parts]),
+            success=torch.cat([p.success for p in parts]),
+            loss=torch.cat([p.loss for p in parts]),
+            margin=torch.cat([p.margin for p in parts]),
+            cost=cost,
+            restarts=restarts,
+            success_at={k: torch.cat([p.success_at[k] for p in parts]) for k in first.success_at},
+        )
+
+
+@contextmanager
+def attack_mode(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
+    """Input gradients only (weights frozen) and, when asked, eval mode; both restored."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    was_training = model.training
+    for p, _ in flags:
+        p.requires_grad_(False)
+    if eval_mode:
+        model.eval()
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
 
 
 class Attack(ABC):
-    """An L-infinity attack: ``attack(model, x, y, target=None) -> AttackResult``.
+    """An L-infinity attack: ``attack(model, x, y, index=..., target=...) -> AttackResult``.
 
-    The model must map inputs in [0, 1] to logits and be in the mode the caller wants
-    (evaluation code puts it in eval mode). Attacks never change the model.
+    The model maps inputs in [0, 1] to logits. The attack runs it in eval mode (BatchNorm
+    uses its running statistics, dropout is off) and restores the caller's mode afterwards;
+    ``model_mode="caller"`` keeps the caller's mode instead (adversarial training recipes
+    that craft examples with BatchNorm in training mode). Weights are never changed.
+
+    Every random draw is keyed by (``seed``, ``stream``, data-set index, restart), so a
+    point's attack is the same in any batch, chunk, shard or process; ``index`` gives the
+    data-set indices of the points (default ``0..N-1``). The attack splits the work into
+    forward passes of at most ``max_batch`` rows and, on a CUDA out-of-memory error,
+    halves it and retries (results do not depend on it).
     """
 
     name: str = "attack"
+    norm: str = "linf"
 
-    def __init__(self, eps: float) -> None:
+    def __init__(
+        self,
+        eps: float,
+        *,
+        seed: int = 0,
+        stream: str | None = None,
+        max_batch: int = 10_000,
+        model_mode: str = "eval",
+    ) -> None:
         if not 0 <= eps <= 1:
             raise ValueError(f"eps must be in [0, 1] (inputs are in [0, 1]), got {eps}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if model_mode not in ("eval", "caller"):
+            raise ValueError(f"model_mode must be 'eval' or 'caller', got {model_mode!r}")
         self.eps = float(eps)
+        self.seed = int(seed)
+        self.stream = stream or self.name
+        self.max_batch = int(max_batch)
+        self.model_mode = model_mode
+
+    @property
+    def key(self) -> int:
+        """The 32-bit key every random draw of this attack starts from."""
+        return derive_key(self.seed, self.stream)
 
     def __call__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        index: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+        progress_desc: str | None = None,
     ) -> AttackResult:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
         if target is not None and target.shape != y.shape:
             raise ValueError("target must have one class per input")
-        return self.perturb(model, x, y, target)
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError("inputs must lie in [0, 1] (put any normalisation inside the model)")
+        n = x.shape[0]
+        index = torch.arange(n) if index is None else torch.as_tensor(index).reshape(-1)
+        if index.shape[0] != n:
+            raise ValueError(f"{n} inputs but {index.shape[0]} data-set indices")
+        index = index.to(device=x.device, dtype=torch.int64)
+        with attack_mode(model, eval_mode=self.model_mode == "eval"):
+            return self._run_chunks(model, x, y, index, target, progress_desc)
+
+    def _run_chunks(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        target: torch.Tensor | None,
+        desc: str | None,
+    ) -> AttackResult:
+        if x.shape[0] == 0:
+            return self.perturb(model, x, y, index, target)
+        parts: list[AttackResult] = []
+        done = 0
+        bar = progress_bar(
+            desc=desc or self.name, total=x.shape[0], enabled=desc is not None, unit="pt"
+        )
+        while done < x.shape[0]:
+            size = max(1, self.max_batch // self.rows_per_point())
+            part = slice(done, min(done + size, x.shape[0]))
+            t = None if target is None else target[part]
+            try:
+                parts.append(self.perturb(model, x[part], y[part], index[part], t))
+            except torch.OutOfMemoryError:
+                if self.max_batch == 1:
+                    raise
+                self.max_batch //= 2
+                warnings.warn(
+                    f"{self.name}: out of memory; retrying with {self.max_batch} rows per "
+                    "forward pass (results do not depend on it)",
+                    stacklevel=2,
+                )
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            bar.update(part.stop - done)
+            done = part.stop
+        bar.close()
+        return AttackResult.concat(parts)
+
+    def rows_per_point(self) -> int:
+        """Rows one point takes in a forward pass (restarts batched together)."""
+        return 1
 
     @abstractmethod
     def perturb(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        target: torch.Tensor | None,
     ) -> AttackResult:
-        """Run the attack."""
+        """Attack one chunk of points (already on the model's device)."""
 
     @abstractmethod
     def config(self) -> dict[str, Any]:
         """The attack's settings, JSON-serialisable, enough to re-run it."""
+
+    def base_config(self) -> dict[str, Any]:
+        """Settings every attack shares."""
+        return {
+            "attack": self.name,
+            "norm": self.norm,
+            "eps": self.eps,
+            "seed": self.seed,
+            "stream": self.stream,
+        }
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in self.config().items())

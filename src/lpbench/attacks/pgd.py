@@ -1,46 +1,60 @@
-"""L-infinity PGD with random start, batched restarts and early stopping."""
+"""L-infinity PGD with keyed random starts, batched restarts and exact early stopping."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from lpbench.attacks.base import Attack, AttackResult
-from lpbench.attacks.losses import get_loss, is_adversarial
+from lpbench.attacks.base import COMPLETE, SKIPPED, Attack, AttackResult, Cost, RestartRecords
+from lpbench.attacks.keyed import keyed_uniform
+from lpbench.attacks.losses import get_loss, is_adversarial, margin
+from lpbench.attacks.targets import TARGET_MODES, choose_targets
+
+SCORES = ("any", "last")
+_NEVER = torch.iinfo(torch.int64).max
 
 
-@contextmanager
-def input_gradients_only(model: nn.Module) -> Iterator[None]:
-    """Skip weight gradients while attacking (about 20% faster), restoring them after."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+@dataclass
+class _Round:
+    """Per-row outcome of one round of restarts (rows ``restart * n + point``)."""
+
+    success: torch.Tensor
+    first_iter: torch.Tensor
+    x: torch.Tensor
+    loss: torch.Tensor
+    margin: torch.Tensor
+    last_loss: torch.Tensor
+    adv_at: dict[int, torch.Tensor]
+    cost: Cost
 
 
 class PGD(Attack):
     """Projected gradient ascent with signed steps (Madry et al. 2018).
 
-    Every restart starts uniformly in the eps-ball; after each step the iterate is projected
-    onto the ball and onto [0, 1]. All restarts of all points run as one batch of up to
-    ``max_batch`` rows (more restarts are split into rounds). A point counts as broken as
-    soon as any iterate of any restart is adversarial, and that iterate is kept.
+    Each restart starts uniformly in the eps-ball (drawn from the point's key); after each
+    step the iterate is projected onto the ball and onto [0, 1].
 
-    ``early_stop``: stop attacking a point once it is broken (fastest; per-restart records
-    of the other restarts then stop too). Turn it off to run every restart to the end,
-    e.g. for per-restart loss histograms or mean-over-restarts accuracy.
-    ``keep_last``: return each point's last iterate (of its highest-loss restart) instead
-    of its first adversarial one, as adversarial training does; implies no early stop.
+    ``score``: ``"any"`` counts a restart as successful when any of its iterates is
+    adversarial (lpbench's strong attacks); ``"last"`` judges only its last iterate, as
+    the seed's code (cleverhans) did for its baseline.
+
+    Restarts mean "try restart 0, then 1, ...": with ``early_stop`` a point's later
+    restarts are skipped once one breaks it, and a restart stops at its first adversarial
+    iterate (``score="any"``). Up to ``max_batch`` rows (points x restarts) run in lock
+    step; results are exactly those of running restarts one after another, whatever the
+    batch. Without ``early_stop`` every restart runs to the end (exact per-restart
+    records, e.g. for loss histograms). ``keep_last`` returns each point's last iterate
+    of its highest-loss restart, as adversarial training does (implies no early stop).
     ``record_at``: iteration counts k at which to record which points are broken within
-    their first k iterations (one long run reads off a whole column of an iteration grid).
+    their first k iterations (one run reads off a whole column of an iteration grid).
+    ``targeted``: ``"ll"`` (least-likely class of the clean input) or ``"random"`` (a
+    class drawn once per point, fixed across restarts); an explicit ``target`` passed to
+    the call wins. A targeted attack steers towards its target, but a point counts as
+    broken as soon as it is misclassified: robust accuracy is accuracy under attack.
     """
 
     name = "pgd"
@@ -53,22 +67,28 @@ class PGD(Attack):
         restarts: int = 1,
         *,
         loss: str = "ce",
+        score: str = "any",
         random_start: bool = True,
         early_stop: bool = True,
         keep_last: bool = False,
-        seed: int = 0,
-        max_batch: int = 10_000,
+        targeted: str | None = None,
         record_at: Sequence[int] = (),
+        seed: int = 0,
+        stream: str | None = None,
+        max_batch: int = 10_000,
+        model_mode: str = "eval",
     ) -> None:
-        super().__init__(eps)
+        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
         if not 0 < step <= 1:
             raise ValueError(f"step must be in (0, 1], got {step}")
         if iters < 0:
             raise ValueError(f"iters must be >= 0, got {iters}")
         if restarts < 1:
             raise ValueError(f"restarts must be >= 1, got {restarts}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+        if targeted is not None and targeted not in TARGET_MODES:
+            raise ValueError(f"targeted must be one of {', '.join(TARGET_MODES)} or None")
         bad = [k for k in record_at if not 0 <= k <= iters]
         if bad:
             raise ValueError(f"record_at iterations {bad} are outside 0..{iters}")
@@ -77,96 +97,167 @@ class PGD(Attack):
         self.restarts = int(restarts)
         self.loss_name = loss
         self.loss_fn = get_loss(loss)
+        self.score = score
         self.random_start = random_start
-        self.early_stop = early_stop and not keep_last
         self.keep_last = keep_last
-        self.seed = int(seed)
-        self.max_batch = int(max_batch)
-        self.record_at = tuple(sorted(set(int(k) for k in record_at)))
+        self.early_stop = early_stop and not keep_last
+        self.targeted = targeted
+        self.record_at = tuple(sorted({int(k) for k in record_at}))
 
     def config(self) -> dict[str, Any]:
         return {
-            "attack": self.name,
-            "eps": self.eps,
+            **self.base_config(),
             "step": self.step,
             "iters": self.iters,
             "restarts": self.restarts,
             "loss": self.loss_name,
+            "score": self.score,
             "random_start": self.random_start,
             "early_stop": self.early_stop,
             "keep_last": self.keep_last,
-            "seed": self.seed,
+            "targeted": self.targeted,
         }
 
+    def rows_per_point(self) -> int:
+        return min(self.restarts, self.max_batch)
+
     def perturb(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        target: torch.Tensor | None,
     ) -> AttackResult:
-        n, restarts = x.shape[0], self.restarts
-        device = x.device
-        generator = torch.Generator().manual_seed(self.seed)
+        n, restarts, device = x.shape[0], self.restarts, x.device
+        if target is None and self.targeted is not None:
+            target = choose_targets(
+                self.targeted, model, x, y, index, seed=self.seed, stream=self.stream
+            )
         per_round = max(1, min(restarts, self.max_batch // max(n, 1)))
         best_x = x.detach().clone()
         best_loss = torch.full((n,), float("-inf"), device=device)
+        best_margin = torch.full((n,), float("-inf"), device=device)
         success = torch.zeros(n, dtype=torch.bool, device=device)
-        restart_loss = torch.full((n, restarts), float("nan"), device=device)
-        restart_success = torch.zeros(n, restarts, dtype=torch.bool, device=device)
-        restart_ran = torch.zeros(n, restarts, dtype=torch.bool, device=device)
-        success_at = {k: torch.zeros(n, dtype=torch.bool, device=device) for k in self.record_at}
-        grad_evals = forward_evals = 0
+        first_iter = torch.full((n,), _NEVER, dtype=torch.int64, device=device)
+        rec_loss = torch.full((n, restarts), float("nan"), device=device)
+        rec_success = torch.zeros(n, restarts, dtype=torch.bool, device=device)
+        rec_status = torch.full((n, restarts), SKIPPED, dtype=torch.int8, device=device)
+        adv_at = {k: torch.zeros(n, dtype=torch.bool, device=device) for k in self.record_at}
+        cost = Cost()
         for first in range(0, restarts, per_round):
             count = min(per_round, restarts - first)
-            # Draw the start for every point so that results do not depend on which
-            # points earlier rounds already broke.
-            noise = self._start_noise(count, x, generator)
-            todo = ~success if self.early_stop else torch.ones_like(success)
-            points = todo.nonzero().squeeze(1)
+            points = self._points_to_run(success, first_iter)
             if points.numel() == 0:
-                continue
-            with input_gradients_only(model):
-                out = self._run_round(
-                    model,
-                    x[points],
-                    y[points],
-                    None if target is None else target[points],
-                    noise[:, points],
-                )
-            grad_evals += out["grad_evals"]
-            forward_evals += out["forward_evals"]
-            cols = slice(first, first + count)
-            restart_loss[points, cols] = out["loss"].T
-            restart_success[points, cols] = out["broken"].T
-            restart_ran[points, cols] = True
-            for k in self.record_at:
-                success_at[k][points] |= out["broken_at"][k]
-            # Keep the best example per point: a successful one beats any loss.
-            round_success = out["point_success"]
-            round_loss, round_x = out["point_loss"], out["point_x"]
-            old_success, old_loss = success[points], best_loss[points]
-            better = (round_success & ~old_success) | (
-                (round_success == old_success) & (round_loss > old_loss)
+                break
+            t = None if target is None else target[points]
+            out = self._run_round(
+                model, x[points], y[points], t, index[points], first, count, first_iter[points]
             )
-            chosen = points[better]
-            best_x[chosen] = round_x[better]
-            best_loss[chosen] = round_loss[better]
-            success[points] = old_success | round_success
+            cost = cost + out.cost
+            m = points.numel()
+            row_success = out.success.view(count, m)
+            # A restart counts only if no earlier restart of its point broke it.
+            earlier = torch.cumsum(row_success.int(), dim=0) - row_success.int() > 0
+            counted = (
+                ~(earlier | success[points][None, :])
+                if self.early_stop
+                else (torch.ones_like(row_success))
+            )
+            cols = torch.arange(first, first + count, device=device)
+            rec_status[points[:, None], cols[None, :]] = torch.where(
+                counted.T, COMPLETE, SKIPPED
+            ).to(torch.int8)
+            rec_loss[points[:, None], cols[None, :]] = torch.where(
+                counted, out.last_loss.view(count, m), float("nan")
+            ).T
+            rec_success[points[:, None], cols[None, :]] = (row_success & counted).T
+            for k in self.record_at:
+                adv_at[k][points] |= out.adv_at[k].view(count, m).any(dim=0)
+            first_iter[points] = torch.minimum(
+                first_iter[points], out.first_iter.view(count, m).min(dim=0).values
+            )
+            self._keep_best(points, out, count, success, best_x, best_loss, best_margin)
+        success_at = adv_at
+        if self.score == "any":
+            success_at = {k: first_iter <= k for k in self.record_at}
         return AttackResult(
             x_adv=best_x,
             success=success,
-            best_loss=best_loss,
-            restart_loss=restart_loss,
-            restart_success=restart_success,
-            restart_ran=restart_ran,
-            grad_evals=grad_evals,
-            forward_evals=forward_evals,
+            loss=best_loss,
+            margin=best_margin,
+            cost=cost,
+            restarts=RestartRecords(rec_loss, rec_success, rec_status),
             success_at=success_at,
         )
 
-    def _start_noise(self, count: int, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        shape = (count, *x.shape)
+    def _points_to_run(self, success: torch.Tensor, first_iter: torch.Tensor) -> torch.Tensor:
+        """Points whose next restarts can still change the result."""
+        if not self.early_stop:
+            return torch.arange(success.numel(), device=success.device)
+        if self.record_at and self.score == "any":
+            # Still needed while a later restart could break the point in fewer iterations
+            # than the earliest success so far, for the smallest recorded count.
+            return (first_iter > self.record_at[0]).nonzero().squeeze(1)
+        if self.record_at:  # last-iterate grids need every restart's every recorded iterate
+            return torch.arange(success.numel(), device=success.device)
+        return (~success).nonzero().squeeze(1)
+
+    def _keep_best(
+        self,
+        points: torch.Tensor,
+        out: _Round,
+        count: int,
+        success: torch.Tensor,
+        best_x: torch.Tensor,
+        best_loss: torch.Tensor,
+        best_margin: torch.Tensor,
+    ) -> None:
+        """Fold one round into the per-point best example.
+
+        A success beats any failure. Among successes: the first successful restart with
+        early stop (sequential semantics), else the largest margin. Among failures: the
+        highest loss. Ties go to the earlier restart, so rounds of any size agree.
+        """
+        m = points.numel()
+        arange = torch.arange(m, device=points.device)
+        row_success = out.success.view(count, m)
+        if self.early_stop:  # the earliest successful restart
+            rank = -torch.arange(count, device=points.device, dtype=out.loss.dtype)[:, None]
+            rank = rank.expand(count, m)
+        else:
+            rank = out.margin.view(count, m)
+        key = torch.where(row_success, rank, out.loss.view(count, m))
+        pick = _lex_argmax(row_success.to(key.dtype), key) * m + arange
+        cand_success = row_success.any(dim=0)
+        cand_loss, cand_margin = out.loss[pick], out.margin[pick]
+        old = success[points]
+        if self.early_stop:  # an earlier restart's success is final
+            better = ~old & (cand_success | (cand_loss > best_loss[points]))
+        else:
+            better = (cand_success & ~old) | (
+                (cand_success == old)
+                & torch.where(
+                    cand_success, cand_margin > best_margin[points], cand_loss > best_loss[points]
+                )
+            )
+        chosen = points[better]
+        best_x[chosen] = out.x[pick][better]
+        best_loss[chosen] = cand_loss[better]
+        best_margin[chosen] = cand_margin[better]
+        success[points] = old | cand_success
+
+    def _start(self, x: torch.Tensor, index: torch.Tensor, first: int, count: int) -> torch.Tensor:
+        """Random starts for restarts ``first .. first+count-1``, rows restart-major."""
+        n = x.shape[0]
+        x_rep = x.repeat(count, *([1] * (x.dim() - 1)))
         if not self.random_start:
-            return torch.zeros(shape, dtype=x.dtype, device=x.device)
-        noise = torch.rand(shape, generator=generator, dtype=x.dtype) * 2 - 1
-        return (noise * self.eps).to(x.device)
+            return x_rep.clone()
+        restart = torch.arange(first, first + count, device=x.device).repeat_interleave(n)
+        unit = keyed_uniform(
+            self.key, index.repeat(count), restart, tuple(x.shape[1:]), dtype=x.dtype
+        )
+        return x_rep + (unit * 2 - 1) * self.eps
 
     def _run_round(
         self,
@@ -174,70 +265,102 @@ class PGD(Attack):
         x: torch.Tensor,
         y: torch.Tensor,
         target: torch.Tensor | None,
-        noise: torch.Tensor,
-    ) -> dict[str, Any]:
-        """Attack ``count`` restarts of ``n`` points as rows restart * n + point."""
-        count, n = noise.shape[0], x.shape[0]
+        index: torch.Tensor,
+        first: int,
+        count: int,
+        deadline: torch.Tensor,
+    ) -> _Round:
+        """Attack restarts ``first .. first+count-1`` of ``n`` points in lock step."""
+        n = x.shape[0]
         rows = count * n
+        device = x.device
         x_rep = x.repeat(count, *([1] * (x.dim() - 1)))
         y_rep = y.repeat(count)
         t_rep = None if target is None else target.repeat(count)
         lower = (x_rep - self.eps).clamp(0.0, 1.0)
         upper = (x_rep + self.eps).clamp(0.0, 1.0)
-        x_adv = torch.min(torch.max(x_rep + noise.reshape(x_rep.shape), lower), upper)
+        x_adv = torch.min(torch.max(self._start(x, index, first, count), lower), upper)
         keep_x = x_adv.clone()
-        keep_loss = torch.full((rows,), float("-inf"), device=x.device)
-        last_loss = torch.full((rows,), float("nan"), device=x.device)
-        broken = torch.zeros(rows, dtype=torch.bool, device=x.device)
-        active = torch.ones(rows, dtype=torch.bool, device=x.device)
-        broken_at: dict[int, torch.Tensor] = {}
-        grad_evals = forward_evals = 0
+        keep_loss = torch.full((rows,), float("-inf"), device=device)
+        keep_margin = torch.full((rows,), float("-inf"), device=device)
+        last_loss = torch.full((rows,), float("nan"), device=device)
+        last_margin = torch.full((rows,), float("-inf"), device=device)
+        success = torch.zeros(rows, dtype=torch.bool, device=device)
+        first_iter = torch.full((rows,), _NEVER, dtype=torch.int64, device=device)
+        adv_at: dict[int, torch.Tensor] = {
+            k: torch.zeros(rows, dtype=torch.bool, device=device) for k in self.record_at
+        }
+        row_deadline = deadline.repeat(count)
+        active = torch.ones(rows, dtype=torch.bool, device=device)
+        cost = Cost()
+        judge_every_iterate = self.score == "any" and not self.keep_last
         for it in range(self.iters + 1):
             idx = active.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             needs_grad = it < self.iters
             xa = x_adv[idx].requires_grad_(needs_grad)
+            t_idx = None if t_rep is None else t_rep[idx]
             with torch.set_grad_enabled(needs_grad):
                 logits = model(xa)
-                loss = self.loss_fn(logits, y_rep[idx], None if t_rep is None else t_rep[idx])
-            forward_evals += idx.numel()
-            hit = is_adversarial(logits.detach(), y_rep[idx], None if t_rep is None else t_rep[idx])
-            loss_now = loss.detach()
-            last_loss[idx] = loss_now
-            was_broken = broken[idx]
-            # First adversarial iterate wins; before that, the highest loss so far.
-            take = (hit & ~was_broken) | (~was_broken & ~hit & (loss_now > keep_loss[idx]))
-            keep_x[idx[take]] = xa.detach()[take]
-            keep_loss[idx[take]] = loss_now[take]
-            broken[idx] = was_broken | hit
-            if it in self.record_at:
-                broken_at[it] = broken.view(count, n).any(dim=0).clone()
+                loss = self.loss_fn(logits, y_rep[idx], t_idx)
+            cost.forwards += idx.numel()
+            out = logits.detach()
+            hit = is_adversarial(out, y_rep[idx], None)  # misclassified, targeted or not
+            loss_now, margin_now = loss.detach(), margin(out, y_rep[idx], None)
+            last_loss[idx], last_margin[idx] = loss_now, margin_now
+            for k in self.record_at:
+                if it == k:
+                    adv_at[k][idx] = hit
+            if judge_every_iterate:
+                was = success[idx]
+                take = torch.where(
+                    hit, ~was | (margin_now > keep_margin[idx]), ~was & (loss_now > keep_loss[idx])
+                )
+                first_iter[idx[hit & ~was]] = it
+                success[idx] = was | hit
+            else:  # only the last iterate is judged: keep the latest iterate
+                take = torch.ones_like(hit)
+                if it == self.iters:
+                    success[idx] = hit
+                    first_iter[idx[hit]] = it
+            rows_taken = idx[take]
+            keep_x[rows_taken] = xa.detach()[take]
+            keep_loss[rows_taken] = loss_now[take]
+            keep_margin[rows_taken] = margin_now[take]
             if not needs_grad:
                 break
             (grad,) = torch.autograd.grad(loss.sum(), xa)
-            grad_evals += idx.numel()
+            cost.gradients += idx.numel()
             stepped = xa.detach() + self.step * grad.sign()
             x_adv[idx] = torch.min(torch.max(stepped, lower[idx]), upper[idx])
-            if self.early_stop:
-                active = ~broken.view(count, n).any(dim=0).repeat(count)
-        if self.keep_last:
-            keep_x, keep_loss = x_adv, last_loss
-            broken = is_adversarial(logits.detach(), y_rep, t_rep)  # every row ran to the end
-        point_broken = broken.view(count, n).any(dim=0)
-        for k in self.record_at:  # a round that ended early: later counts see its final state
-            broken_at.setdefault(k, point_broken.clone())
-        # Per point: a successful restart if any, else the restart with the highest loss.
-        score = torch.where(broken, torch.full_like(keep_loss, float("inf")), keep_loss)
-        best_restart = score.view(count, n).argmax(dim=0)
-        pick = best_restart * n + torch.arange(n, device=x.device)
-        return {
-            "loss": last_loss.view(count, n),
-            "broken": broken.view(count, n),
-            "broken_at": broken_at,
-            "point_success": point_broken,
-            "point_loss": keep_loss[pick],
-            "point_x": keep_x[pick],
-            "grad_evals": grad_evals,
-            "forward_evals": forward_evals,
-        }
+            if self.early_stop and judge_every_iterate:
+                active = self._still_active(success, count, n, row_deadline, it)
+        return _Round(
+            success=success,
+            first_iter=first_iter,
+            x=keep_x,
+            loss=keep_loss,
+            margin=keep_margin,
+            last_loss=last_loss,
+            adv_at=adv_at,
+            cost=cost,
+        )
+
+    @staticmethod
+    def _still_active(
+        success: torch.Tensor, count: int, n: int, deadline: torch.Tensor, it: int
+    ) -> torch.Tensor:
+        """Rows that go on: not broken, no earlier restart broke their point, before deadline."""
+        grid = success.view(count, n).int()
+        earlier = (torch.cumsum(grid, dim=0) - grid) > 0
+        return ~(success | earlier.reshape(-1) | (deadline <= it))
+
+
+def _lex_argmax(primary: torch.Tensor, secondary: torch.Tensor) -> torch.Tensor:
+    """Per column, the first row maximising ``(primary, secondary)``."""
+    top = primary.max(dim=0, keepdim=True).values
+    masked = torch.where(primary == top, secondary, torch.full_like(secondary, float("-inf")))
+    best = masked.max(dim=0, keepdim=True).values
+    hits = (masked == best) & (primary == top)
+    return hits.int().argmax(dim=0)

@@ -1,33 +1,66 @@
-"""Evaluation protocols, worst-case aggregation over restarts and attacks, per-point records."""
+"""Evaluation: presets as data, worst case over attacks and restarts, verification,
+journalled (resumable) and sharded (torchrun) runs, and the model contract check."""
 
-from lpbench.evaluation.benchmark import benchmark
+from lpbench.evaluation.benchmark import benchmark, build_manifest, evaluate_model, weights_sha256
+from lpbench.evaluation.contract import (
+    LogitsOf,
+    ModelContractError,
+    check_inputs,
+    check_model_contract,
+)
 from lpbench.evaluation.evaluate import (
     AttackSummary,
     EvaluationResult,
     VerificationError,
+    adversarial_mask,
     evaluate,
     load_adversarial,
+    predict,
     verify_adversarial,
 )
 from lpbench.evaluation.protocol import (
     DEFAULT_EPS,
     PRESETS,
+    PROTOCOLS,
+    AttackSpec,
+    DatasetProtocol,
     NamedAttack,
+    custom_pgd,
     default_eps,
+    get_protocol,
+    parse_step,
     preset_attacks,
 )
+from lpbench.evaluation.shards import Shard, shard_from_env
 
 __all__ = [
     "DEFAULT_EPS",
     "PRESETS",
+    "PROTOCOLS",
+    "AttackSpec",
     "AttackSummary",
+    "DatasetProtocol",
     "EvaluationResult",
+    "LogitsOf",
+    "ModelContractError",
     "NamedAttack",
+    "Shard",
     "VerificationError",
+    "adversarial_mask",
     "benchmark",
+    "build_manifest",
+    "check_inputs",
+    "check_model_contract",
+    "custom_pgd",
     "default_eps",
     "evaluate",
+    "evaluate_model",
+    "get_protocol",
     "load_adversarial",
+    "parse_step",
+    "predict",
     "preset_attacks",
+    "shard_from_env",
     "verify_adversarial",
+    "weights_sha256",
 ]

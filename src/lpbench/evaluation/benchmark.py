@@ -1,24 +1,72 @@
-"""One call from a checkpoint or model to a verified, recorded evaluation."""
+"""One call from any torch model to a verified, recorded, resumable evaluation."""
 
 from __future__ import annotations
 
+import hashlib
+import platform
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-import lpbench
 from lpbench.data import evaluation_subset, load_dataset
-from lpbench.evaluation.evaluate import EvaluationResult, evaluate
-from lpbench.evaluation.protocol import NamedAttack, default_eps, preset_attacks
-from lpbench.runtime import resolve_device
+from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
+from lpbench.evaluation.journal import discard_journal
+from lpbench.evaluation.protocol import NamedAttack, get_protocol, preset_attacks
+from lpbench.evaluation.shards import init_distributed, shard_device, shard_from_env
+from lpbench.runtime import default_batch_rows, evaluation_mode, resolve_device
+from lpbench.version import __version__
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 over the model's state dict (names, dtypes, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def build_manifest(
+    model: nn.Module,
+    attacks: Sequence[NamedAttack],
+    *,
+    eps: float,
+    seed: int,
+    indices: Sequence[int],
+    device: torch.device,
+    batch_size: int,
+    world_size: int,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything needed to reproduce an evaluation, and to refuse a mismatched resume."""
+    index_bytes = np.asarray(indices, dtype=np.int64).tobytes()
+    return {
+        "eps": float(eps),
+        "eps_repr": repr(float(eps)),
+        "seed": int(seed),
+        "attacks": [{"label": a.label, **a.attack.config()} for a in attacks],
+        "data": data,
+        "subset_sha256": hashlib.sha256(index_bytes).hexdigest(),
+        "weights_sha256": weights_sha256(model),
+        "lpbench": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "batch_size": int(batch_size),
+        "world_size": int(world_size),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def benchmark(
     model: nn.Module,
-    dataset: str = "fashion-mnist",
+    data: str | tuple[torch.Tensor, torch.Tensor] = "fashion-mnist",
     *,
     preset: str = "strong",
     attacks: Sequence[NamedAttack] | None = None,
@@ -30,53 +78,130 @@ def benchmark(
     device: str | torch.device | None = None,
     batch_size: int | None = None,
     show_progress: bool = True,
+    out: str | Path | None = None,
+    resume: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> EvaluationResult:
-    """Evaluate ``model`` on the fixed, seeded test subset of ``dataset``.
+    """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
-    Runs the named ``preset`` (or the given ``attacks``), keeps the worst case per point
-    over every attack and restart, re-checks the adversarial examples, and records the
-    subset and settings in ``result.meta``. Clean accuracy on the whole test set is added.
+    ``data`` is a data-set name (its test split; ``points`` seeded points of it, plus
+    clean accuracy on the whole split) or a pair ``(x, y)`` of inputs in [0, 1] and
+    labels (all of them are used). Runs ``preset`` (or the given ``attacks``, which
+    must use ``eps``), keeps the worst case per point over every attack and restart and
+    re-checks the adversarial examples. ``result.meta`` holds the reproducibility
+    manifest. With ``out`` the results are saved there (and the adversarial examples
+    beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed run
+    continues with ``resume=True``. Under ``torchrun`` the points are split over the
+    processes and rank 0 writes the file. The caller's model keeps its mode and device.
     """
-    eps = default_eps(dataset) if eps is None else eps
+    dataset = data if isinstance(data, str) else None
+    protocol = get_protocol(dataset)
+    eps = protocol.eps if eps is None else float(eps)
     if not 0 < eps <= 1:
         raise ValueError(f"eps must be in (0, 1], got {eps}")
     if attacks is None:
         attacks = preset_attacks(preset, dataset, eps, seed=attack_seed)
     else:
         preset = "custom"
-    device = resolve_device(device)
-    test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-    indices = evaluation_subset(len(test), points, seed=subset_seed)
-    subset = test.subset(indices)
+        wrong = [a.label for a in attacks if abs(a.attack.eps - eps) > 1e-12]
+        if wrong:
+            raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
+    shard = shard_from_env()
+    device = shard_device(shard, resolve_device(device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    init_distributed(shard, device)
+    batch_size = batch_size or default_batch_rows(device)
+
+    full_test = None
+    if dataset is not None:
+        test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
+        index_array = evaluation_subset(len(test), points, seed=subset_seed)
+        subset = test.subset(index_array)
+        x, y, indices = subset.images, subset.labels, [int(i) for i in index_array]
+        full_test = test
+        data_info: dict[str, Any] = {
+            "dataset": dataset,
+            "split": "test",
+            "subset": {"seed": subset_seed, "size": len(indices), "test_set_size": len(test)},
+        }
+    else:
+        x, y = data
+        indices = list(range(len(x)))
+        data_info = {"dataset": None, "tensors": {"points": len(x), "shape": list(x.shape[1:])}}
+    manifest = build_manifest(
+        model,
+        attacks,
+        eps=eps,
+        seed=attack_seed,
+        indices=indices,
+        device=device,
+        batch_size=batch_size,
+        world_size=shard.world,
+        data=data_info,
+    )
+    journal = None if out is None else Path(out).with_suffix(".journal")
     result = evaluate(
         model,
-        subset.images,
-        subset.labels,
+        x,
+        y,
         attacks,
-        indices=indices.tolist(),
+        indices=indices,
+        device=device,
+        batch_size=batch_size,
+        show_progress=show_progress and shard.is_main,
+        journal=journal,
+        resume=resume,
+        manifest=manifest,
+        shard=shard,
+    )
+    result.meta = {
+        "lpbench_version": __version__,
+        **(meta or {}),
+        **data_info,
+        "preset": preset,
+        "score": {a.label: a.attack.config().get("score", "any") for a in attacks},
+        "device": str(device),
+        "manifest": manifest,
+    }
+    if full_test is not None:
+        with evaluation_mode(model, device):
+            pred = predict(model, full_test.images, batch_size, device)
+        result.meta["clean_accuracy_full_test"] = float((pred == full_test.labels).float().mean())
+    if out is not None and shard.is_main:
+        result.save(out)
+        if journal is not None:
+            discard_journal(journal)
+    return result
+
+
+def evaluate_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    preset: str = "strong",
+    attacks: Sequence[NamedAttack] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    show_progress: bool = True,
+) -> EvaluationResult:
+    """Robust accuracy of any torch model on ``(x, y)`` (AutoAttack-style entry point).
+
+    ``model`` maps inputs in [0, 1] to logits (normalisation inside the model; tuple or
+    dict outputs through :class:`lpbench.LogitsOf`). Points are identified by their
+    position in ``x``. The model's mode and device are restored afterwards.
+    """
+    return benchmark(
+        model,
+        (x, y),
+        preset=preset,
+        attacks=attacks,
+        eps=eps,
+        attack_seed=seed,
         device=device,
         batch_size=batch_size,
         show_progress=show_progress,
     )
-    with torch.no_grad():
-        full_correct = sum(
-            int(
-                (
-                    model(test.images[i : i + 1000].to(device)).argmax(1).cpu()
-                    == test.labels[i : i + 1000]
-                ).sum()
-            )
-            for i in range(0, len(test), 1000)
-        )
-    result.meta = {
-        "lpbench_version": lpbench.__version__,
-        **(meta or {}),
-        "dataset": dataset,
-        "split": "test",
-        "preset": preset,
-        "subset": {"seed": subset_seed, "size": len(indices), "test_set_size": len(test)},
-        "clean_accuracy_full_test": full_correct / len(test),
-        "device": str(device),
-    }
-    return result

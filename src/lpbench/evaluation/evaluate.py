@@ -1,7 +1,13 @@
-"""Run attacks on a fixed set of points, keep the worst case per point, verify, record."""
+"""Run attacks on a fixed set of points, keep the worst case per point, verify, record.
+
+A point's outcome depends only on the model, the point, the attacks and their seeds:
+never on the batch size, the order of points, how many processes share the work, or
+whether the run was interrupted and resumed (see :mod:`lpbench.evaluation.journal`).
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,9 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from lpbench.attacks import Attack
+from lpbench.attacks.base import COMPLETE, Cost
+from lpbench.evaluation.contract import check_inputs, check_model_contract
+from lpbench.evaluation.journal import Journal, Part
 from lpbench.evaluation.protocol import NamedAttack
+from lpbench.evaluation.shards import Shard, all_gather
 from lpbench.io import atomic_write, write_json
-from lpbench.runtime import default_batch_rows, progress
+from lpbench.runtime import default_batch_rows, evaluation_mode, progress_bar
 
 
 class VerificationError(RuntimeError):
@@ -23,7 +34,7 @@ class VerificationError(RuntimeError):
 
 @dataclass
 class AttackSummary:
-    """What one attack of an evaluation did."""
+    """What one attack of an evaluation did (cost and time summed over processes)."""
 
     label: str
     config: dict[str, Any]
@@ -33,12 +44,19 @@ class AttackSummary:
     mean_over_restarts_accuracy: float | None
     grad_evals: int
     forward_evals: int
+    queries: int
     wall_time_s: float
+    verification_mismatches: int = 0
 
 
 @dataclass
 class EvaluationResult:
-    """Clean and worst-case robust accuracy on a fixed set of points, with per-point records."""
+    """Clean and worst-case robust accuracy on a fixed set of points, with per-point records.
+
+    ``verification_mismatches`` lists the data-set indices whose adversarial example was
+    not adversarial when the model was re-run on it (numerical non-determinism); those
+    points count as robust.
+    """
 
     indices: list[int]
     labels: list[int]
@@ -46,12 +64,13 @@ class EvaluationResult:
     adv_pred: list[int]
     robust: list[bool]
     broken_by: list[str | None]
-    restart_records: list[dict[str, dict[str, list]]]
+    restart_records: list[dict[str, dict[str, Any]]]
     attacks: list[AttackSummary]
     eps: float
     x_adv: torch.Tensor
     clean_time_s: float
     verified_points: int
+    verification_mismatches: list[int] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -60,16 +79,22 @@ class EvaluationResult:
 
     @property
     def clean_accuracy(self) -> float:
+        if not self.indices:
+            return float("nan")
         correct = sum(p == y for p, y in zip(self.clean_pred, self.labels, strict=True))
         return correct / self.num_points
 
     @property
     def robust_accuracy(self) -> float:
-        return sum(self.robust) / self.num_points
+        return sum(self.robust) / self.num_points if self.indices else float("nan")
 
     @property
     def grad_evals(self) -> int:
         return sum(a.grad_evals for a in self.attacks)
+
+    @property
+    def queries(self) -> int:
+        return sum(a.queries for a in self.attacks)
 
     @property
     def wall_time_s(self) -> float:
@@ -107,10 +132,14 @@ class EvaluationResult:
             "robust_accuracy": self.robust_accuracy,
             "mean_over_restarts_accuracy": first.mean_over_restarts_accuracy if first else None,
             "grad_evals": self.grad_evals,
+            "queries": self.queries,
             "wall_time_s": self.wall_time_s,
             "verification": {
                 "adversarial_points_rechecked": self.verified_points,
-                "all_misclassified_in_ball": True,
+                "mismatches": len(self.verification_mismatches),
+                "mismatched_indices": self.verification_mismatches,
+                "rule": "a stored example counts only if, re-run, it is misclassified, within "
+                "the eps-ball and in [0, 1]; a mismatch counts the point as robust",
             },
             "attacks": [vars(a) for a in self.attacks],
             "subset_indices": self.indices,
@@ -132,16 +161,38 @@ class EvaluationResult:
         return write_json(path, data)
 
 
-def _predict(
+def predict(
     model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device
 ) -> torch.Tensor:
+    """Predicted classes of ``x`` (on the CPU), ``batch_size`` inputs at a time."""
     with torch.no_grad():
         return torch.cat(
             [
                 model(x[i : i + batch_size].to(device)).argmax(1).cpu()
                 for i in range(0, len(x), batch_size)
             ]
+            or [torch.zeros(0, dtype=torch.int64)]
         )
+
+
+def adversarial_mask(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+    tol: float = 1e-6,
+) -> torch.Tensor:
+    """Per example: inside the eps-ball, inside [0, 1] and misclassified when re-run."""
+    if len(x_adv) == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    dist = (x_adv - x).flatten(1).abs().max(dim=1).values
+    in_box = (x_adv.flatten(1).min(dim=1).values >= 0) & (x_adv.flatten(1).max(dim=1).values <= 1)
+    wrong = predict(model, x_adv, batch_size, torch.device(device)) != y.cpu()
+    return (dist.cpu() <= eps + tol) & in_box.cpu() & wrong
 
 
 def verify_adversarial(
@@ -155,29 +206,92 @@ def verify_adversarial(
     device: torch.device | str = "cpu",
     tol: float = 1e-6,
 ) -> int:
-    """Re-run ``model`` on ``x_adv`` and check each is in the eps-ball, in [0, 1], misclassified.
+    """Check every example as :func:`adversarial_mask` does; raise on any failure.
 
-    Returns the number of examples checked; raises VerificationError on any mismatch.
+    For checking stored results by hand; evaluations count failures as robust instead.
     """
-    if len(x_adv) == 0:
-        return 0
-    device = torch.device(device)
-    dist = (x_adv - x).flatten(1).abs().max(dim=1).values
-    if (dist > eps + tol).any():
+    ok = adversarial_mask(model, x, x_adv, y, eps, batch_size=batch_size, device=device, tol=tol)
+    if not ok.all():
         raise VerificationError(
-            f"{int((dist > eps + tol).sum())} adversarial examples lie "
-            f"outside the eps-ball (max distance {dist.max():.6f} > {eps})"
-        )
-    if x_adv.min() < 0 or x_adv.max() > 1:
-        raise VerificationError("adversarial examples leave the [0, 1] input range")
-    pred = _predict(model, x_adv, batch_size, device)
-    wrong = pred == y.cpu()
-    if wrong.any():
-        raise VerificationError(
-            f"{int(wrong.sum())} stored adversarial examples are classified "
-            "correctly when the model is re-run on them"
+            f"{int((~ok).sum())} of {len(ok)} stored adversarial examples are outside the "
+            "eps-ball or [0, 1], or classified correctly when the model is re-run on them"
         )
     return len(x_adv)
+
+
+class _State:
+    """Per-point outcome so far, built from journal parts and fresh ones alike."""
+
+    def __init__(self, x: torch.Tensor, attacks: Sequence[NamedAttack]) -> None:
+        n = len(x)
+        self.labels = [a.label for a in attacks]
+        self.clean_pred: list[int | None] = [None] * n
+        self.robust = [False] * n
+        self.broken_by: list[str | None] = [None] * n
+        self.records: list[dict[str, dict[str, Any]]] = [{} for _ in range(n)]
+        self.mismatch: list[list[str]] = [[] for _ in range(n)]
+        self.x_adv = x.detach().cpu().clone()
+        self.costs: dict[str, dict[str, Any]] = {}  # part name -> label, cost, time
+
+    def apply(self, part: Part, y: list[int]) -> None:
+        if part.name in self.costs:
+            return
+        self.costs[part.name] = {
+            "label": part.label,
+            "cost": part.cost,
+            "wall_time_s": part.wall_time_s,
+        }
+        if part.stage == 0:
+            for pos, pred in zip(part.positions, part.clean_pred, strict=True):
+                self.clean_pred[pos] = pred
+                self.robust[pos] = pred == y[pos]
+                self.broken_by[pos] = None if pred == y[pos] else "clean"
+            return
+        adv = iter(part.x_adv if part.x_adv is not None else [])
+        for pos, hit, bad, record in zip(
+            part.positions, part.hit, part.mismatch, part.records, strict=True
+        ):
+            self.records[pos][part.label] = record
+            if bad:
+                self.mismatch[pos].append(part.label)
+            if hit:
+                self.robust[pos] = False
+                self.broken_by[pos] = part.label
+                self.x_adv[pos] = next(adv)
+
+    def pending(self, stage: int, positions: list[int]) -> list[int]:
+        """Positions of ``positions`` still to be run through ``stage``."""
+        if stage == 0:
+            return [p for p in positions if self.clean_pred[p] is None]
+        label = self.labels[stage - 1]
+        return [p for p in positions if self.robust[p] and label not in self.records[p]]
+
+
+def _restart_record(result: Any, row: int) -> dict[str, Any]:
+    """JSON record of one point: per-restart final loss and success (None: not run)."""
+    record: dict[str, Any] = {
+        "loss": _round(float(result.loss[row])),
+        "margin": _round(float(result.margin[row])),
+    }
+    if result.restarts is not None:
+        ran = (result.restarts.status[row] == COMPLETE).tolist()
+        losses = result.restarts.loss[row].tolist()
+        wins = result.restarts.success[row].tolist()
+        record["restart_loss"] = [
+            _round(v) if r else None for v, r in zip(losses, ran, strict=True)
+        ]
+        record["restart_success"] = [bool(s) if r else None for s, r in zip(wins, ran, strict=True)]
+    return record
+
+
+def _round(value: float) -> float | None:
+    return None if not math.isfinite(value) else round(value, 6)
+
+
+def _block_size(attack: Attack | None, batch_size: int) -> int:
+    """Points per journal block: four forward batches' worth (at least one point)."""
+    rows = 1 if attack is None else max(1, attack.rows_per_point())
+    return max(1, 4 * (batch_size // rows))
 
 
 def evaluate(
@@ -190,20 +304,27 @@ def evaluate(
     device: str | torch.device = "cpu",
     batch_size: int | None = None,
     show_progress: bool = True,
+    journal: str | Path | None = None,
+    resume: bool = False,
+    manifest: dict[str, Any] | None = None,
+    shard: Shard | None = None,
 ) -> EvaluationResult:
     """Attack the points ``(x, y)`` with each attack in turn, on the points still robust.
 
     A point is robust only if it is classified correctly and survives every restart of
-    every attack. The stored adversarial examples are re-checked with the model before the
-    result is returned. ``batch_size`` is the number of rows (points x restarts) per
-    forward pass; by default what runs fastest on the device.
+    every attack. Each adversarial example is re-checked (re-run, in the eps-ball, in
+    [0, 1]) as soon as it is found and again at the end; one that fails counts its point
+    as robust and is reported, it never aborts the run. ``batch_size`` is the number of
+    rows (points x restarts) per forward pass (default: what runs fastest on the device).
+
+    The model runs in eval mode on ``device``; its mode and device are restored after.
+    ``journal``: a folder where finished blocks are written as they finish, so that a
+    killed run continues with ``resume=True`` (``manifest`` guards against resuming with
+    other settings). ``shard``: this process's share under ``torchrun``; every process
+    returns the merged result.
     """
-    if len(x) != len(y):
-        raise ValueError(f"{len(x)} inputs but {len(y)} labels")
-    if x.min() < 0 or x.max() > 1:
-        raise ValueError("inputs must lie in [0, 1]")
-    device = torch.device(device)
-    batch_size = batch_size or default_batch_rows(device)
+    check_inputs(x, y)
+    x, y = x.detach().cpu(), y.detach().cpu()
     eps_values = {a.attack.eps for a in attacks}
     if len(eps_values) > 1:
         raise ValueError(f"all attacks of one evaluation must share eps, got {sorted(eps_values)}")
@@ -211,88 +332,214 @@ def evaluate(
     if len(set(labels)) != len(labels):
         raise ValueError(f"attack labels must be distinct, got {labels}")
     eps = eps_values.pop() if eps_values else 0.0
-    model = model.to(device).eval()
+    device = torch.device(device)
+    batch_size = batch_size or default_batch_rows(device)
+    shard = shard or Shard()
     n = len(x)
     indices = list(range(n)) if indices is None else [int(i) for i in indices]
-
-    start = time.perf_counter()
-    clean_pred = _predict(model, x, batch_size, device)
-    clean_time = time.perf_counter() - start
-    robust = clean_pred == y
-    x_adv = x.clone()  # misclassified clean points are their own adversarial example
-    broken_by: list[str | None] = [None if r else "clean" for r in robust.tolist()]
-    records: list[dict[str, dict[str, list]]] = [{} for _ in range(n)]
-    summaries: list[AttackSummary] = []
-
+    if len(indices) != n:
+        raise ValueError(f"{n} inputs but {len(indices)} indices")
+    y_list = [int(v) for v in y.tolist()]
     for named in attacks:
-        attack = named.attack
-        todo = robust.nonzero().squeeze(1)
-        restarts = getattr(attack, "restarts", 1)
-        full_restarts = restarts == 1 or not getattr(attack, "early_stop", False)
-        runs_on_all = len(summaries) == 0
-        kept = torch.zeros(n)
-        grad_evals = forward_evals = 0
-        t0 = time.perf_counter()
-        per_call = max(1, batch_size // restarts)
-        chunks = [todo[i : i + per_call] for i in range(0, len(todo), per_call)]
-        for chunk in progress(chunks, desc=named.label, enabled=show_progress, unit="batch"):
-            out = attack(model, x[chunk].to(device), y[chunk].to(device))
-            grad_evals += out.grad_evals
-            forward_evals += out.forward_evals
-            hit = out.success.cpu()
-            x_adv[chunk[hit]] = out.x_adv.cpu()[hit]
-            robust[chunk[hit]] = False
-            ran = out.restart_ran.cpu()
-            losses, successes = out.restart_loss.cpu(), out.restart_success.cpu()
-            kept[chunk] = 1 - successes.float().mean(1)
-            for row, point in enumerate(chunk.tolist()):
-                if hit[row]:
-                    broken_by[point] = named.label
-                records[point][named.label] = {
-                    "restart_loss": [
-                        round(v, 6) if r else None
-                        for v, r in zip(losses[row].tolist(), ran[row].tolist(), strict=True)
-                    ],
-                    "restart_success": [
-                        bool(s) if r else None
-                        for s, r in zip(successes[row].tolist(), ran[row].tolist(), strict=True)
-                    ],
-                }
-        summaries.append(
-            AttackSummary(
-                label=named.label,
-                config=attack.config(),
-                points_attacked=len(todo),
-                points_broken=int(len(todo) - robust[todo].sum()),
-                robust_accuracy_after=int(robust.sum()) / n,
-                mean_over_restarts_accuracy=float(kept.sum()) / n
-                if full_restarts and runs_on_all
-                else None,
-                grad_evals=grad_evals,
-                forward_evals=forward_evals,
-                wall_time_s=time.perf_counter() - t0,
+        named.attack.max_batch = batch_size
+    state = _State(x, attacks)
+    book = None
+    if journal is not None:
+        book = Journal(journal, manifest or {}, resume=resume)
+        for part in book.parts():
+            state.apply(part, y_list)
+    mine = shard.positions(n)
+    with evaluation_mode(model, device):
+        if n:
+            check_model_contract(model, x[:8].to(device), y[:8].to(device))
+        for stage in range(len(attacks) + 1):
+            named = attacks[stage - 1] if stage else None
+            todo = state.pending(stage, mine)
+            size = _block_size(named.attack if named else None, batch_size)
+            desc = named.label if named else "clean"
+            bar = progress_bar(
+                desc=desc, total=len(todo), enabled=show_progress and bool(todo), unit="pt"
             )
-        )
+            for first in range(0, len(todo), size):
+                block = todo[first : first + size]
+                part = _run_block(
+                    model, x, y, eps, block, indices, stage, named, device, batch_size
+                )
+                if book is not None:
+                    book.write(part)
+                state.apply(part, y_list)
+                bar.update(len(block))
+            bar.close()
+        for rank, other in enumerate(all_gather(shard, state)):
+            if rank != shard.rank:
+                _merge(state, other)
+        return _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
 
-    broken = ~robust
-    verified = verify_adversarial(
-        model, x[broken], x_adv[broken], y[broken], eps, batch_size=batch_size, device=device
+
+def _merge(into: _State, other: _State) -> None:
+    """Fold another process's state into ``into`` (each position is filled by one rank)."""
+    for pos, pred in enumerate(other.clean_pred):
+        if pred is None or into.clean_pred[pos] is not None:
+            continue
+        into.clean_pred[pos] = pred
+        into.robust[pos] = other.robust[pos]
+        into.broken_by[pos] = other.broken_by[pos]
+        into.records[pos] = other.records[pos]
+        into.mismatch[pos] = other.mismatch[pos]
+        into.x_adv[pos] = other.x_adv[pos]
+    for name, entry in other.costs.items():
+        into.costs.setdefault(name, entry)
+
+
+def _run_block(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    block: list[int],
+    indices: list[int],
+    stage: int,
+    named: NamedAttack | None,
+    device: torch.device,
+    batch_size: int,
+) -> Part:
+    """Clean predictions (stage 0) or one attack on the positions ``block``."""
+    pos = torch.tensor(block, dtype=torch.int64)
+    xb, yb = x[pos], y[pos]
+    started = time.perf_counter()
+    if named is None:
+        pred = predict(model, xb, batch_size, device)
+        return Part(
+            stage=0,
+            label="clean",
+            positions=block,
+            clean_pred=pred.tolist(),
+            cost={"gradients": 0, "forwards": len(block), "queries": 0},
+            wall_time_s=time.perf_counter() - started,
+        )
+    index = torch.tensor([indices[p] for p in block], dtype=torch.int64)
+    out = named.attack(model, xb.to(device), yb.to(device), index=index.to(device))
+    success = out.success.cpu()
+    x_adv = out.x_adv.detach().cpu()
+    ok = torch.zeros_like(success)
+    if success.any():
+        ok[success] = adversarial_mask(
+            model,
+            xb[success],
+            x_adv[success],
+            yb[success],
+            eps,
+            batch_size=batch_size,
+            device=device,
+        )
+    hit = success & ok
+    return Part(
+        stage=stage,
+        label=named.label,
+        positions=block,
+        hit=hit.tolist(),
+        mismatch=(success & ~ok).tolist(),
+        records=[_restart_record(out, row) for row in range(len(block))],
+        cost=out.cost.to_dict(),
+        wall_time_s=time.perf_counter() - started,
+        x_adv=x_adv[hit],
     )
-    adv_pred = _predict(model, x_adv, batch_size, device)
+
+
+def _finish(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    attacks: Sequence[NamedAttack],
+    state: _State,
+    indices: list[int],
+    device: torch.device,
+    batch_size: int,
+) -> EvaluationResult:
+    """Re-check every stored example once more and assemble the result."""
+    n = len(x)
+    robust = torch.tensor(state.robust, dtype=torch.bool)
+    attacked = torch.tensor([s not in (None, "clean") for s in state.broken_by], dtype=torch.bool)
+    broken = attacked & ~robust
+    if broken.any():
+        ok = adversarial_mask(
+            model,
+            x[broken],
+            state.x_adv[broken],
+            y[broken],
+            eps,
+            batch_size=batch_size,
+            device=device,
+        )
+        for pos in broken.nonzero().squeeze(1)[~ok].tolist():
+            state.mismatch[pos].append(f"final re-check of {state.broken_by[pos]}")
+            state.robust[pos] = True
+            state.broken_by[pos] = None
+    keep_clean = torch.tensor(state.robust, dtype=torch.bool).view(-1, *[1] * (x.dim() - 1))
+    x_final = torch.where(keep_clean, x, state.x_adv)
+    adv_pred = predict(model, x_final, batch_size, device)
+    summaries = []
+    for k, named in enumerate(attacks):
+        summaries.append(_summary(named, k, state, n))
+    clean_time = sum(e["wall_time_s"] for e in state.costs.values() if e["label"] == "clean")
     return EvaluationResult(
         indices=indices,
-        labels=y.tolist(),
-        clean_pred=clean_pred.tolist(),
+        labels=[int(v) for v in y.tolist()],
+        clean_pred=[int(p) if p is not None else -1 for p in state.clean_pred],
         adv_pred=adv_pred.tolist(),
-        robust=robust.tolist(),
-        broken_by=broken_by,
-        restart_records=records,
+        robust=list(state.robust),
+        broken_by=list(state.broken_by),
+        restart_records=state.records,
         attacks=summaries,
         eps=eps,
-        x_adv=x_adv,
+        x_adv=x_final,
         clean_time_s=clean_time,
-        verified_points=verified,
+        verified_points=int(broken.sum()),
+        verification_mismatches=[indices[p] for p, m in enumerate(state.mismatch) if m],
     )
+
+
+def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary:
+    label = named.label
+    later = set(state.labels[k + 1 :])
+    attacked = [p for p in range(n) if label in state.records[p]]
+    broken = [p for p in attacked if state.broken_by[p] == label]
+    robust_after = sum(1 for p in range(n) if state.robust[p] or state.broken_by[p] in later)
+    cost, wall = Cost(), 0.0
+    for entry in state.costs.values():
+        if entry["label"] == label:
+            cost = cost + Cost(**entry["cost"])
+            wall += entry["wall_time_s"]
+    return AttackSummary(
+        label=label,
+        config=named.attack.config(),
+        points_attacked=len(attacked),
+        points_broken=len(broken),
+        robust_accuracy_after=robust_after / n if n else float("nan"),
+        mean_over_restarts_accuracy=_mean_over_restarts(label, k, state, n),
+        grad_evals=cost.gradients,
+        forward_evals=cost.forwards,
+        queries=cost.queries,
+        wall_time_s=wall,
+        verification_mismatches=sum(1 for m in state.mismatch if label in m),
+    )
+
+
+def _mean_over_restarts(label: str, k: int, state: _State, n: int) -> float | None:
+    """The seed's mean over restarts, for the first attack when every restart was run."""
+    if k != 0 or n == 0:
+        return None
+    kept = 0.0
+    for p in range(n):
+        record = state.records[p].get(label)
+        if record is None:
+            continue  # misclassified clean: never robust
+        wins = record.get("restart_success")
+        if wins is None or any(w is None for w in wins):
+            return None
+        kept += 1 - sum(wins) / len(wins)
+    return kept / n
 
 
 def load_adversarial(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

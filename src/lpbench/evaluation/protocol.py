@@ -1,17 +1,15 @@
-"""Named attack presets per data set: the seed's baseline and lpbench's strong PGD."""
+"""Attack protocols per data set, as data: the radius and the attacks of each preset.
+
+Step sizes are written in units of eps (``"eps/30"``) or as numbers, so a preset keeps
+its meaning when the user picks another radius. Every attack of a preset draws its
+random numbers from its own stream (its label), keyed per point.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lpbench.attacks import PGD, Attack
-
-#: Default L-infinity radius per data set. MNIST is the seed's 0.3; Fashion-MNIST uses
-#: 0.1, the radius at which undefended models fall to ~0% while a model can still keep
-#: real robustness (at 0.3 every Fashion-MNIST model is at 0%, see PROTOCOL.md).
-DEFAULT_EPS: dict[str, float] = {"mnist": 0.3, "fashion-mnist": 0.1}
-
-PRESETS = ("baseline", "strong")
 
 
 @dataclass(frozen=True)
@@ -22,36 +20,203 @@ class NamedAttack:
     attack: Attack
 
 
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of a preset: PGD settings with the step in units of eps or absolute."""
+
+    label: str
+    step: str
+    iters: int
+    restarts: int = 1
+    loss: str = "ce"
+    score: str = "any"
+    targeted: str | None = None
+
+    def build(self, eps: float, *, seed: int, max_batch: int) -> NamedAttack:
+        attack = PGD(
+            eps,
+            parse_step(self.step, eps),
+            self.iters,
+            self.restarts,
+            loss=self.loss,
+            score=self.score,
+            targeted=self.targeted,
+            seed=seed,
+            stream=self.label,
+            max_batch=max_batch,
+        )
+        return NamedAttack(self.label, attack)
+
+
+@dataclass(frozen=True)
+class DatasetProtocol:
+    """A data set's default radius and attack presets (run in order, worst case kept)."""
+
+    eps: float
+    presets: dict[str, tuple[AttackSpec, ...]] = field(default_factory=dict)
+    eps_note: str = ""
+
+
+def _strong(baseline: AttackSpec, *extra: AttackSpec) -> tuple[AttackSpec, ...]:
+    """The baseline, then lpbench's strong PGD set: large and small steps, DLR loss."""
+    return (
+        baseline,
+        AttackSpec("pgd-ce-large-step", "eps/4", 100, restarts=3),
+        AttackSpec("pgd-ce-small-step", "eps/10", 100),
+        AttackSpec("pgd-dlr", "eps/4", 100, restarts=3, loss="dlr"),
+        *extra,
+    )
+
+
+def _protocol(eps: float, baseline: AttackSpec, note: str, *extra: AttackSpec) -> DatasetProtocol:
+    return DatasetProtocol(
+        eps=eps,
+        presets={"baseline": (baseline,), "strong": _strong(baseline, *extra)},
+        eps_note=note,
+    )
+
+
+#: The seed's baselines: PGD judged on its last iterate, one restart.
+PROTOCOLS: dict[str, DatasetProtocol] = {
+    "mnist": _protocol(
+        0.3,
+        AttackSpec("baseline", "eps/30", 40, score="last"),
+        "the seed's MNIST radius; baseline PGD-40 with step 0.01",
+    ),
+    "fashion-mnist": _protocol(
+        0.1,
+        AttackSpec("baseline", "eps/10", 40, score="last"),
+        "at 0.3 no Fashion-MNIST model keeps any accuracy; at 0.1 an undefended LeNet "
+        "falls to ~4%; baseline PGD-40 with the seed's MNIST step 0.01",
+    ),
+    "cifar10": _protocol(
+        16 / 255,
+        AttackSpec("baseline", "eps/8", 10, score="last"),
+        "the seed's CIFAR-10 radius; baseline PGD-10 with step 2/255",
+    ),
+    "tiny-imagenet": _protocol(
+        16 / 255,
+        AttackSpec("baseline", "eps/8", 10, score="last", targeted="ll"),
+        "the seed's Tiny ImageNet radius; baseline PGD-10 with step 2/255 towards the "
+        "least-likely class",
+        AttackSpec("pgd-ll", "eps/4", 100, restarts=3, targeted="ll"),
+    ),
+}
+
+#: For a user's own tensors, where no data set fixes the radius (eps must be given).
+GENERIC = _protocol(
+    float("nan"),
+    AttackSpec("baseline", "eps/10", 40, score="last"),
+    "no default radius: give eps",
+)
+
+PRESETS = ("baseline", "strong")
+DEFAULT_EPS: dict[str, float] = {name: p.eps for name, p in PROTOCOLS.items()}
+
+
+def get_protocol(dataset: str | None) -> DatasetProtocol:
+    """The protocol of ``dataset`` (None: the generic one); a clear error for an unknown one."""
+    if dataset is None:
+        return GENERIC
+    if dataset not in PROTOCOLS:
+        raise ValueError(
+            f"no attack protocol for data set {dataset!r}; known: {', '.join(PROTOCOLS)}"
+        )
+    return PROTOCOLS[dataset]
+
+
 def default_eps(dataset: str) -> float:
     """The data set's default radius."""
-    if dataset not in DEFAULT_EPS:
-        raise ValueError(
-            f"no attack protocol for data set {dataset!r}; known: {', '.join(DEFAULT_EPS)}"
-        )
-    return DEFAULT_EPS[dataset]
+    return get_protocol(dataset).eps
 
 
 def preset_attacks(
-    preset: str, dataset: str, eps: float | None = None, *, seed: int = 0, max_batch: int = 10_000
+    preset: str,
+    dataset: str | None,
+    eps: float | None = None,
+    *,
+    seed: int = 0,
+    max_batch: int = 10_000,
 ) -> list[NamedAttack]:
     """The attacks of ``preset`` on ``dataset``, run in order on still-robust points.
 
-    ``baseline``: PGD-40, step 0.01, one restart (the seed's MNIST baseline).
-    ``strong``: the baseline, then PGD with a large step (eps/4) and a small step (eps/10)
-    on cross-entropy, then PGD on the scale-invariant DLR loss, which logit squeezing and
-    pairing cannot shrink away; several restarts each. A point counts as robust only if it
-    survives every attack and every restart.
+    ``baseline``: the seed's baseline (PGD judged on its last iterate, one restart).
+    ``strong``: the baseline, then PGD with a large step (eps/4, 3 restarts) and a small
+    step (eps/10) on cross-entropy, then PGD on the scale-invariant DLR loss (eps/4, 3
+    restarts), which logit squeezing and pairing cannot shrink away; these count a point
+    as broken when any iterate is adversarial. A point is robust only if it survives
+    every attack and every restart. ``dataset=None`` (a user's own data) needs ``eps``;
+    its baseline is PGD-40 with step eps/10.
     """
-    eps = default_eps(dataset) if eps is None else eps
-    if preset not in PRESETS:
+    protocol = get_protocol(dataset)
+    if eps is None and dataset is None:
+        raise ValueError("give eps: there is no default radius without a data set")
+    if preset not in protocol.presets:
         raise ValueError(f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    common = {"seed": seed, "max_batch": max_batch}
-    baseline = NamedAttack("baseline", PGD(eps, step=0.01, iters=40, restarts=1, **common))
-    if preset == "baseline":
-        return [baseline]
-    return [
-        baseline,
-        NamedAttack("pgd-ce-large-step", PGD(eps, eps / 4, iters=100, restarts=3, **common)),
-        NamedAttack("pgd-ce-small-step", PGD(eps, eps / 10, iters=100, restarts=1, **common)),
-        NamedAttack("pgd-dlr", PGD(eps, eps / 4, iters=100, restarts=3, loss="dlr", **common)),
-    ]
+    eps = protocol.eps if eps is None else eps
+    return [spec.build(eps, seed=seed, max_batch=max_batch) for spec in protocol.presets[preset]]
+
+
+def custom_pgd(
+    eps: float,
+    *,
+    step: str | float | None = None,
+    iters: int | None = None,
+    restarts: int | None = None,
+    loss: str | None = None,
+    score: str | None = None,
+    early_stop: bool = True,
+    targeted: str | None = None,
+    seed: int = 0,
+    label: str = "pgd",
+) -> NamedAttack:
+    """One PGD from free settings; unset ones default to step eps/4, 100 iterations."""
+    attack = PGD(
+        eps,
+        parse_step(step if step is not None else "eps/4", eps),
+        iters if iters is not None else 100,
+        restarts or 1,
+        loss=loss or "ce",
+        score=score or "any",
+        early_stop=early_stop,
+        targeted=targeted,
+        seed=seed,
+        stream=label,
+    )
+    return NamedAttack(label, attack)
+
+
+def parse_step(text: str | float, eps: float) -> float:
+    """A step size as a number, a fraction ``a/b`` or a multiple of eps (``eps/4``, ``2*eps``)."""
+    value = float(text) if isinstance(text, (int, float)) else _parse_step_text(text, eps)
+    if not 0 < value <= 1:
+        raise ValueError(f"step size {text!r} = {value:g} must be in (0, 1]")
+    return value
+
+
+def _parse_step_text(text: str, eps: float) -> float:
+    expr = text.strip().replace(" ", "")
+    factor = 1.0
+    if "*" in expr:
+        left, _, expr = expr.partition("*")
+        factor = _number(left, text)
+    if expr.startswith("eps"):
+        value, rest = eps, expr[3:]
+    else:
+        head, _, rest = expr.partition("/")
+        value, rest = _number(head, text), f"/{rest}" if rest else ""
+    if rest:
+        if not rest.startswith("/"):
+            raise ValueError(f"cannot read step size {text!r}: use 0.01, 2.5/255 or eps/4")
+        value /= _number(rest[1:], text)
+    return value * factor
+
+
+def _number(text: str, whole: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"cannot read step size {whole!r}: use 0.01, 2.5/255 or eps/4") from None
+    if value <= 0:
+        raise ValueError(f"step size {whole!r} must be positive")
+    return value

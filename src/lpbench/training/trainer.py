@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import nn
 
-import lpbench
 from lpbench.attacks import PGD
 from lpbench.data import ArrayDataset, evaluation_subset, load_dataset
 from lpbench.defenses import ObjectiveConfig, add_input_noise, objective_terms
@@ -25,6 +24,7 @@ from lpbench.training.checkpoint import (
     save_checkpoint,
     save_train_state,
 )
+from lpbench.version import __version__
 
 STATE_NAME = "train_state.safetensors"
 LOG_NAME = "train_log.jsonl"
@@ -242,7 +242,7 @@ def _checkpoint_meta(
         "epoch": epoch,
         "metrics": metrics,
         "seed": config.seed,
-        "lpbench_version": lpbench.__version__,
+        "lpbench_version": __version__,
     }
 
 

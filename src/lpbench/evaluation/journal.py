@@ -1,0 +1,111 @@
+"""The journal of a running evaluation: one file per finished block of points.
+
+Each block's outcome (clean predictions, or one attack's verdicts, per-restart records,
+cost and verified adversarial examples) is written atomically as a safetensors file in
+the journal folder as soon as it finishes. A resumed evaluation reads the blocks back and
+attacks only what is missing; since every random draw is keyed per point, the result is
+the one an uninterrupted run gives. The folder also holds the evaluation's manifest, so
+a journal is never resumed with other settings, weights or points.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from lpbench.io import atomic_write, read_json, write_json
+
+MANIFEST = "manifest.json"
+
+#: Manifest entries that may differ between a run and its resumption (they do not change
+#: any per-point result).
+_MAY_CHANGE = ("device", "batch_size", "world_size", "torch", "lpbench", "python", "started")
+
+
+@dataclass
+class Part:
+    """One finished block: stage 0 is the clean pass, stage k the k-th attack.
+
+    ``positions`` are positions in the evaluation subset. ``hit`` marks the points the
+    stage broke (verified), ``mismatch`` those whose adversarial example failed the
+    re-check; ``x_adv`` holds the examples of the ``hit`` points, in order.
+    """
+
+    stage: int
+    label: str
+    positions: list[int]
+    clean_pred: list[int] = field(default_factory=list)
+    hit: list[bool] = field(default_factory=list)
+    mismatch: list[bool] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    cost: dict[str, int] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    x_adv: torch.Tensor | None = None
+
+    @property
+    def name(self) -> str:
+        """Unique within an evaluation: a stage never attacks a position twice."""
+        return f"s{self.stage:03d}-p{self.positions[0]:09d}"
+
+    def header(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "x_adv"}
+
+
+class Journal:
+    """A folder of :class:`Part` files plus the manifest they belong to."""
+
+    def __init__(self, folder: str | Path, manifest: dict[str, Any], *, resume: bool) -> None:
+        self.folder = Path(folder)
+        path = self.folder / MANIFEST
+        if path.exists():
+            if not resume:
+                raise FileExistsError(
+                    f"{self.folder} holds an interrupted evaluation: resume it (--resume) "
+                    "or delete the folder"
+                )
+            saved = read_json(path)
+            differing = sorted(
+                k
+                for k in set(saved) | set(manifest)
+                if k not in _MAY_CHANGE and saved.get(k) != manifest.get(k)
+            )
+            if differing:
+                raise ValueError(
+                    f"cannot resume {self.folder}: it was started with other "
+                    f"{', '.join(differing)}; delete it to start afresh"
+                )
+        else:
+            write_json(path, manifest)
+
+    def parts(self) -> list[Part]:
+        """Every finished block, in stage order."""
+        found = []
+        for path in sorted(self.folder.glob("s*-p*.safetensors")):
+            with safe_open(str(path), framework="pt") as handle:
+                header = json.loads(handle.metadata()["part"])
+                x_adv = handle.get_tensor("x_adv") if "x_adv" in handle.keys() else None  # noqa: SIM118
+            found.append(Part(**header, x_adv=x_adv))
+        return sorted(found, key=lambda p: (p.stage, p.positions[0]))
+
+    def write(self, part: Part) -> None:
+        """Store ``part`` atomically."""
+        tensors = {} if part.x_adv is None else {"x_adv": part.x_adv.contiguous().cpu()}
+        if not tensors:  # safetensors needs at least one tensor
+            tensors = {"empty": torch.zeros(0)}
+        metadata = {"part": json.dumps(part.header())}
+        atomic_write(
+            self.folder / f"{part.name}.safetensors",
+            lambda tmp: save_file(tensors, str(tmp), metadata=metadata),
+        )
+
+
+def discard_journal(folder: str | Path) -> None:
+    """Delete a journal folder once the results it led to are saved."""
+    shutil.rmtree(folder, ignore_errors=True)

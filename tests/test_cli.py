@@ -100,7 +100,7 @@ def test_evaluate_free_flags(trained, mnist_dir, tmp_path, capsys) -> None:
     "argv,message",
     [
         (["evaluate", "{ckpt}", "--eps", "-0.1"], "--eps must be in"),
-        (["evaluate", "{ckpt}", "--step", "1.5"], "--step must be in"),
+        (["evaluate", "{ckpt}", "--step", "1.5"], r"step size '1.5' = 1.5 must be in"),
         (["evaluate", "{ckpt}", "--preset", "nope"], "invalid choice"),
         (["evaluate", "{ckpt}", "--dataset", "fashion-mnist"], "is for dataset 'mnist'"),
         (["evaluate", "{missing}"], "no checkpoint"),

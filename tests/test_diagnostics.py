@@ -154,14 +154,39 @@ def test_grid_cost_is_one_run_per_step(grid_setup) -> None:
         correct = (model(x).argmax(1) == y).nonzero().squeeze(1)
     spent = sum(
         PGD(EPS, step, max(ITERS), restarts=RESTARTS, seed=SEED)(
-            model, x[correct], y[correct]
-        ).grad_evals
+            model, x[correct], y[correct], index=correct
+        ).cost.gradients
         for step in STEPS
     )
     assert grid.grad_evals == spent
     assert grid.grad_evals <= len(STEPS) * max(ITERS) * len(correct) * RESTARTS
-    assert grid.naive_grad_evals == len(STEPS) * sum(ITERS) * len(x) * RESTARTS
     assert grid.grad_evals < grid.naive_grad_evals
+
+
+def test_grid_naive_cost_is_one_early_stopped_run_per_cell() -> None:
+    """With one restart the figure equals the cost of separate runs, misclassified excluded."""
+    model = TinyNet().eval()
+    x, y = _points(20)
+    grid = step_iteration_grid(model, x, y, EPS, STEPS, ITERS, seed=SEED, show_progress=False)
+    with torch.no_grad():
+        correct = (model(x).argmax(1) == y).nonzero().squeeze(1)
+    assert 0 < len(correct) < len(x)
+    separate = sum(
+        PGD(EPS, step, k, seed=SEED)(model, x[correct], y[correct], index=correct).cost.gradients
+        for step in STEPS
+        for k in ITERS
+    )
+    assert grid.naive_grad_evals == separate
+
+
+def test_grid_with_restart_rounds_matches_one_batch() -> None:
+    """Splitting restarts into rounds must not skip points broken late by an earlier round."""
+    model = TinyNet().eval()
+    x, y = _points(20)
+    kwargs = {"restarts": 4, "seed": SEED, "show_progress": False}
+    one = step_iteration_grid(model, x, y, EPS, STEPS, ITERS, batch_size=10_000, **kwargs)
+    rounds = step_iteration_grid(model, x, y, EPS, STEPS, ITERS, batch_size=3, **kwargs)
+    np.testing.assert_array_equal(one.accuracy, rounds.accuracy)
 
 
 def test_grid_round_trip_and_heatmap(grid_setup, tmp_path) -> None:
@@ -283,16 +308,21 @@ def test_restart_summary_figure(many_restarts, tmp_path) -> None:
     _assert_png(written[0])
 
 
-def test_early_stopped_points_are_left_out_of_losses() -> None:
-    results = _results(
-        [NamedAttack("pgd", PGD(EPS, 0.02, 5, restarts=R, seed=2, max_batch=1))]
-    )  # one restart per round
-    indices, losses = restart_losses(results)
-    attacked = [p for p in results["points"] if "pgd" in p["attacks"]]
-    full = [p["index"] for p in attacked if None not in p["attacks"]["pgd"]["restart_loss"]]
-    assert indices.tolist() == full
-    assert 0 < len(full) < len(attacked)
-    assert not np.isnan(losses).any()
-    curve = restarts_curve(results)
-    assert np.all(np.diff(curve) <= 0)
-    assert curve[-1] == pytest.approx(results["robust_accuracy"])
+def test_early_stopped_records_are_refused_but_the_curve_is_exact() -> None:
+    """Early stop skips the restarts after a success: histograms refuse, the curve holds."""
+    early = _results([NamedAttack("pgd", PGD(EPS, 0.02, 5, restarts=R, seed=2))])
+    full = _results([NamedAttack("pgd", PGD(EPS, 0.02, 5, restarts=R, seed=2, early_stop=False))])
+    attacked = [p for p in early["points"] if "pgd" in p["attacks"]]
+    skipped = [p for p in attacked if None in p["attacks"]["pgd"]["restart_loss"]]
+    assert skipped  # some points were broken before their last restart
+    for point in skipped:  # a skipped restart never claims success or a loss
+        record = point["attacks"]["pgd"]
+        first = record["restart_success"].index(True)
+        assert all(v is None for v in record["restart_loss"][first + 1 :])
+        assert all(v is None for v in record["restart_success"][first + 1 :])
+    with pytest.raises(ValueError, match="--no-early-stop"):
+        restart_losses(early)
+    with pytest.raises(ValueError, match="--no-early-stop"):
+        success_fractions(early)
+    np.testing.assert_allclose(restarts_curve(early), restarts_curve(full))
+    assert early["robust_accuracy"] == full["robust_accuracy"]

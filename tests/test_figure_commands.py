@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lpbench.cli import _parse_step, main
+from lpbench.cli import main
+from lpbench.evaluation import parse_step
 from lpbench.data import load_dataset
 from lpbench.training import load_checkpoint
 from tests.conftest import write_mnist_folder
@@ -247,4 +248,4 @@ def test_figure_command_errors(setup, capsys, argv, message) -> None:
     [("0.01", 0.01), ("2.5/255", 2.5 / 255), ("eps/4", 0.075), ("eps", 0.3), ("2*eps", 0.6)],
 )
 def test_step_sizes_in_the_users_units(text: str, value: float) -> None:
-    assert _parse_step(text, 0.3) == pytest.approx(value)
+    assert parse_step(text, 0.3) == pytest.approx(value)

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import shlex
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from lpbench.data import (
-    DATASETS,
-    ChecksumError,
-    DataFormatError,
-    DatasetNotFoundError,
-    evaluation_subset,
-    load_dataset,
-)
+from lpbench.data import DATASETS, ChecksumError, DataFormatError, DatasetNotFoundError
 from lpbench.defenses import ObjectiveConfig
 from lpbench.evaluation import (
     PRESETS,
     NamedAttack,
     VerificationError,
-    benchmark,
+    custom_pgd,
     default_eps,
 )
 from lpbench.training import (
@@ -34,9 +24,9 @@ from lpbench.training import (
     CheckpointError,
     TrainConfig,
     get_train_preset,
-    load_checkpoint,
     train,
 )
+from lpbench.version import __version__
 
 USER_ERRORS = (
     ValueError,
@@ -192,407 +182,200 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attacks_from_flags(args: argparse.Namespace, eps: float) -> list[NamedAttack] | None:
+def _custom_attacks(args: argparse.Namespace, eps: float) -> list[NamedAttack] | None:
     """A custom PGD when any free attack flag is given, else None (use the preset)."""
-    free = [args.step, args.iters, args.restarts, args.loss]
+    free = [args.step, args.iters, args.restarts, args.loss, args.score, args.targeted]
     if all(v is None for v in free) and not args.no_early_stop:
         return None
     if args.preset is not None:
         raise ValueError(
             "give either --preset or the free attack flags "
-            "(--step/--iters/--restarts/--loss), not both"
+            "(--step/--iters/--restarts/--loss/--score/--targeted/--no-early-stop), not both"
         )
-    from lpbench.attacks import PGD
-
-    attack = PGD(
-        eps,
-        step=args.step if args.step is not None else eps / 4,
-        iters=args.iters if args.iters is not None else 100,
-        restarts=args.restarts or 1,
-        loss=args.loss or "ce",
-        early_stop=not args.no_early_stop,
-        seed=args.seed,
-    )
-    return [NamedAttack("pgd", attack)]
+    return [
+        custom_pgd(
+            eps,
+            step=args.step,
+            iters=args.iters,
+            restarts=args.restarts,
+            loss=args.loss,
+            score=args.score,
+            targeted=args.targeted,
+            early_stop=not args.no_early_stop,
+            seed=args.seed,
+        )
+    ]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model, meta = load_checkpoint(args.checkpoint, dataset=args.dataset)
-    dataset = meta["dataset"]
+    from lpbench.pipelines.steps import evaluate_checkpoint
+    from lpbench.training import read_checkpoint_meta
+
+    dataset = args.dataset or read_checkpoint_meta(args.checkpoint)["dataset"]
     eps = args.eps if args.eps is not None else default_eps(dataset)
-    attacks = _attacks_from_flags(args, eps)
-    result = benchmark(
-        model,
-        dataset,
+    result, out = evaluate_checkpoint(
+        args.checkpoint,
         preset=args.preset or "strong",
-        attacks=attacks,
+        attacks=_custom_attacks(args, eps),
         eps=eps,
+        dataset=args.dataset,
         points=args.points,
         subset_seed=args.subset_seed,
-        attack_seed=args.seed,
+        seed=args.seed,
         data_dir=args.data_dir,
         device=args.device,
         batch_size=args.batch_size,
+        name=args.name,
+        out=args.out,
+        resume=args.resume,
         show_progress=not args.no_progress,
-        meta={
-            "name": args.name or meta.get("preset") or Path(args.checkpoint).stem,
-            "checkpoint": str(args.checkpoint),
-            "model": meta["model"],
-            "train_preset": meta.get("preset"),
-            "train_epoch": meta.get("epoch"),
-        },
     )
-    out = (
-        args.out
-        or Path(args.checkpoint if Path(args.checkpoint).is_dir() else Path(args.checkpoint).parent)
-        / "results.json"
-    )
-    result.save(out)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(
         f"clean accuracy {result.clean_accuracy:.1%}, robust accuracy "
         f"{result.robust_accuracy:.1%} at eps {eps} over {result.num_points} points "
         f"({result.grad_evals:,} gradient evaluations, {result.wall_time_s:.1f} s)"
     )
     for summary in result.attacks:
+        score = summary.config.get("score", "any")
         print(
             f"  after {summary.label:<20} {summary.robust_accuracy_after:6.1%}  "
-            f"({summary.points_attacked} points attacked, {summary.grad_evals:,} grad evals)"
+            f"({summary.points_attacked} points attacked, {summary.grad_evals:,} grad evals, "
+            f"{score}-iterate scoring)"
+        )
+    if result.verification_mismatches:
+        print(
+            f"  {len(result.verification_mismatches)} adversarial example(s) failed the "
+            "re-check and count as robust: data-set indices "
+            f"{result.verification_mismatches[:20]}"
         )
     print(f"results: {out}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    run = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    eps = args.eps if args.eps is not None else default_eps(args.dataset)
-    started = time.perf_counter()
-    q = shlex.quote
-    shared = f"--device {q(args.device)}" + (" --no-progress" if args.no_progress else "")
-    if args.data_dir:
-        shared += f" --data-dir {q(str(args.data_dir))}"
-    figures = run / "figures"
-    for preset in DEMO_PRESETS:
-        model = q(str(run / preset))
-        subset = "" if args.train_points is None else f" --train-points {args.train_points}"
-        print(f"== {preset}: training {args.epochs} epoch(s) on {args.dataset}", flush=True)
-        _run_step(
-            f"train --dataset {args.dataset} --preset {preset} --epochs {args.epochs} "
-            f"--seed {args.seed}{subset} --out {model} --resume {shared}"
-        )
-        print(f"== {preset}: baseline and strong attacks on {args.points} test points", flush=True)
-        _run_step(
-            f"evaluate {model} --preset strong --eps {eps} --points {args.points} "
-            f"--name {preset} {shared}"
-        )
-        print(f"== {preset}: restart study, histograms and step x iterations grid", flush=True)
-        study = q(str(run / preset / "restarts.json"))
-        _run_step(
-            f"evaluate {model} --eps {eps} --step {eps / 4} --iters 40 --restarts {args.restarts} "
-            f"--no-early-stop --points {args.restart_points} --name {preset} --out {study} "
-            f"{shared}"
-        )
-        _run_step(f"histogram {study} --out {q(str(figures / f'histograms-{preset}.png'))}")
-        _run_step(
-            f"grid {model} --eps {eps} --points {args.grid_points} "
-            "--steps eps/20 eps/10 eps/4 eps/2 eps --iters 5 10 20 50 "
-            f"--out {q(str(figures / f'grid-{preset}.png'))} {shared}"
-        )
-    others = " ".join(q(str(run / preset)) for preset in DEMO_PRESETS[1:])
-    _run_step(
-        f"surface {q(str(run / DEMO_PRESETS[0]))} --compare {others} --eps {eps} "
-        f"--out {q(str(figures / 'surface.png'))} {shared}"
+    from lpbench.pipelines.demo import DemoSettings, run_demo
+
+    run_demo(
+        DemoSettings(
+            out=args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"),
+            dataset=args.dataset,
+            epochs=args.epochs,
+            eps=args.eps,
+            points=args.points,
+            train_points=args.train_points,
+            seed=args.seed,
+            restarts=args.restarts,
+            restart_points=args.restart_points,
+            grid_points=args.grid_points,
+            data_dir=args.data_dir,
+            device=args.device,
+            show_progress=not args.no_progress,
+        ),
+        echo=lambda line: print(line, flush=True),
     )
-    title = (
-        f"lpbench demo: LeNet on {args.dataset}, eps {eps}, {args.epochs} epoch(s), "
-        f"{args.points} test points"
-    )
-    print()
-    _run_step(f"report {q(str(run))} --title {q(title)}")
-    print(f"\ntotal time {time.perf_counter() - started:.0f} s; report: {run / 'report.md'}")
     return 0
 
 
-#: The seed's first three rows, trained and compared by ``lpbench demo``.
-DEMO_PRESETS = ("plain", "clp", "lsq")
-
-
-def _run_step(command: str) -> None:
-    """Run one ``lpbench`` command as a step of the demo, echoing it so it can be re-run."""
-    print(f"$ lpbench {command}", flush=True)
-    args = build_parser().parse_args(shlex.split(command))
-    args.func(args)
-
-
-def _model_name(meta: dict[str, Any], checkpoint: str | Path) -> str:
-    path = Path(checkpoint)
-    return meta.get("preset") or (path.name if path.is_dir() else path.parent.name)
-
-
-def _parse_step(text: str, eps: float) -> float:
-    """A step size as a number, a fraction ``a/b`` or a multiple of eps (``eps/4``, ``2*eps``)."""
-    expr = text.strip().replace(" ", "")
-    factor = 1.0
-    if "*" in expr:
-        left, _, expr = expr.partition("*")
-        factor = _number(left, text)
-    if expr.startswith("eps"):
-        value, rest = eps, expr[3:]
-    else:
-        head, _, rest = expr.partition("/")
-        value, rest = _number(head, text), f"/{rest}" if rest else ""
-    if rest:
-        if not rest.startswith("/"):
-            raise ValueError(f"cannot read step size {text!r}: use 0.01, 2.5/255 or eps/4")
-        value /= _number(rest[1:], text)
-    value *= factor
-    if not 0 < value <= 1:
-        raise ValueError(f"step size {text!r} = {value:g} must be in (0, 1]")
-    return value
-
-
-def _number(text: str, whole: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"cannot read step size {whole!r}: use 0.01, 2.5/255 or eps/4") from None
-    if value <= 0:
-        raise ValueError(f"step size {whole!r} must be positive")
-    return value
-
-
 def cmd_surface(args: argparse.Namespace) -> int:
-    from lpbench.diagnostics import loss_surface, plot_surfaces
-    from lpbench.runtime import resolve_device
+    from lpbench.pipelines.steps import surfaces_for_checkpoints
 
-    device = resolve_device(args.device)
-    checkpoints = [args.checkpoint, *args.compare]
-    models = []
-    dataset = args.dataset
-    for checkpoint in checkpoints:
-        model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device)
-        dataset = meta["dataset"]
-        models.append((_model_name(meta, checkpoint), model))
-    eps = args.eps if args.eps is not None else default_eps(dataset)
-    test = load_dataset(dataset, "test", data_dir=args.data_dir, progress=not args.no_progress)
-    index = args.point if args.point is not None else _first_common_correct(models, test, device)
-    if not 0 <= index < len(test):
-        raise ValueError(f"--point must be a test-set index in [0, {len(test) - 1}], got {index}")
-    out = args.out or _beside(args.checkpoint, f"surface-point{index}.png")
-    surfaces = []
-    for name, model in models:
-        surface = loss_surface(
-            model,
-            test.images[index],
-            int(test.labels[index]),
-            eps,
-            resolution=args.resolution,
-            seed=args.seed,
-            index=index,
-        )
-        raw = surface.save_npz(out.with_name(f"{out.stem}-{name}.npz"))
-        surfaces.append((name, surface))
+    run = surfaces_for_checkpoints(
+        [args.checkpoint, *args.compare],
+        point=args.point,
+        eps=args.eps,
+        resolution=args.resolution,
+        seed=args.seed,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        device=args.device,
+        out=args.out,
+        pdf=args.pdf,
+        show_progress=not args.no_progress,
+    )
+    for name, surface, raw in run.surfaces:
         print(
             f"{name}: clean loss {surface.clean_loss:.4g}, on the plane "
             f"{surface.loss.min():.4g} .. {surface.loss.max():.4g}  ({raw})"
         )
-    written = plot_surfaces(surfaces, out, pdf=args.pdf)
     print(
-        f"point {index} (label {int(test.labels[index])}), eps {eps}: "
-        + ", ".join(map(str, written))
+        f"point {run.index} (label {run.label}), eps {run.eps}: " + ", ".join(map(str, run.written))
     )
     return 0
 
 
-def _first_common_correct(models: list[tuple[str, Any]], test: Any, device: Any) -> int:
-    """The first point of the default evaluation subset that every model gets right."""
-    indices = evaluation_subset(len(test), 1000, seed=0)
-    subset = test.subset(indices)
-    correct = torch.ones(len(indices), dtype=torch.bool)
-    with torch.no_grad():
-        for _, model in models:
-            correct &= model(subset.images.to(device)).argmax(1).cpu() == subset.labels
-    if not correct.any():
-        raise ValueError("no point of the evaluation subset is classified correctly by every model")
-    return int(indices[int(correct.nonzero()[0])])
-
-
-def _beside(checkpoint: str | Path, name: str) -> Path:
-    path = Path(checkpoint)
-    return (path if path.is_dir() else path.parent) / name
-
-
 def cmd_grid(args: argparse.Namespace) -> int:
-    from lpbench.diagnostics import plot_grid, step_iteration_grid
-    from lpbench.io import write_json
-    from lpbench.runtime import resolve_device
+    from lpbench.pipelines.steps import grid_for_checkpoint
 
-    device = resolve_device(args.device)
-    model, meta = load_checkpoint(args.checkpoint, dataset=args.dataset, device=device)
-    dataset = meta["dataset"]
-    eps = args.eps if args.eps is not None else default_eps(dataset)
-    labels = args.steps
-    steps = [_parse_step(text, eps) for text in labels]
-    test = load_dataset(dataset, "test", data_dir=args.data_dir, progress=not args.no_progress)
-    indices = evaluation_subset(len(test), args.points, seed=args.subset_seed)
-    subset = test.subset(indices)
-    grid = step_iteration_grid(
-        model,
-        subset.images,
-        subset.labels,
-        eps,
-        steps,
-        args.iters,
+    run = grid_for_checkpoint(
+        args.checkpoint,
+        steps=args.steps,
+        iters=args.iters,
         restarts=args.restarts,
-        seed=args.seed,
         loss=args.loss,
+        eps=args.eps,
+        points=args.points,
+        subset_seed=args.subset_seed,
+        seed=args.seed,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        device=args.device,
         batch_size=args.batch_size,
-        device=device,
+        step_unit=args.step_unit,
+        out=args.out,
+        pdf=args.pdf,
         show_progress=not args.no_progress,
     )
-    name = _model_name(meta, args.checkpoint)
-    out = args.out or _beside(args.checkpoint, "grid.png")
-    grid.save_npz(out.with_suffix(".npz"))
-    order = sorted(set(args.iters))
-    write_json(
-        out.with_suffix(".json"),
-        {**grid.to_dict(), "step_labels": labels, "model": name, "indices": indices.tolist()},
-    )
-    written = plot_grid(
-        grid,
-        out,
-        step_unit=args.step_unit,
-        step_labels=labels,
-        title=f"{name}: eps {eps:g}, {grid.restarts} restart(s), {grid.loss} loss",
-        pdf=args.pdf,
-    )
+    grid, labels = run.grid, run.step_labels
     width = max(len(t) for t in labels)
     print(
-        f"robust accuracy of {name} on {grid.num_points} points (rows: step, columns: iterations)"
+        f"robust accuracy of {run.name} on {grid.num_points} points "
+        "(rows: step, columns: iterations)"
     )
-    print(" " * width + "".join(f"{k:>8}" for k in order))
+    print(" " * width + "".join(f"{k:>8}" for k in grid.iters))
     for label, row in zip(labels, grid.accuracy, strict=True):
         print(f"{label:>{width}}" + "".join(f"{v:8.1%}" for v in row))
+    bound = "" if grid.restarts == 1 else "at least "
     print(
-        f"cost {grid.grad_evals:,} gradient evaluations (one run per cell would take "
-        f"{grid.naive_grad_evals:,}), {grid.wall_time_s:.1f} s; " + ", ".join(map(str, written))
+        f"cost {grid.grad_evals:,} gradient evaluations (one early-stopped run per cell would "
+        f"take {bound}{grid.naive_grad_evals:,}), {grid.wall_time_s:.1f} s; "
+        + ", ".join(map(str, run.written))
     )
     return 0
 
 
 def cmd_histogram(args: argparse.Namespace) -> int:
-    from lpbench.diagnostics import (
-        plot_point_histograms,
-        plot_restart_summary,
-        resolve_label,
-        write_npz,
-    )
+    from lpbench.pipelines.steps import histograms_for_results
 
-    results = _read_results(args.results)
-    label = resolve_label(results, args.attack)
-    out = args.out or Path(args.results).with_name("histograms.png")
-    try:
-        hists, written = plot_point_histograms(
-            results, label, args.point, out, bins=args.bins, pdf=args.pdf
-        )
-    except ValueError as err:
-        raise ValueError(
-            f"{err}. Histograms need every restart run to the end: evaluate with "
-            "`lpbench evaluate CHECKPOINT --restarts N --no-early-stop`"
-        ) from err
-    summary, more = plot_restart_summary(
-        results, label, out.with_name(out.stem + "-restarts.png"), pdf=args.pdf
+    run = histograms_for_results(
+        args.results,
+        attack=args.attack,
+        points=args.point,
+        bins=args.bins,
+        out=args.out,
+        pdf=args.pdf,
     )
-    raw = write_npz(
-        out.with_suffix(".npz"),
-        {
-            "label": label,
-            "points": [h.index for h in hists],
-            "counts": np.stack([h.counts for h in hists]),
-            "edges": np.stack([h.edges for h in hists]),
-            "successes": [h.successes for h in hists],
-            "restarts": hists[0].restarts,
-            "summary_indices": summary.indices,
-            "success_fractions": summary.fractions,
-            "fraction_counts": summary.counts,
-            "fraction_edges": summary.edges,
-            "restarts_curve": summary.curve,
-        },
-    )
-    for hist in hists:
+    for hist in run.histograms:
         print(
             f"point {hist.index}: {hist.successes}/{hist.restarts} restarts succeed, final loss "
             f"{hist.edges[0]:.3g} .. {hist.edges[-1]:.3g}"
         )
-    curve = summary.curve
+    curve = run.summary.curve
     marks = sorted({1, 10, 100, 1000, len(curve)} & set(range(1, len(curve) + 1)))
     print(
-        f"{label}: robust accuracy with k restarts: "
+        f"{run.label}: robust accuracy with k restarts: "
         + ", ".join(f"k={k}: {curve[k - 1]:.1%}" for k in marks)
     )
-    print(", ".join(map(str, [*written, *more, raw])))
+    print(", ".join(map(str, run.written)))
     return 0
 
 
-def _read_results(path: Path) -> dict[str, Any]:
-    """An evaluation results file, or ValueError naming what is wrong with it."""
-    from lpbench.io import read_json
-
-    data = read_json(path)
-    missing = [key for key in ("attacks", "points", "robust_accuracy") if key not in data]
-    if missing:
-        raise ValueError(
-            f"{path} is not an lpbench evaluation result (no {', '.join(missing)}); "
-            "give the results.json written by `lpbench evaluate`"
-        )
-    return data
-
-
-def _collect_results(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """(results files, figures) from run folders and results JSON files."""
-    results, figures = [], []
-    for item in inputs:
-        if item.is_dir():
-            found = sorted(item.glob("*/results.json")) + sorted(item.glob("results.json"))
-            if not found:
-                raise FileNotFoundError(f"no results.json in {item} or its sub-folders")
-            results += found
-            figures += sorted((item / "figures").glob("*.png"))
-        elif item.is_file():
-            results.append(item)
-        else:
-            raise FileNotFoundError(f"no run folder or results file {item}")
-    return results, figures
-
-
-def figure_sections(figures: Sequence[Path]) -> dict[str, list[Path]]:
-    """Group figure files into report sections by the command that made them."""
-    sections: dict[str, list[Path]] = {}
-    for path in figures:
-        stem = path.stem
-        if stem.startswith("surface"):
-            section = "Loss surfaces"
-        elif stem.startswith("grid"):
-            section = "Step size x iterations"
-        elif stem.endswith("restarts"):
-            section = "How many restarts are needed"
-        elif stem.startswith("histograms"):
-            section = "Final loss per restart"
-        else:
-            section = "Figures"
-        sections.setdefault(section, []).append(path)
-    return sections
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from lpbench.reporting import ResultRow, render_text, write_report
+    from lpbench.pipelines.steps import report_for
+    from lpbench.reporting import render_text
 
-    files, figures = _collect_results(args.inputs)
-    figures += args.figure
-    rows = [ResultRow.from_results(_read_results(path)) for path in files]
-    rank = {name: i for i, name in enumerate(TRAIN_PRESETS)}
-    rows.sort(key=lambda row: (rank.get(row.name, len(rank)), row.name))
-    out = args.out or (args.inputs[0] if args.inputs[0].is_dir() else Path("."))
-    written = write_report(rows, out, figures=figure_sections(figures), title=args.title)
+    rows, written = report_for(args.inputs, figures=args.figure, title=args.title, out=args.out)
     print(render_text(rows))
     print("\n" + ", ".join(str(p) for p in written.values()))
     return 0
@@ -602,9 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lpbench", description="Train logit-pairing defenses and evaluate them honestly."
     )
-    parser.add_argument(
-        "--version", action="version", version=f"lpbench {__import__('lpbench').__version__}"
-    )
+    parser.add_argument("--version", action="version", version=f"lpbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -642,12 +423,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--eps",
         type=_fraction("--eps"),
         default=None,
-        help="L-inf radius (default: 0.3 MNIST, 0.1 Fashion-MNIST)",
+        help="L-inf radius (default: the data set's: 0.3 MNIST, 0.1 Fashion-MNIST)",
     )
-    p.add_argument("--step", type=_fraction("--step"), default=None, help="custom PGD step")
+    p.add_argument(
+        "--step", default=None, help="custom PGD step: 0.01, 2.5/255 or eps/4 (default eps/4)"
+    )
     p.add_argument("--iters", type=_positive_int, default=None, help="custom PGD iterations")
     p.add_argument("--restarts", type=_positive_int, default=None, help="custom PGD restarts")
     p.add_argument("--loss", choices=("ce", "margin", "dlr"), default=None, help="custom PGD loss")
+    p.add_argument(
+        "--score",
+        choices=("last", "any"),
+        default=None,
+        help="custom PGD: a restart succeeds if its last iterate is adversarial (the seed's "
+        "cleverhans baseline) or if any iterate is (default: any)",
+    )
+    p.add_argument(
+        "--targeted",
+        choices=("ll", "random"),
+        default=None,
+        help="custom PGD towards the least-likely class or a random class fixed per point",
+    )
     p.add_argument(
         "--no-early-stop",
         action="store_true",
@@ -670,6 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="results JSON (default: results.json beside the checkpoint)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted evaluation from its journal (OUT.journal/)",
     )
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)

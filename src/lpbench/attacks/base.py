@@ -62,7 +62,8 @@ class AttackResult:
     the highest loss. ``loss`` and ``margin`` are the attack loss and the margin
     (best other logit minus true logit; target minus best other when targeted) at
     ``x_adv``; a positive margin means adversarial. ``success_at[k]`` tells, per point,
-    whether it was broken within its first k iterations (step-size x iteration grids).
+    whether it was broken within its first k iterations (step-size x iteration grids),
+    and ``gradients_within[k]`` how many gradients the attack spent in those iterations.
     """
 
     x_adv: torch.Tensor
@@ -72,6 +73,7 @@ class AttackResult:
     cost: Cost
     restarts: RestartRecords | None = None
     success_at: dict[int, torch.Tensor] = field(default_factory=dict)
+    gradients_within: dict[int, int] = field(default_factory=dict)
 
     @staticmethod
     def concat(parts: list[AttackResult]) -> AttackResult:
@@ -96,6 +98,9 @@ class AttackResult:
             cost=cost,
             restarts=restarts,
             success_at={k: torch.cat([p.success_at[k] for p in parts]) for k in first.success_at},
+            gradients_within={
+                k: sum(p.gradients_within[k] for p in parts) for k in first.gradients_within
+            },
         )
 
 
@@ -201,7 +206,7 @@ class Attack(ABC):
             desc=desc or self.name, total=x.shape[0], enabled=desc is not None, unit="pt"
         )
         while done < x.shape[0]:
-            size = max(1, self.max_batch // self.rows_per_point())
+            size = max(1, self.max_batch // self.rows_per_point(x.shape[0] - done))
             part = slice(done, min(done + size, x.shape[0]))
             t = None if target is None else target[part]
             try:
@@ -223,8 +228,9 @@ class Attack(ABC):
         bar.close()
         return AttackResult.concat(parts)
 
-    def rows_per_point(self) -> int:
-        """Rows one point takes in a forward pass (restarts batched together)."""
+    def rows_per_point(self, points: int) -> int:
+        """Rows one point takes in a forward pass when ``points`` points are to be attacked
+        (restarts or targets batched together)."""
         return 1
 
     @abstractmethod

@@ -29,6 +29,7 @@ class _Round:
     margin: torch.Tensor
     last_loss: torch.Tensor
     adv_at: dict[int, torch.Tensor]
+    gradients_within: dict[int, int]
     cost: Cost
 
 
@@ -118,8 +119,10 @@ class PGD(Attack):
             "targeted": self.targeted,
         }
 
-    def rows_per_point(self) -> int:
-        return min(self.restarts, self.max_batch)
+    def rows_per_point(self, points: int) -> int:
+        # Restarts in lock step only while points are too few to fill a batch: run one
+        # after another, later restarts skip the points earlier ones broke.
+        return min(self.restarts, max(1, self.max_batch // max(points, 1)))
 
     def perturb(
         self,
@@ -144,6 +147,7 @@ class PGD(Attack):
         rec_success = torch.zeros(n, restarts, dtype=torch.bool, device=device)
         rec_status = torch.full((n, restarts), SKIPPED, dtype=torch.int8, device=device)
         adv_at = {k: torch.zeros(n, dtype=torch.bool, device=device) for k in self.record_at}
+        within = dict.fromkeys(self.record_at, 0)
         cost = Cost()
         for first in range(0, restarts, per_round):
             count = min(per_round, restarts - first)
@@ -155,6 +159,8 @@ class PGD(Attack):
                 model, x[points], y[points], t, index[points], first, count, first_iter[points]
             )
             cost = cost + out.cost
+            for k in self.record_at:
+                within[k] += out.gradients_within[k]
             m = points.numel()
             row_success = out.success.view(count, m)
             # A restart counts only if no earlier restart of its point broke it.
@@ -189,6 +195,7 @@ class PGD(Attack):
             cost=cost,
             restarts=RestartRecords(rec_loss, rec_success, rec_status),
             success_at=success_at,
+            gradients_within=within,
         )
 
     def _points_to_run(self, success: torch.Tensor, first_iter: torch.Tensor) -> torch.Tensor:
@@ -290,6 +297,7 @@ class PGD(Attack):
         adv_at: dict[int, torch.Tensor] = {
             k: torch.zeros(rows, dtype=torch.bool, device=device) for k in self.record_at
         }
+        within = dict.fromkeys(self.record_at, 0)
         row_deadline = deadline.repeat(count)
         active = torch.ones(rows, dtype=torch.bool, device=device)
         cost = Cost()
@@ -332,6 +340,9 @@ class PGD(Attack):
                 break
             (grad,) = torch.autograd.grad(loss.sum(), xa)
             cost.gradients += idx.numel()
+            for k in self.record_at:
+                if it < k:
+                    within[k] += idx.numel()
             stepped = xa.detach() + self.step * grad.sign()
             x_adv[idx] = torch.min(torch.max(stepped, lower[idx]), upper[idx])
             if self.early_stop and judge_every_iterate:
@@ -344,6 +355,7 @@ class PGD(Attack):
             margin=keep_margin,
             last_loss=last_loss,
             adv_at=adv_at,
+            gradients_within=within,
             cost=cost,
         )
 

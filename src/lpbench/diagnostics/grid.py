@@ -15,15 +15,17 @@ from torch import nn
 
 from lpbench.attacks import PGD
 from lpbench.diagnostics.surface import read_npz, save_figure, write_npz
-from lpbench.runtime import default_batch_rows, progress
+from lpbench.evaluation.contract import check_inputs
+from lpbench.evaluation.evaluate import predict
+from lpbench.runtime import default_batch_rows, evaluation_mode, progress
 
 
 @dataclass
 class GridData:
     """``accuracy[i, j]``: robust accuracy under PGD with ``steps[i]`` and ``iters[j]``.
 
-    ``grad_evals`` is what the grid cost; ``naive_grad_evals`` what one run per cell
-    (every cell's iterations on every point and restart) would have cost.
+    ``grad_evals`` is what the grid cost; ``naive_grad_evals`` what one early-stopped run
+    per cell would have cost (exact for one restart, a lower bound for more).
     """
 
     steps: list[float]
@@ -78,6 +80,7 @@ def step_iteration_grid(
     restarts: int = 1,
     seed: int = 0,
     loss: str = "ce",
+    indices: Sequence[int] | None = None,
     batch_size: int | None = None,
     device: str | torch.device = "cpu",
     show_progress: bool = True,
@@ -88,47 +91,49 @@ def step_iteration_grid(
     size) records which points are broken within each count in ``iters``. A point counts
     as robust in a cell if it is classified correctly and survives every restart within
     that many iterations; every point counts in the denominator. Only clean-correct points
-    are attacked, in chunks of ``batch_size // restarts`` points as :func:`evaluate` does,
-    so a cell equals ``evaluate`` with one PGD of that step, count and seed.
+    are attacked, so a cell equals :func:`~lpbench.evaluation.evaluate` with one PGD of
+    that step, count and seed. ``indices`` are the points' data-set indices (they key the
+    random starts; default ``0..N-1``). The model runs in eval mode on ``device``; its
+    mode and device are restored afterwards.
+
+    ``naive_grad_evals`` is what one early-stopped run per cell costs: exact for one
+    restart; with more restarts a lower bound (a short run skips fewer later restarts).
     """
     steps = [float(s) for s in steps]
     iters = sorted({int(k) for k in iters})
     if not steps or not iters:
         raise ValueError("give at least one step size and one iteration count")
-    if len(x) != len(y):
-        raise ValueError(f"{len(x)} inputs but {len(y)} labels")
+    check_inputs(x, y)
     device = torch.device(device)
     batch_size = batch_size or default_batch_rows(device)
-    model = model.to(device).eval()
     n = len(x)
+    index = torch.arange(n) if indices is None else torch.as_tensor(list(indices))
     start = time.perf_counter()
-    with torch.no_grad():
-        clean_ok = (
-            torch.cat(
-                [
-                    model(x[i : i + batch_size].to(device)).argmax(1).cpu()
-                    for i in range(0, n, batch_size)
-                ]
-            )
-            == y.cpu()
-        )
-    todo = clean_ok.nonzero().squeeze(1)
-    per_call = max(1, batch_size // restarts)
-    chunks = [todo[i : i + per_call] for i in range(0, len(todo), per_call)]
     accuracy = np.zeros((len(steps), len(iters)))
-    grad_evals = 0
-    for row, step in enumerate(
-        progress(steps, desc="step sizes", enabled=show_progress, unit="step")
-    ):
-        attack = PGD(eps, step, max(iters), restarts, loss=loss, seed=seed, record_at=iters)
-        broken = {k: torch.zeros(n, dtype=torch.bool) for k in iters}
-        for chunk in chunks:
-            out = attack(model, x[chunk].to(device), y[chunk].to(device))
-            grad_evals += out.grad_evals
-            for k in iters:
-                broken[k][chunk] = out.success_at[k].cpu()
-        for col, k in enumerate(iters):
-            accuracy[row, col] = float((clean_ok & ~broken[k]).sum()) / n
+    grad_evals = naive = 0
+    with evaluation_mode(model, device):
+        clean_ok = predict(model, x, batch_size, device) == y.cpu()
+        todo = clean_ok.nonzero().squeeze(1)
+        for row, step in enumerate(
+            progress(steps, desc="step sizes", enabled=show_progress, unit="step")
+        ):
+            attack = PGD(
+                eps,
+                step,
+                max(iters),
+                restarts,
+                loss=loss,
+                seed=seed,
+                record_at=iters,
+                max_batch=batch_size,
+            )
+            out = attack(model, x[todo].to(device), y[todo].to(device), index=index[todo])
+            grad_evals += out.cost.gradients
+            naive += sum(out.gradients_within[k] for k in iters)
+            for col, k in enumerate(iters):
+                broken = torch.zeros(n, dtype=torch.bool)
+                broken[todo] = out.success_at[k].cpu()
+                accuracy[row, col] = float((clean_ok & ~broken).sum()) / n
     return GridData(
         steps=steps,
         iters=iters,
@@ -140,7 +145,7 @@ def step_iteration_grid(
         loss=loss,
         seed=int(seed),
         grad_evals=grad_evals,
-        naive_grad_evals=len(steps) * sum(iters) * n * restarts,
+        naive_grad_evals=naive,
         wall_time_s=time.perf_counter() - start,
     )
 

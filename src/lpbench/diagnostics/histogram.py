@@ -1,9 +1,11 @@
 """Per-restart losses from evaluation results: histograms and accuracy vs restarts.
 
 All functions read the JSON form of an evaluation (``EvaluationResult.to_dict()`` or the
-loaded results file). Per-restart entries that are ``None`` were not run (the point was
-already broken and the attack stopped early); run with ``early_stop=False`` for exact
-per-restart records.
+loaded results file). Per-restart entries that are ``None`` were not run: with early stop,
+a point's restarts after the one that broke it are skipped. The accuracy-vs-restarts
+curve is exact either way (restarts are tried in order); loss histograms and success
+fractions need every restart run (``lpbench evaluate --no-early-stop``) and refuse
+results that lack some.
 """
 
 from __future__ import annotations
@@ -76,16 +78,26 @@ def resolve_label(results: dict[str, Any], label: str | None = None) -> str:
 
 
 def _full_records(results: dict[str, Any], label: str) -> list[tuple[int, dict[str, list]]]:
-    """(index, record) of the points attacked by ``label`` with every restart run."""
+    """(index, record) of every point attacked by ``label``; all restarts must have run."""
     restarts = _num_restarts(results, label)
-    out = []
+    out, incomplete = [], 0
     for point in results["points"]:
         record = point["attacks"].get(label)
         if record is None:
             continue
-        losses = record["restart_loss"]
-        if len(losses) == restarts and all(v is not None for v in losses):
-            out.append((int(point["index"]), record))
+        losses = record.get("restart_loss")
+        if losses is None or len(losses) != restarts or any(v is None for v in losses):
+            incomplete += 1
+            continue
+        out.append((int(point["index"]), record))
+    if incomplete:
+        raise ValueError(
+            f"{incomplete} point(s) attacked by {label!r} lack records of some restarts (they "
+            "were skipped by early stop after an earlier restart broke the point), so loss "
+            "histograms and success fractions would be biased. Histograms need every restart "
+            "run to the end: evaluate with `lpbench evaluate CHECKPOINT --restarts N "
+            "--no-early-stop`"
+        )
     return out
 
 
@@ -119,7 +131,8 @@ def restarts_curve(results: dict[str, Any], label: str | None = None) -> np.ndar
 
     Entry k-1 is for k restarts. Clean-wrong points and points broken by an attack that
     ran before ``label`` are never robust; later attacks are ignored. Non-increasing; the
-    last entry is the robust accuracy right after ``label``.
+    last entry is the robust accuracy right after ``label``. Exact with early stop too:
+    restarts run in order, so every restart before a point's first success is recorded.
     """
     label = resolve_label(results, label)
     labels = _attack_labels(results)
@@ -136,8 +149,13 @@ def restarts_curve(results: dict[str, Any], label: str | None = None) -> np.ndar
                 f"point {point['index']} is robust before {label!r} but has no "
                 "record of it (was the evaluation interrupted?)"
             )
-        hits = [s is True for s in record["restart_success"]]
-        first_hit = hits.index(True) if True in hits else restarts
+        wins = record.get("restart_success") or []
+        first_hit = wins.index(True) if True in wins else restarts
+        if len(wins) != restarts or any(w is None for w in wins[:first_hit]):
+            raise ValueError(
+                f"point {point['index']} lacks records of restarts of {label!r} that ran "
+                "before it was broken: the results are incomplete"
+            )
         robust[row, :first_hit] = True
     return robust.mean(axis=0) if len(points) else np.zeros(restarts)
 

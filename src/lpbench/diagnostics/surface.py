@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lpbench.io import atomic_write
+from lpbench.runtime import evaluation_mode
 
 
 def save_figure(fig: Figure, path: str | Path, *, pdf: bool = False) -> list[Path]:
@@ -97,10 +98,11 @@ def loss_surface(
 
     ``x`` is one input, (C, H, W) or (1, C, H, W). The plane is
     ``x + a*sign(grad_x CE) + b*d2`` with ``a, b`` in ``[-eps, eps]`` and ``d2`` a random
-    sign vector drawn from ``seed``; inputs are clipped to [0, 1]. Grid
-    points are evaluated ``batch_size`` at a time, on the device of the model's weights,
-    with the model in eval mode. An odd ``resolution`` puts ``(0, 0)`` (the point itself)
-    exactly on the grid. ``index`` is the point's data set index, kept for the record.
+    sign vector drawn from ``seed``; inputs are clipped to [0, 1]. Grid points are
+    evaluated ``batch_size`` at a time, on the device of the model's weights, with the
+    model in eval mode (its mode is restored afterwards). An odd ``resolution`` puts
+    ``(0, 0)`` (the point itself) exactly on the grid. ``index`` is the point's data-set
+    index, kept for the record.
     """
     if resolution < 2:
         raise ValueError(f"resolution must be >= 2, got {resolution}")
@@ -109,7 +111,6 @@ def loss_surface(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
-    model.eval()
     x = x.detach().to(device)
     if x.dim() < 4:  # one input without its batch dimension
         x = x.unsqueeze(0)
@@ -117,29 +118,29 @@ def loss_surface(
         raise ValueError(f"loss_surface takes one point, got a batch of {x.shape[0]}")
     label = int(y)
     target = torch.tensor([label], device=device)
+    with evaluation_mode(model, device):
+        xg = x.clone().requires_grad_(True)
+        clean = F.cross_entropy(model(xg), target)
+        (grad,) = torch.autograd.grad(clean, xg)
+        d1 = grad.sign()
+        generator = torch.Generator().manual_seed(seed)
+        d2 = (torch.randint(0, 2, x.shape, generator=generator) * 2 - 1).to(device, x.dtype)
 
-    xg = x.clone().requires_grad_(True)
-    clean = F.cross_entropy(model(xg), target)
-    (grad,) = torch.autograd.grad(clean, xg)
-    d1 = grad.sign()
-    generator = torch.Generator().manual_seed(seed)
-    d2 = (torch.randint(0, 2, x.shape, generator=generator) * 2 - 1).to(device, x.dtype)
-
-    # Integer arithmetic, so that the centre of an odd grid is exactly 0 and the ends +-eps.
-    ticks = np.arange(resolution) * 2 - (resolution - 1)
-    coords = eps * (ticks / (resolution - 1))
-    grid = torch.tensor(coords, dtype=x.dtype, device=device)
-    a = grid.repeat_interleave(resolution)  # row-major: flat k = i_a * resolution + i_b
-    b = grid.repeat(resolution)
-    shape = (-1, *([1] * (x.dim() - 1)))
-    losses = []
-    with torch.no_grad():
-        for start in range(0, resolution * resolution, batch_size):
-            ca, cb = a[start : start + batch_size], b[start : start + batch_size]
-            points = (x + ca.view(shape) * d1 + cb.view(shape) * d2).clamp(0.0, 1.0)
-            logits = model(points)
-            losses.append(F.cross_entropy(logits, target.expand(len(points)), reduction="none"))
-    loss = torch.cat(losses).view(resolution, resolution)
+        # Integer arithmetic, so that the centre of an odd grid is exactly 0 and the ends +-eps.
+        ticks = np.arange(resolution) * 2 - (resolution - 1)
+        coords = eps * (ticks / (resolution - 1))
+        grid = torch.tensor(coords, dtype=x.dtype, device=device)
+        a = grid.repeat_interleave(resolution)  # row-major: flat k = i_a * resolution + i_b
+        b = grid.repeat(resolution)
+        shape = (-1, *([1] * (x.dim() - 1)))
+        losses = []
+        with torch.no_grad():
+            for start in range(0, resolution * resolution, batch_size):
+                ca, cb = a[start : start + batch_size], b[start : start + batch_size]
+                points = (x + ca.view(shape) * d1 + cb.view(shape) * d2).clamp(0.0, 1.0)
+                logits = model(points)
+                losses.append(F.cross_entropy(logits, target.expand(len(points)), reduction="none"))
+        loss = torch.cat(losses).view(resolution, resolution)
     return SurfaceData(
         alphas=coords.copy(),
         betas=coords.copy(),

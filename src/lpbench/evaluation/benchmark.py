@@ -28,7 +28,7 @@ def weights_sha256(model: nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

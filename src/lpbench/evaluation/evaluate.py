@@ -23,7 +23,7 @@ from lpbench.attacks.base import COMPLETE, Cost
 from lpbench.evaluation.contract import check_inputs, check_model_contract
 from lpbench.evaluation.journal import Journal, Part
 from lpbench.evaluation.protocol import NamedAttack
-from lpbench.evaluation.shards import Shard, all_gather
+from lpbench.evaluation.shards import Shard, all_gather, broadcast_from_main
 from lpbench.io import atomic_write, write_json
 from lpbench.runtime import default_batch_rows, evaluation_mode, progress_bar
 
@@ -288,9 +288,9 @@ def _round(value: float) -> float | None:
     return None if not math.isfinite(value) else round(value, 6)
 
 
-def _block_size(attack: Attack | None, batch_size: int) -> int:
+def _block_size(attack: Attack | None, points: int, batch_size: int) -> int:
     """Points per journal block: four forward batches' worth (at least one point)."""
-    rows = 1 if attack is None else max(1, attack.rows_per_point())
+    rows = 1 if attack is None else attack.rows_per_point(points)
     return max(1, 4 * (batch_size // rows))
 
 
@@ -345,7 +345,7 @@ def evaluate(
     state = _State(x, attacks)
     book = None
     if journal is not None:
-        book = Journal(journal, manifest or {}, resume=resume)
+        book = _open_journal(journal, manifest or {}, resume, shard)
         for part in book.parts():
             state.apply(part, y_list)
     mine = shard.positions(n)
@@ -355,7 +355,7 @@ def evaluate(
         for stage in range(len(attacks) + 1):
             named = attacks[stage - 1] if stage else None
             todo = state.pending(stage, mine)
-            size = _block_size(named.attack if named else None, batch_size)
+            size = _block_size(named.attack if named else None, len(todo), batch_size)
             desc = named.label if named else "clean"
             bar = progress_bar(
                 desc=desc, total=len(todo), enabled=show_progress and bool(todo), unit="pt"
@@ -374,6 +374,22 @@ def evaluate(
             if rank != shard.rank:
                 _merge(state, other)
         return _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
+
+
+def _open_journal(
+    folder: str | Path, manifest: dict[str, Any], resume: bool, shard: Shard
+) -> Journal:
+    """Rank 0 starts or checks the journal; every rank raises the same error, if any."""
+    problem: Exception | None = None
+    if shard.is_main:
+        try:
+            Journal.open(folder, manifest, resume=resume)
+        except (FileExistsError, ValueError) as err:
+            problem = err
+    problem = broadcast_from_main(shard, problem)
+    if problem is not None:
+        raise problem
+    return Journal(folder)
 
 
 def _merge(into: _State, other: _State) -> None:

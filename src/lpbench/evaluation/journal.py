@@ -61,13 +61,18 @@ class Part:
 class Journal:
     """A folder of :class:`Part` files plus the manifest they belong to."""
 
-    def __init__(self, folder: str | Path, manifest: dict[str, Any], *, resume: bool) -> None:
+    def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        path = self.folder / MANIFEST
+
+    @classmethod
+    def open(cls, folder: str | Path, manifest: dict[str, Any], *, resume: bool) -> Journal:
+        """Start a journal, or continue one started with the same manifest (``resume``)."""
+        journal = cls(folder)
+        path = journal.folder / MANIFEST
         if path.exists():
             if not resume:
                 raise FileExistsError(
-                    f"{self.folder} holds an interrupted evaluation: resume it (--resume) "
+                    f"{journal.folder} holds an interrupted evaluation: resume it (--resume) "
                     "or delete the folder"
                 )
             saved = read_json(path)
@@ -78,11 +83,12 @@ class Journal:
             )
             if differing:
                 raise ValueError(
-                    f"cannot resume {self.folder}: it was started with other "
+                    f"cannot resume {journal.folder}: it was started with other "
                     f"{', '.join(differing)}; delete it to start afresh"
                 )
         else:
             write_json(path, manifest)
+        return journal
 
     def parts(self) -> list[Part]:
         """Every finished block, in stage order."""

@@ -68,3 +68,12 @@ def all_gather(shard: Shard, payload: Any) -> list[Any]:
     gathered: list[Any] = [None] * shard.world
     dist.all_gather_object(gathered, payload)
     return gathered
+
+
+def broadcast_from_main(shard: Shard, payload: Any) -> Any:
+    """Rank 0's ``payload`` on every rank."""
+    if shard.world <= 1:
+        return payload
+    box = [payload if shard.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

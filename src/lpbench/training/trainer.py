@@ -187,25 +187,25 @@ def _train_epoch(
     sums: dict[str, float] = {}
     seen, started = 0, time.perf_counter()
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    for step, idx in enumerate(
-        progress(
-            batches, desc=f"epoch {epoch}/{config.epochs}", enabled=show_progress, unit="batch"
-        )
+    for idx in progress(
+        batches, desc=f"epoch {epoch}/{config.epochs}", enabled=show_progress, unit="batch"
     ):
         x, y = data.images[idx], data.labels[idx]
         x = add_input_noise(x, objective.noise_std, noise_gen).to(device)
         y = y.to(device)
         x_adv = None
         if objective.needs_adversarial:
-            model.eval()  # adversarial examples are crafted in eval mode, as in the original
+            # Crafted in eval mode (the attack's default); random starts keyed by the
+            # run's seed, the epoch and each image's index in the training set.
             attack = PGD(
                 eps,
                 config.adv_step,
                 config.adv_iters,
                 keep_last=True,
-                seed=(config.seed * 1_000_003 + epoch) * 100_003 + step,
+                seed=config.seed * 1_000_003 + epoch,
+                stream="train-adversarial",
             )
-            x_adv = attack(model, x, y).x_adv
+            x_adv = attack(model, x, y, index=idx.to(device)).x_adv
         model.train()
         terms = objective_terms(model, x, y, objective, x_adv)
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,312 @@
+"""The steps behind each ``lpbench`` command, as Python functions.
+
+Each loads what it needs (checkpoints, data), calls the library and writes its files;
+the command line and the demo call the same functions, and print what they return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpbench.data import evaluation_subset, load_dataset
+from lpbench.diagnostics import (
+    GridData,
+    SurfaceData,
+    loss_surface,
+    plot_grid,
+    plot_point_histograms,
+    plot_restart_summary,
+    plot_surfaces,
+    resolve_label,
+    step_iteration_grid,
+    write_npz,
+)
+from lpbench.diagnostics.histogram import PointHistogram, RestartSummary
+from lpbench.evaluation import (
+    EvaluationResult,
+    NamedAttack,
+    benchmark,
+    default_eps,
+    parse_step,
+    predict,
+)
+from lpbench.io import write_json
+from lpbench.reporting import ResultRow, write_report
+from lpbench.reporting.collect import collect_results, figure_sections, read_results
+from lpbench.runtime import evaluation_mode, resolve_device
+from lpbench.training import TRAIN_PRESETS, load_checkpoint
+
+
+def beside(checkpoint: str | Path, name: str) -> Path:
+    """A file next to a checkpoint (inside its run folder when given a folder)."""
+    path = Path(checkpoint)
+    return (path if path.is_dir() else path.parent) / name
+
+
+def model_name(meta: dict[str, Any], checkpoint: str | Path) -> str:
+    """The name a checkpoint goes by in tables: its preset, else its folder."""
+    path = Path(checkpoint)
+    return meta.get("preset") or (path.name if path.is_dir() else path.parent.name)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    preset: str = "strong",
+    attacks: Sequence[NamedAttack] | None = None,
+    eps: float | None = None,
+    dataset: str | None = None,
+    points: int = 1000,
+    subset_seed: int = 0,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    name: str | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> tuple[EvaluationResult, Path]:
+    """Evaluate a checkpoint on its data set's fixed subset; save to ``out``."""
+    model, meta = load_checkpoint(checkpoint, dataset=dataset)
+    out = Path(out) if out is not None else beside(checkpoint, "results.json")
+    result = benchmark(
+        model,
+        meta["dataset"],
+        preset=preset,
+        attacks=attacks,
+        eps=eps,
+        points=points,
+        subset_seed=subset_seed,
+        attack_seed=seed,
+        data_dir=data_dir,
+        device=device,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        out=out,
+        resume=resume,
+        meta={
+            "name": name or meta.get("preset") or Path(checkpoint).stem,
+            "checkpoint": str(checkpoint),
+            "model": meta["model"],
+            "train_preset": meta.get("preset"),
+            "train_epoch": meta.get("epoch"),
+        },
+    )
+    return result, out
+
+
+@dataclass
+class SurfaceRun:
+    """What :func:`surfaces_for_checkpoints` computed and wrote."""
+
+    index: int
+    label: int
+    eps: float
+    surfaces: list[tuple[str, SurfaceData, Path]]
+    written: list[Path]
+
+
+def first_common_correct(models: Sequence[torch.nn.Module], test: Any, device: Any) -> int:
+    """The first point of the default evaluation subset that every model gets right."""
+    indices = evaluation_subset(len(test), 1000, seed=0)
+    subset = test.subset(indices)
+    correct = torch.ones(len(indices), dtype=torch.bool)
+    for model in models:
+        with evaluation_mode(model, device):
+            correct &= predict(model, subset.images, 1000, device) == subset.labels
+    if not correct.any():
+        raise ValueError("no point of the evaluation subset is classified correctly by every model")
+    return int(indices[int(correct.nonzero()[0])])
+
+
+def surfaces_for_checkpoints(
+    checkpoints: Sequence[str | Path],
+    *,
+    point: int | None = None,
+    eps: float | None = None,
+    resolution: int = 51,
+    seed: int = 0,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    out: str | Path | None = None,
+    pdf: bool = False,
+    show_progress: bool = True,
+) -> SurfaceRun:
+    """Loss surfaces of one test point under each checkpoint, drawn side by side."""
+    if not checkpoints:
+        raise ValueError("give at least one checkpoint")
+    device_t = resolve_device(device)
+    models = []
+    for checkpoint in checkpoints:
+        model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
+        dataset = meta["dataset"]
+        models.append((model_name(meta, checkpoint), model))
+    eps = eps if eps is not None else default_eps(str(dataset))
+    test = load_dataset(str(dataset), "test", data_dir=data_dir, progress=show_progress)
+    index = (
+        point if point is not None else first_common_correct([m for _, m in models], test, device_t)
+    )
+    if not 0 <= index < len(test):
+        raise ValueError(f"--point must be a test-set index in [0, {len(test) - 1}], got {index}")
+    out = Path(out) if out is not None else beside(checkpoints[0], f"surface-point{index}.png")
+    surfaces = []
+    for name, model in models:
+        surface = loss_surface(
+            model,
+            test.images[index],
+            int(test.labels[index]),
+            eps,
+            resolution=resolution,
+            seed=seed,
+            index=index,
+        )
+        raw = surface.save_npz(out.with_name(f"{out.stem}-{name}.npz"))
+        surfaces.append((name, surface, raw))
+    written = plot_surfaces([(name, s) for name, s, _ in surfaces], out, pdf=pdf)
+    return SurfaceRun(index, int(test.labels[index]), eps, surfaces, written)
+
+
+@dataclass
+class GridRun:
+    """What :func:`grid_for_checkpoint` computed and wrote."""
+
+    name: str
+    grid: GridData
+    step_labels: list[str]
+    written: list[Path]
+
+
+def grid_for_checkpoint(
+    checkpoint: str | Path,
+    *,
+    steps: Sequence[str],
+    iters: Sequence[int],
+    restarts: int = 1,
+    loss: str = "ce",
+    eps: float | None = None,
+    points: int = 1000,
+    subset_seed: int = 0,
+    seed: int = 0,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    step_unit: str = "",
+    out: str | Path | None = None,
+    pdf: bool = False,
+    show_progress: bool = True,
+) -> GridRun:
+    """Step size x iterations heatmap of a checkpoint; ``.npz``, ``.json`` and figure."""
+    device_t = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
+    dataset = meta["dataset"]
+    eps = eps if eps is not None else default_eps(dataset)
+    labels = list(steps)
+    values = [parse_step(text, eps) for text in labels]
+    test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
+    indices = evaluation_subset(len(test), points, seed=subset_seed)
+    subset = test.subset(indices)
+    grid = step_iteration_grid(
+        model,
+        subset.images,
+        subset.labels,
+        eps,
+        values,
+        iters,
+        restarts=restarts,
+        seed=seed,
+        loss=loss,
+        indices=indices.tolist(),
+        batch_size=batch_size,
+        device=device_t,
+        show_progress=show_progress,
+    )
+    name = model_name(meta, checkpoint)
+    out = Path(out) if out is not None else beside(checkpoint, "grid.png")
+    grid.save_npz(out.with_suffix(".npz"))
+    write_json(
+        out.with_suffix(".json"),
+        {**grid.to_dict(), "step_labels": labels, "model": name, "indices": indices.tolist()},
+    )
+    written = plot_grid(
+        grid,
+        out,
+        step_unit=step_unit,
+        step_labels=labels,
+        title=f"{name}: eps {eps:g}, {grid.restarts} restart(s), {grid.loss} loss",
+        pdf=pdf,
+    )
+    return GridRun(name, grid, labels, written)
+
+
+@dataclass
+class HistogramRun:
+    """What :func:`histograms_for_results` computed and wrote."""
+
+    label: str
+    histograms: list[PointHistogram]
+    summary: RestartSummary
+    written: list[Path]
+
+
+def histograms_for_results(
+    results_path: str | Path,
+    *,
+    attack: str | None = None,
+    points: Sequence[int] | None = None,
+    bins: int = 20,
+    out: str | Path | None = None,
+    pdf: bool = False,
+) -> HistogramRun:
+    """Per-restart loss histograms, success fractions and the restarts curve of a results file."""
+    results = read_results(results_path)
+    label = resolve_label(results, attack)
+    out = Path(out) if out is not None else Path(results_path).with_name("histograms.png")
+    hists, written = plot_point_histograms(results, label, points, out, bins=bins, pdf=pdf)
+    summary, more = plot_restart_summary(
+        results, label, out.with_name(out.stem + "-restarts.png"), pdf=pdf
+    )
+    raw = write_npz(
+        out.with_suffix(".npz"),
+        {
+            "label": label,
+            "points": [h.index for h in hists],
+            "counts": np.stack([h.counts for h in hists]),
+            "edges": np.stack([h.edges for h in hists]),
+            "successes": [h.successes for h in hists],
+            "restarts": hists[0].restarts,
+            "summary_indices": summary.indices,
+            "success_fractions": summary.fractions,
+            "fraction_counts": summary.counts,
+            "fraction_edges": summary.edges,
+            "restarts_curve": summary.curve,
+        },
+    )
+    return HistogramRun(label, hists, summary, [*written, *more, raw])
+
+
+def report_for(
+    inputs: Sequence[str | Path],
+    *,
+    figures: Sequence[str | Path] = (),
+    title: str = "lpbench report",
+    out: str | Path | None = None,
+) -> tuple[list[ResultRow], dict[str, Path]]:
+    """Seed-style report (Markdown, CSV, JSON) of results files or run folders."""
+    paths = [Path(p) for p in inputs]
+    files, found = collect_results(paths)
+    found += [Path(f) for f in figures]
+    rows = [ResultRow.from_results(read_results(path)) for path in files]
+    rank = {name: i for i, name in enumerate(TRAIN_PRESETS)}
+    rows.sort(key=lambda row: (rank.get(row.name, len(rank)), row.name))
+    out = Path(out) if out is not None else (paths[0] if paths[0].is_dir() else Path("."))
+    written = write_report(rows, out, figures=figure_sections(found), title=title)
+    return rows, written

@@ -1,0 +1,273 @@
+"""The evaluation core: invariance, journal and resume, model contract and mode, any model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lpbench.attacks import PGD
+from lpbench.evaluation import (
+    LogitsOf,
+    ModelContractError,
+    NamedAttack,
+    benchmark,
+    check_model_contract,
+    evaluate,
+    evaluate_model,
+    preset_attacks,
+)
+
+from .conftest import TinyNet
+
+EPS = 0.1
+
+
+def _labelled(model: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points and the model's own labels, a few flipped to be clean errors."""
+    x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:2] = (y[:2] + 1) % 4
+    return x, y
+
+
+def _small_strong() -> list[NamedAttack]:
+    return [
+        NamedAttack("baseline", PGD(EPS, EPS / 10, 6, score="last", stream="baseline")),
+        NamedAttack("many", PGD(EPS, EPS / 4, 8, restarts=3, stream="many")),
+        NamedAttack("dlr", PGD(EPS, EPS / 4, 8, restarts=2, loss="dlr", stream="dlr")),
+    ]
+
+
+def _same(a, b) -> None:
+    assert a.robust == b.robust
+    assert a.broken_by == b.broken_by
+    assert a.clean_pred == b.clean_pred
+    assert torch.equal(a.x_adv, b.x_adv)
+    for ra, rb in zip(a.restart_records, b.restart_records, strict=True):
+        assert ra.keys() == rb.keys()
+        for label in ra:
+            for key in ("restart_loss", "loss"):
+                va, vb = ra[label][key], rb[label][key]
+                if isinstance(va, list):
+                    assert [v is None for v in va] == [v is None for v in vb]
+                    assert [v for v in va if v is not None] == pytest.approx(
+                        [v for v in vb if v is not None], abs=1e-6
+                    )
+                else:
+                    assert va == pytest.approx(vb, abs=1e-6)
+            assert ra[label]["restart_success"] == rb[label]["restart_success"]
+
+
+def test_verdicts_do_not_depend_on_batch_size() -> None:
+    model = TinyNet(seed=3).eval()
+    x, y = _labelled(model, 30)
+    results = [
+        evaluate(
+            model,
+            x,
+            y,
+            _small_strong(),
+            indices=list(range(1000, 1030)),
+            batch_size=batch,
+            show_progress=False,
+        )
+        for batch in (7, 256, 10_000)
+    ]
+    assert 0 < results[0].robust_accuracy < results[0].clean_accuracy
+    assert {b for b in results[0].broken_by if b} >= {"clean", "baseline"}
+    for other in results[1:]:
+        _same(results[0], other)
+
+
+def test_attacks_of_a_preset_draw_from_their_own_streams() -> None:
+    keys = {a.attack.key for a in preset_attacks("strong", "mnist")}
+    assert len(keys) == 4
+    attacks = preset_attacks("strong", "mnist", seed=0)
+    again = preset_attacks("strong", "mnist", seed=1)
+    assert attacks[1].attack.key != again[1].attack.key
+
+
+def test_presets_are_data_in_units_of_eps() -> None:
+    baseline = preset_attacks("baseline", "mnist")[0].attack
+    assert baseline.config()["score"] == "last" and baseline.iters == 40
+    assert baseline.step == pytest.approx(0.01)
+    assert preset_attacks("baseline", "mnist", eps=0.15)[0].attack.step == pytest.approx(0.005)
+    strong = preset_attacks("strong", "fashion-mnist")
+    assert [a.attack.config()["score"] for a in strong] == ["last", "any", "any", "any"]
+    tiny = preset_attacks("baseline", "tiny-imagenet")[0].attack
+    assert tiny.targeted == "ll" and tiny.eps == pytest.approx(16 / 255)
+
+
+def test_resume_finishes_with_the_same_results(tmp_path) -> None:
+    model = TinyNet(seed=3).eval()
+    x, y = _labelled(model, 30)
+    journal = tmp_path / "res.journal"
+    kwargs = {"batch_size": 3, "show_progress": False, "manifest": {"seed": 0}}
+    whole = evaluate(model, x, y, _small_strong(), **kwargs)
+    first = evaluate(model, x, y, _small_strong(), journal=journal, **kwargs)
+    _same(whole, first)
+    parts = sorted(journal.glob("s*.safetensors"))
+    assert len(parts) > 6
+    for part in parts[len(parts) // 2 :]:  # as if killed half-way through
+        part.unlink()
+    with pytest.raises(FileExistsError, match="resume"):
+        evaluate(model, x, y, _small_strong(), journal=journal, **kwargs)
+    resumed = evaluate(
+        model, x, y, _small_strong(), journal=journal, resume=True, **{**kwargs, "batch_size": 16}
+    )
+    _same(whole, resumed)
+    assert resumed.attacks[1].points_attacked == whole.attacks[1].points_attacked
+    with pytest.raises(ValueError, match="seed"):
+        evaluate(
+            model,
+            x,
+            y,
+            _small_strong(),
+            journal=journal,
+            resume=True,
+            batch_size=3,
+            show_progress=False,
+            manifest={"seed": 1},
+        )
+
+
+class BatchNormNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Flatten(),
+            nn.Linear(4 * 8 * 8, 4),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_evaluate_restores_mode_and_leaves_batchnorm_alone() -> None:
+    model = BatchNormNet()
+    x = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    model.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        model(x)
+    model.eval()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    reference = evaluate(model, x, y, _small_strong(), show_progress=False)
+    model.train()
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    again = evaluate(model, x, y, _small_strong(), show_progress=False)
+    assert model.training
+    assert all(torch.equal(stats[k], v) for k, v in model.state_dict().items())
+    _same(reference, again)
+
+
+def test_evaluate_model_on_a_users_module() -> None:
+    """The README's example: any nn.Module with BatchNorm, straight from tensors."""
+    model = BatchNormNet().eval()
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    result = evaluate_model(model, x, y, eps=EPS, preset="baseline", show_progress=False)
+    assert result.clean_accuracy == 1.0
+    assert result.meta["manifest"]["weights_sha256"]
+    assert result.meta["manifest"]["batch_size"] == 256
+    assert result.meta["score"] == {"baseline": "last"}
+    with pytest.raises(ValueError, match="eps"):
+        evaluate_model(model, x, y, eps=0.0)
+
+
+def test_benchmark_refuses_attacks_with_another_eps() -> None:
+    model = TinyNet().eval()
+    x, y = _labelled(model, 6)
+    attacks = [NamedAttack("pgd", PGD(0.1, 0.01, 2))]
+    with pytest.raises(ValueError, match="eps 0.2"):
+        benchmark(model, (x, y), attacks=attacks, eps=0.2, show_progress=False)
+
+
+class Softmaxed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinyNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).softmax(1)
+
+
+class TupleOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinyNet()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x), x.mean()
+
+
+class Noisy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinyNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x + 0.1 * torch.randn_like(x))
+
+
+class BatchCoupled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinyNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x - x.mean(0, keepdim=True))
+
+
+@pytest.mark.parametrize(
+    "model,match",
+    [
+        (Softmaxed(), "probabilities"),
+        (TupleOut(), "LogitsOf"),
+        (Noisy(), "randomised"),
+        (BatchCoupled(), "batch"),
+    ],
+)
+def test_model_contract_is_checked_before_any_attack(model: nn.Module, match: str) -> None:
+    x = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ModelContractError, match=match):
+        check_model_contract(model.eval(), x, y)
+    with pytest.raises(ModelContractError, match=match):
+        evaluate(model.eval(), x, y, _small_strong(), show_progress=False)
+
+
+def test_contract_inputs_labels_and_adapter() -> None:
+    x = torch.rand(6, 1, 8, 8)
+    with pytest.raises(ValueError, match="normalisation"):
+        check_model_contract(TinyNet().eval(), x * 2 - 1, torch.zeros(6, dtype=torch.long))
+    with pytest.raises(ModelContractError, match="4 classes"):
+        check_model_contract(TinyNet().eval(), x, torch.full((6,), 7))
+    assert check_model_contract(LogitsOf(TupleOut(), 0).eval(), x, torch.zeros(6).long()) == 4
+
+
+def test_empty_one_point_and_all_misclassified_inputs() -> None:
+    model = TinyNet().eval()
+    empty = evaluate(
+        model,
+        torch.zeros(0, 1, 8, 8),
+        torch.zeros(0, dtype=torch.long),
+        _small_strong(),
+        show_progress=False,
+    )
+    assert empty.num_points == 0 and empty.attacks[0].points_attacked == 0
+    x, y = _labelled(model, 5)
+    one = evaluate(model, x[2:3], y[2:3], _small_strong(), show_progress=False)
+    assert one.num_points == 1 and one.clean_accuracy == 1.0
+    wrong = evaluate(model, x[:2], y[:2], _small_strong(), show_progress=False)
+    assert wrong.clean_accuracy == 0.0 and wrong.robust_accuracy == 0.0
+    assert wrong.broken_by == ["clean", "clean"]
+    assert all(a.points_attacked == 0 and a.grad_evals == 0 for a in wrong.attacks)

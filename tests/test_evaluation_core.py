@@ -187,7 +187,7 @@ def test_benchmark_refuses_attacks_with_another_eps() -> None:
     model = TinyNet().eval()
     x, y = _labelled(model, 6)
     attacks = [NamedAttack("pgd", PGD(0.1, 0.01, 2))]
-    with pytest.raises(ValueError, match="eps 0.2"):
+    with pytest.raises(ValueError, match=r"eps 0\.2"):
         benchmark(model, (x, y), attacks=attacks, eps=0.2, show_progress=False)
 
 

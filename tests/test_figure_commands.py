@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from lpbench.cli import main
-from lpbench.evaluation import parse_step
 from lpbench.data import load_dataset
+from lpbench.evaluation import parse_step
 from lpbench.training import load_checkpoint
 from tests.conftest import write_mnist_folder
 

@@ -71,3 +71,45 @@ def write_mnist_folder(
 @pytest.fixture
 def mnist_dir(tmp_path):
     return write_mnist_folder(tmp_path / "mnist")
+
+
+def train_tiny(data, out, preset: str = "clp") -> None:
+    """One epoch of LeNet with ``preset`` on MNIST-format files, through the CLI."""
+    from lpbench.cli import main
+
+    argv = [
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--preset",
+        preset,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+
+
+class BatchNormNet(nn.Module):
+    """A conv net with BatchNorm and dropout on 1x8x8 inputs (a user's own model)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Flatten(),
+            nn.Linear(4 * 8 * 8, 4),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)

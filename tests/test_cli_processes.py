@@ -33,28 +33,12 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> tuple[Path, Path]:
-    from .conftest import write_mnist_folder
+    from .conftest import train_tiny, write_mnist_folder
 
     root = tmp_path_factory.mktemp("procs")
     data = write_mnist_folder(root / "mnist", n_train=256, n_test=160)
+    train_tiny(data, root / "clp")
     ckpt = root / "clp"
-    argv = [
-        "train",
-        "--dataset",
-        "mnist",
-        "--data-dir",
-        str(data),
-        "--preset",
-        "clp",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "64",
-        "--out",
-        str(ckpt),
-        "--no-progress",
-    ]
-    assert main(argv) == 0
     return ckpt, data
 
 

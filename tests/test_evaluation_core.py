@@ -18,7 +18,7 @@ from lpbench.evaluation import (
     preset_attacks,
 )
 
-from .conftest import TinyNet
+from .conftest import BatchNormNet, TinyNet
 
 EPS = 0.1
 
@@ -131,23 +131,6 @@ def test_resume_finishes_with_the_same_results(tmp_path) -> None:
             show_progress=False,
             manifest={"seed": 1},
         )
-
-
-class BatchNormNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1),
-            nn.BatchNorm2d(4),
-            nn.ReLU(),
-            nn.Dropout(0.3),
-            nn.Flatten(),
-            nn.Linear(4 * 8 * 8, 4),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 def test_evaluate_restores_mode_and_leaves_batchnorm_alone() -> None:

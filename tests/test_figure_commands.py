@@ -13,7 +13,7 @@ from lpbench.cli import main
 from lpbench.data import load_dataset
 from lpbench.evaluation import parse_step
 from lpbench.training import load_checkpoint
-from tests.conftest import write_mnist_folder
+from tests.conftest import train_tiny, write_mnist_folder
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -31,25 +31,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("figures")
     data = write_mnist_folder(root / "mnist")
     for preset in ("plain", "lsq"):
-        code = main(
-            [
-                "train",
-                "--dataset",
-                "mnist",
-                "--data-dir",
-                str(data),
-                "--preset",
-                preset,
-                "--epochs",
-                "1",
-                "--batch-size",
-                "64",
-                "--out",
-                str(root / preset),
-                "--no-progress",
-            ]
-        )
-        assert code == 0
+        train_tiny(data, root / preset, preset)
     return root, data
 
 

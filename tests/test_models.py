@@ -10,7 +10,7 @@ from lpbench.models import build_model
 
 
 def _original_order(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """conv-ReLU-pool twice, then dense layers: the layer order of PROTOCOL.md."""
+    """conv-ReLU-pool twice, then dense layers: the original MNIST code's layer order."""
     conv1, conv2 = model.features[0], model.features[3]
     dense1, dense2 = model.classifier[1], model.classifier[3]
     h = F.max_pool2d(F.relu(conv1(x)), 2)

@@ -12,7 +12,7 @@ from lpbench.attacks import PGD, keyed_uniform
 from lpbench.attacks.base import SKIPPED
 from lpbench.attacks.losses import dlr, margin
 
-from .conftest import TinyNet
+from .conftest import BatchNormNet, TinyNet
 
 
 def _correct_points(model: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -372,23 +372,6 @@ def test_attack_leaves_model_untouched(tiny_net: nn.Module) -> None:
     assert all(torch.equal(before[k], v) for k, v in tiny_net.state_dict().items())
     assert [p.requires_grad for p in tiny_net.parameters()] == flags
     assert all(p.grad is None for p in tiny_net.parameters())
-
-
-class BatchNormNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1),
-            nn.BatchNorm2d(4),
-            nn.ReLU(),
-            nn.Dropout(0.5),
-            nn.Flatten(),
-            nn.Linear(4 * 8 * 8, 4),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 def test_attacks_run_in_eval_mode_and_restore_the_mode() -> None:

@@ -62,6 +62,15 @@ def keyed_bits(
     return _mix(_combine(h[:, None], position[None, :]))
 
 
+def _shaped_bits(
+    key: int, index: torch.Tensor, restart: torch.Tensor | int, shape: tuple[int, ...], stream: int
+) -> torch.Tensor:
+    numel = 1
+    for size in shape:
+        numel *= size
+    return keyed_bits(key, index, restart, stream, numel).reshape(len(index), *shape)
+
+
 def keyed_uniform(
     key: int,
     index: torch.Tensor,
@@ -72,12 +81,8 @@ def keyed_uniform(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Uniform numbers in [0, 1), shape ``(len(index), *shape)``, 24 random bits each."""
-    numel = 1
-    for size in shape:
-        numel *= size
-    bits = keyed_bits(key, index, restart, stream, numel)
-    values = (bits >> 8).to(dtype) * (1.0 / (1 << 24))
-    return values.reshape(len(index), *shape)
+    bits = _shaped_bits(key, index, restart, shape, stream)
+    return (bits >> 8).to(dtype) * (1.0 / (1 << 24))
 
 
 def keyed_signs(
@@ -90,11 +95,8 @@ def keyed_signs(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Random -1/+1 entries (Rademacher), shape ``(len(index), *shape)``."""
-    numel = 1
-    for size in shape:
-        numel *= size
-    bits = keyed_bits(key, index, restart, stream, numel)
-    return ((bits >> 31) * 2 - 1).to(dtype).reshape(len(index), *shape)
+    bits = _shaped_bits(key, index, restart, shape, stream)
+    return ((bits >> 31) * 2 - 1).to(dtype)
 
 
 def keyed_randint(

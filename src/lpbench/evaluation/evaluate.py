@@ -201,16 +201,12 @@ def verify_adversarial(
     x_adv: torch.Tensor,
     y: torch.Tensor,
     eps: float,
-    *,
-    batch_size: int = 1000,
-    device: torch.device | str = "cpu",
-    tol: float = 1e-6,
+    **options: Any,
 ) -> int:
-    """Check every example as :func:`adversarial_mask` does; raise on any failure.
-
-    For checking stored results by hand; evaluations count failures as robust instead.
+    """Check every example as :func:`adversarial_mask` does (same ``options``); raise on any
+    failure. For checking stored results by hand; evaluations count failures as robust.
     """
-    ok = adversarial_mask(model, x, x_adv, y, eps, batch_size=batch_size, device=device, tol=tol)
+    ok = adversarial_mask(model, x, x_adv, y, eps, **options)
     if not ok.all():
         raise VerificationError(
             f"{int((~ok).sum())} of {len(ok)} stored adversarial examples are outside the "

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lpbench.attacks.base import COMPLETE, SKIPPED, AttackResult, Cost, RestartRecords
-from lpbench.attacks.losses import AttackLoss
+from lpbench.attacks.losses import AttackLoss, cross_entropy
 
 
 def ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +44,36 @@ def forward(model: nn.Module, x: torch.Tensor, max_batch: int) -> torch.Tensor:
         return torch.cat([model(x[i : i + max_batch]) for i in range(0, x.shape[0], max_batch)])
 
 
+def _ce_parts(
+    z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy (minus the target's when targeted) without underflow.
+
+    With ``u = logsumexp(other logits) - logit[c]``, CE = softplus(u) and its gradient is
+    ``sigmoid(u) * (softmax(other logits) - onehot(c))``. Returns the score ``u`` (ranks
+    like CE but never rounds to 0), the loss, the gradient direction (entries at most 1)
+    and the log of its scale, ``logsigmoid(u)``.
+    """
+    c = y if target is None else target
+    sign = 1.0 if target is None else -1.0
+    others = z.scatter(1, c[:, None], float("-inf"))
+    u = torch.logsumexp(others, dim=1) - z.gather(1, c[:, None]).squeeze(1)
+    direction = torch.softmax(others, dim=1) - F.one_hot(c, z.shape[1]).to(z.dtype)
+    return sign * u, sign * F.softplus(u), sign * direction, F.logsigmoid(u)
+
+
+def score_and_loss(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, loss_fn: AttackLoss
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss (float64) and a score that orders inputs like it but never underflows."""
+    z = logits.detach().double()
+    if loss_fn is cross_entropy:
+        score, loss, _, _ = _ce_parts(z, y, target)
+        return score, loss
+    loss = loss_fn(z, y, target)
+    return loss, loss
+
+
 def loss_and_grad(
     model: nn.Module,
     x: torch.Tensor,
@@ -50,35 +81,52 @@ def loss_and_grad(
     target: torch.Tensor | None,
     loss_fn: AttackLoss,
     eot_iter: int = 1,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Loss (float64), logits and an input gradient direction, averaged over ``eot_iter`` draws.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score, loss (float64), logits and input-gradient direction over ``eot_iter`` draws.
 
-    The loss is computed from the logits in float64 and its gradient with respect to the
-    logits is rescaled per row (by one positive factor shared by all draws) before it is
-    backpropagated, so a loss that underflows in float32 (cross-entropy of a very confident
-    model) still yields the gradient's direction. Only the direction is meaningful: the
-    L-infinity attacks use its sign.
+    The gradient with respect to the logits is formed in float64 (in closed form for
+    cross-entropy) and rescaled per row by one positive factor shared by all draws before
+    it is backpropagated, so a loss that underflows in float32 (the cross-entropy of a
+    confident model) still gives the direction of its gradient; only the direction is
+    meaningful. Score, loss and logits are averaged over the draws.
     """
     xs = x.detach().requires_grad_(True)
-    logits_all, outer = [], []
+    logits_all, scores, losses, directions, log_scales = [], [], [], [], []
     for _ in range(eot_iter):
         with torch.enable_grad():
             logits = model(xs)
-        z = logits.detach().double().requires_grad_(True)
-        with torch.enable_grad():
-            loss = loss_fn(z, y, target)
-            (gz,) = torch.autograd.grad(loss.sum(), z)
+        z = logits.detach().double()
+        if loss_fn is cross_entropy:
+            score, loss, direction, log_scale = _ce_parts(z, y, target)
+        else:
+            z.requires_grad_(True)
+            with torch.enable_grad():
+                loss = loss_fn(z, y, target)
+                (direction,) = torch.autograd.grad(loss.sum(), z)
+            loss = score = loss.detach()
+            peak = direction.abs().amax(dim=1)
+            direction = direction / peak.clamp_min(torch.finfo(z.dtype).tiny)[:, None]
+            log_scale = peak.log()
         logits_all.append(logits)
-        outer.append((loss.detach(), gz))
-    scale = torch.stack([gz.abs().amax(dim=1) for _, gz in outer]).amax(dim=0)
-    scale = scale.clamp_min(torch.finfo(torch.float64).tiny)[:, None]
+        scores.append(score)
+        losses.append(loss)
+        directions.append(direction)
+        log_scales.append(log_scale)
+    stacked = torch.stack(log_scales)
+    top = stacked.amax(dim=0).nan_to_num(0.0, neginf=0.0)
+    weights = (stacked - top).exp()
     grad = torch.zeros_like(x)
-    for logits, (_, gz) in zip(logits_all, outer, strict=True):
-        (g,) = torch.autograd.grad(logits, xs, grad_outputs=(gz / scale).to(logits.dtype))
+    for logits, direction, weight in zip(logits_all, directions, weights, strict=True):
+        upstream = (direction * weight[:, None]).to(logits.dtype)
+        (g,) = torch.autograd.grad(logits, xs, grad_outputs=upstream)
         grad += g
-    mean_loss = torch.stack([loss for loss, _ in outer]).mean(dim=0)
     mean_logits = torch.stack([logits.detach() for logits in logits_all]).mean(dim=0)
-    return mean_loss, mean_logits, grad / eot_iter
+    return (
+        torch.stack(scores).mean(dim=0),
+        torch.stack(losses).mean(dim=0),
+        mean_logits,
+        grad / eot_iter,
+    )
 
 
 @dataclass
@@ -86,7 +134,8 @@ class RunOutcome:
     """One run (a restart, for one target) over some points: what it found, what it cost.
 
     ``x`` is the adversarial example where ``success`` holds, else the highest-loss example;
-    ``loss`` and ``margin`` are taken at ``x``.
+    ``loss`` and ``margin`` are taken at ``x``; ``score`` ranks failures across runs (the
+    loss itself unless given: see :func:`score_and_loss`).
     """
 
     success: torch.Tensor
@@ -94,6 +143,7 @@ class RunOutcome:
     loss: torch.Tensor
     margin: torch.Tensor
     cost: Cost
+    score: torch.Tensor | None = None
 
 
 class Tracker:
@@ -109,6 +159,7 @@ class Tracker:
         self.success = torch.zeros(n, dtype=torch.bool, device=device)
         self.loss = torch.full((n,), float("-inf"), device=device)
         self.margin = torch.full((n,), float("-inf"), device=device)
+        self.score = torch.full((n,), float("-inf"), dtype=torch.float64, device=device)
         self.rec_loss = torch.full((n, runs), float("nan"), device=device)
         self.rec_success = torch.zeros(n, runs, dtype=torch.bool, device=device)
         self.rec_status = torch.full((n, runs), SKIPPED, dtype=torch.int8, device=device)
@@ -130,8 +181,10 @@ class Tracker:
         self.rec_status[points, run] = COMPLETE
         self.rec_loss[points, run] = out.loss.to(self.rec_loss.dtype)
         self.rec_success[points, run] = out.success
-        better = out.success | (out.loss.to(self.loss.dtype) > self.loss[points])
+        score = (out.loss if out.score is None else out.score).to(self.score.dtype)
+        better = out.success | (score > self.score[points])
         chosen = points[better]
+        self.score[chosen] = score[better]
         self.x[chosen] = out.x[better].to(self.x.dtype)
         self.loss[chosen] = out.loss[better].to(self.loss.dtype)
         self.margin[chosen] = out.margin[better].to(self.margin.dtype)

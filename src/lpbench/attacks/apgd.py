@@ -16,6 +16,7 @@ from lpbench.attacks._common import (
     loss_and_grad,
     require_classes,
     rows_view,
+    score_and_loss,
 )
 from lpbench.attacks.base import Attack, AttackResult, Cost
 from lpbench.attacks.keyed import keyed_uniform
@@ -46,8 +47,11 @@ class APGD(Attack):
     points already misclassified are not attacked. ``eot_iter`` averages the gradient over
     that many forward passes (randomised models).
 
-    Loss and gradient are computed from float64 logits with a rescaled backward pass, so a
-    cross-entropy that underflows in float32 still gives its gradient's sign.
+    Loss and gradient are computed from float64 logits, cross-entropy in a closed form
+    that cannot underflow, with a rescaled backward pass: a confident model's
+    cross-entropy, 0 in float32, still gives the sign of its gradient, and iterates are
+    ranked by ``logsumexp(other logits) - logit[y]``, which orders them like the
+    cross-entropy but does not round to 0.
     """
 
     name = "apgd"
@@ -121,11 +125,8 @@ class APGD(Attack):
         track = Tracker(x, n_targets * self.restarts)
         track.cost.forwards += x.shape[0]
         first = None if targets is None else targets[:, 0]
-        track.settle_clean(
-            is_adversarial(clean, y, None),
-            self.loss_fn(clean.double(), y, first),
-            margin(clean, y, None),
-        )
+        _, clean_loss = score_and_loss(clean, y, first, self.loss_fn)
+        track.settle_clean(is_adversarial(clean, y, None), clean_loss, margin(clean, y, None))
         for j in range(n_targets):
             for r in range(self.restarts):
                 points = track.pending()
@@ -139,7 +140,7 @@ class APGD(Attack):
 
     def _eval(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         return loss_and_grad(model, x, y, t, self.loss_fn, self.eot_iter)
 
     def _run(
@@ -159,21 +160,21 @@ class APGD(Attack):
         peak = unit.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
         x_cur = clip(x + self.eps * unit / rows_view(peak, x), lower, upper)
 
-        loss, logits, grad = self._eval(model, x_cur, y, t)
+        score, loss, logits, grad = self._eval(model, x_cur, y, t)
         cost.gradients += m * self.eot_iter
         cost.forwards += m * self.eot_iter
         success = is_adversarial(logits, y, None)
         out_x, out_loss, out_margin = x_cur.clone(), loss.clone(), margin(logits, y, None)
-        x_best, grad_best, loss_best = x_cur.clone(), grad.clone(), loss.clone()
-        margin_best = out_margin.clone()
+        x_best, grad_best, score_best = x_cur.clone(), grad.clone(), score.clone()
+        loss_best, margin_best = loss.clone(), out_margin.clone()
         x_prev = x_cur.clone()
         step = torch.full((m,), 2.0 * self.eps, dtype=x.dtype, device=device)
-        history = torch.zeros(m, self.n_iter + 1, dtype=loss.dtype, device=device)
-        history[:, 0] = loss
+        history = torch.zeros(m, self.n_iter + 1, dtype=score.dtype, device=device)
+        history[:, 0] = score
         interval, interval_min, interval_decr = checkpoints(self.n_iter)
         since_check = 0
         reduced_last = torch.ones(m, dtype=torch.bool, device=device)
-        loss_best_last = loss_best.clone()
+        score_best_last = score_best.clone()
         active = ~success
         for i in range(self.n_iter):
             idx = active.nonzero().squeeze(1)
@@ -186,7 +187,7 @@ class APGD(Attack):
             z = clip(xc + rows_view(step[idx], xc) * grad[idx].sign(), lo, hi)
             x_new = clip(xc + momentum * (z - xc) + (1 - momentum) * moved, lo, hi)
 
-            loss, logits, g = self._eval(model, x_new, y[idx], None if t is None else t[idx])
+            score, loss, logits, g = self._eval(model, x_new, y[idx], None if t is None else t[idx])
             cost.gradients += idx.numel() * self.eot_iter
             cost.forwards += idx.numel() * self.eot_iter
             marg = margin(logits, y[idx], None)
@@ -196,10 +197,10 @@ class APGD(Attack):
             success[won] = True
             active[won] = False
 
-            history[idx, i + 1] = loss
-            better = loss > loss_best[idx]
+            history[idx, i + 1] = score
+            better = score > score_best[idx]
             up = idx[better]
-            x_best[up], grad_best[up] = x_new[better], g[better]
+            x_best[up], grad_best[up], score_best[up] = x_new[better], g[better], score[better]
             loss_best[up], margin_best[up] = loss[better], marg[better]
             x_cur[idx], grad[idx] = x_new, g
 
@@ -208,10 +209,10 @@ class APGD(Attack):
                 window = history[idx, i + 1 - interval : i + 2]
                 rises = (window[:, 1:] > window[:, :-1]).sum(dim=1)
                 oscillating = rises <= interval * self.rho
-                stalled = ~reduced_last[idx] & (loss_best_last[idx] >= loss_best[idx])
+                stalled = ~reduced_last[idx] & (score_best_last[idx] >= score_best[idx])
                 reduce = oscillating | stalled
                 reduced_last[idx] = reduce
-                loss_best_last[idx] = loss_best[idx]
+                score_best_last[idx] = score_best[idx]
                 back = idx[reduce]
                 step[back] /= 2.0
                 x_cur[back], grad[back] = x_best[back], grad_best[back]
@@ -220,7 +221,8 @@ class APGD(Attack):
         failed = ~success
         out_x[failed], out_loss[failed] = x_best[failed], loss_best[failed]
         out_margin[failed] = margin_best[failed]
-        return RunOutcome(success, out_x, out_loss, out_margin, cost)
+        out_score = torch.where(failed, score_best, torch.full_like(score_best, float("inf")))
+        return RunOutcome(success, out_x, out_loss, out_margin, cost, out_score)
 
 
 class APGDT(APGD):

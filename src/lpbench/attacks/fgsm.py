@@ -70,7 +70,7 @@ class FGSM(Attack):
         if self.random_start:
             unit = keyed_uniform(self.key, index, 0, tuple(x.shape[1:]), dtype=x.dtype)
             start = clip(x + (unit * 2 - 1) * self.eps, lower, upper)
-        _, _, grad = loss_and_grad(model, start, y, target, self.loss_fn, self.eot_iter)
+        *_, grad = loss_and_grad(model, start, y, target, self.loss_fn, self.eot_iter)
         x_adv = clip(start + self.step * grad.sign(), lower, upper)
         with torch.no_grad():
             logits = model(x_adv)

@@ -73,3 +73,19 @@ def two_way_linear(classes: int = 5) -> nn.Module:
         model[1].weight.copy_(w)
         model[1].bias.copy_(bias)
     return model.eval()
+
+
+class RowwiseNet(nn.Module):
+    """A ReLU MLP on 1x8x8 inputs built from products and per-row sums only, so each row's
+    logits and gradients are bit-identical whatever the batch (a matrix product's rounding
+    can depend on the batch size). Isolates the attacks' own batch invariance."""
+
+    def __init__(self, classes: int = 4, hidden: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.w1 = nn.Parameter(torch.randn(hidden, 64, generator=gen) / 8.0)
+        self.w2 = nn.Parameter(torch.randn(classes, hidden, generator=gen) / hidden**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu((x.flatten(1)[:, None, :] * self.w1).sum(-1))
+        return (hidden[:, None, :] * self.w2).sum(-1)

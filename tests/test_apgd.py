@@ -59,6 +59,9 @@ def test_targeted_reaches_its_target_on_a_linear_model() -> None:
     with torch.no_grad():
         pred = model(out.x_adv).argmax(1)
     assert out.success.all() and (pred == 2).all()
+    ce = APGD(0.2, n_iter=30)(model, x, y, target=target)  # an explicit target wins
+    with torch.no_grad():
+        assert (model(ce.x_adv).argmax(1) == 2).all()
     untargeted = APGD(0.2, n_iter=30, loss="dlr")(model, x, y)
     with torch.no_grad():
         assert (model(untargeted.x_adv).argmax(1) == 1).all()  # the close boundary

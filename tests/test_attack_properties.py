@@ -32,7 +32,7 @@ def _make(kind: str, eps: float, seed: int, budget: int) -> Attack:
 KINDS = ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "spsa", "fgsm"]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     kind=st.sampled_from(KINDS),
     eps=st.floats(0.0, 0.6),

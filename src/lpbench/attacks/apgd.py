@@ -41,11 +41,11 @@ class APGD(Attack):
 
     ``targeted``: every run steers towards one target class; the targets are each point's
     ``n_target_classes`` highest-scoring other classes of the clean input (capped at
-    ``classes - 1``), tried in that order with ``restarts`` runs each; an explicit
-    ``target`` passed to the call is the only target. Success means misclassified, as
-    for every lpbench attack; a point's runs stop at its first adversarial iterate and
-    points already misclassified are not attacked. ``eot_iter`` averages the gradient over
-    that many forward passes (randomised models).
+    ``classes - 1``), tried in that order with ``restarts`` runs each. An explicit
+    ``target`` passed to the call is the only target (also when ``targeted`` is False).
+    Success means misclassified, as for every lpbench attack; a point's runs stop at its
+    first adversarial iterate and points already misclassified are not attacked.
+    ``eot_iter`` averages the gradient over that many forward passes (randomised models).
 
     Loss and gradient are computed from float64 logits, cross-entropy in a closed form
     that cannot underflow, with a rescaled backward pass: a confident model's
@@ -113,14 +113,12 @@ class APGD(Attack):
         target: torch.Tensor | None,
     ) -> AttackResult:
         clean = forward(model, x, self.max_batch)
-        require_classes(clean.shape[1], self.loss_name, self.targeted)
+        require_classes(clean.shape[1], self.loss_name, self.targeted or target is not None)
         targets: torch.Tensor | None = None
-        if self.targeted:
-            targets = (
-                target[:, None]
-                if target is not None
-                else top_other_classes(clean, y, self.n_target_classes)
-            )
+        if target is not None:
+            targets = target[:, None]
+        elif self.targeted:
+            targets = top_other_classes(clean, y, self.n_target_classes)
         n_targets = 1 if targets is None else targets.shape[1]
         track = Tracker(x, n_targets * self.restarts)
         track.cost.forwards += x.shape[0]

@@ -41,7 +41,8 @@ def require_classes(num_classes: int, loss: str, targeted: bool) -> None:
 def forward(model: nn.Module, x: torch.Tensor, max_batch: int) -> torch.Tensor:
     """Logits of ``x`` without gradients, at most ``max_batch`` rows per forward pass."""
     with torch.no_grad():
-        return torch.cat([model(x[i : i + max_batch]) for i in range(0, x.shape[0], max_batch)])
+        starts = range(0, max(x.shape[0], 1), max_batch)  # an empty batch still gives (0, C)
+        return torch.cat([model(x[i : i + max_batch]) for i in starts])
 
 
 def _ce_parts(

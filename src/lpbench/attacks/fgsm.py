@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lpbench.attacks._common import ball, clip, loss_and_grad
+from lpbench.attacks._common import ball, clip, loss_and_grad, rows_view
 from lpbench.attacks.base import Attack, AttackResult, Cost
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
@@ -18,7 +18,8 @@ class FGSM(Attack):
 
     ``random_start`` starts uniformly in the eps-ball (keyed per point). The example is
     judged by one more forward pass: success means misclassified, also when a ``target``
-    is given (the loss then descends towards it). ``eot_iter`` averages the gradient.
+    is given (the loss then descends towards it); a point misclassified as given keeps
+    its clean input (one forward pass). ``eot_iter`` averages the gradient.
     """
 
     name = "fgsm"
@@ -73,11 +74,14 @@ class FGSM(Attack):
         *_, grad = loss_and_grad(model, start, y, target, self.loss_fn, self.eot_iter)
         x_adv = clip(start + self.step * grad.sign(), lower, upper)
         with torch.no_grad():
+            clean = model(x)
             logits = model(x_adv)
+        wrong = is_adversarial(clean, y, None)  # broken by the clean input itself
+        logits = torch.where(wrong[:, None], clean, logits)
         return AttackResult(
-            x_adv=x_adv,
+            x_adv=torch.where(rows_view(wrong, x), x, x_adv),
             success=is_adversarial(logits, y, None),
             loss=self.loss_fn(logits, y, target),
             margin=margin(logits, y, None),
-            cost=Cost(gradients=n * self.eot_iter, forwards=n * (self.eot_iter + 1)),
+            cost=Cost(gradients=n * self.eot_iter, forwards=n * (self.eot_iter + 2)),
         )

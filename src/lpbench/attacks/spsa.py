@@ -25,6 +25,8 @@ class SPSA(Attack):
     iteration), Adam takes an ascent step of ``lr`` and the iterate is projected onto the
     eps-ball and [0, 1]; one more query judges it. A point stops at its first
     misclassified query; queries per point and run: at most ``1 + n_iter * (samples + 1)``.
+    Points misclassified as given are broken by the clean input (one forward pass each,
+    not counted as a query).
     """
 
     name = "spsa"
@@ -80,6 +82,11 @@ class SPSA(Attack):
         target: torch.Tensor | None,
     ) -> AttackResult:
         track = Tracker(x, self.restarts)
+        clean = forward(model, x, self.max_batch)
+        track.cost.forwards += x.shape[0]
+        track.settle_clean(
+            is_adversarial(clean, y, None), margin(clean, y, target), margin(clean, y, None)
+        )
         for r in range(self.restarts):
             points = track.pending()
             if points.numel() == 0:

@@ -41,7 +41,9 @@ class Square(Attack):
     change when the margin (best other logit minus true logit; the target's margin for an
     explicit ``target``) grows. Window positions and colours are keyed by (point, restart,
     iteration). Every query counts, the first (the stripes) included; a point stops at its
-    first misclassified query. Inputs must be images ``(N, C, H, W)``.
+    first misclassified query. Points misclassified as given are broken by the clean
+    input: one forward pass each, outside the query budget (as in the reference, which
+    attacks correctly classified points only). Inputs must be images ``(N, C, H, W)``.
     """
 
     name = "square"
@@ -90,6 +92,11 @@ class Square(Attack):
         if min(x.shape[2:]) < 2:
             raise ValueError("Square needs images of at least 2x2 pixels")
         track = Tracker(x, self.restarts)
+        clean = forward(model, x, self.max_batch)
+        track.cost.forwards += x.shape[0]
+        track.settle_clean(
+            is_adversarial(clean, y, None), margin(clean, y, target), margin(clean, y, None)
+        )
         for r in range(self.restarts):
             points = track.pending()
             if points.numel() == 0:

@@ -71,7 +71,7 @@ def main() -> None:
         f"clean accuracy {clean:.1%} on {args.points} Fashion-MNIST test points, eps {eps}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
-    print(f"{'attack':>18} | robust acc | grads/pt | queries/pt | wall s")
+    print(f"{'attack':>18} | robust acc | grads/pt | queries/pt | grads+queries/pt | wall s")
     for name, attack in attacks:
         tic = time.perf_counter()
         out = attack(model, x, y)
@@ -79,7 +79,10 @@ def main() -> None:
         robust = 1.0 - out.success.float().mean().item()
         grads = out.cost.gradients / args.points
         queries = out.cost.queries / args.points
-        print(f"{name:>18} | {robust:>10.1%} | {grads:>8.1f} | {queries:>10.1f} | {wall:>6.1f}")
+        print(
+            f"{name:>18} | {robust:>10.1%} | {grads:>8.1f} | {queries:>10.1f} | "
+            f"{grads + queries:>16.1f} | {wall:>6.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -136,11 +136,6 @@ class APGD(Attack):
                 track.add(points, run, out)
         return track.result()
 
-    def _eval(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return loss_and_grad(model, x, y, t, self.loss_fn, self.eot_iter)
-
     def _run(
         self,
         model: nn.Module,
@@ -158,7 +153,7 @@ class APGD(Attack):
         peak = unit.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
         x_cur = clip(x + self.eps * unit / rows_view(peak, x), lower, upper)
 
-        score, loss, logits, grad = self._eval(model, x_cur, y, t)
+        score, loss, logits, grad = loss_and_grad(model, x_cur, y, t, self.loss_fn, self.eot_iter)
         cost.gradients += m * self.eot_iter
         cost.forwards += m * self.eot_iter
         success = is_adversarial(logits, y, None)
@@ -185,7 +180,10 @@ class APGD(Attack):
             z = clip(xc + rows_view(step[idx], xc) * grad[idx].sign(), lo, hi)
             x_new = clip(xc + momentum * (z - xc) + (1 - momentum) * moved, lo, hi)
 
-            score, loss, logits, g = self._eval(model, x_new, y[idx], None if t is None else t[idx])
+            ti = None if t is None else t[idx]
+            score, loss, logits, g = loss_and_grad(
+                model, x_new, y[idx], ti, self.loss_fn, self.eot_iter
+            )
             cost.gradients += idx.numel() * self.eot_iter
             cost.forwards += idx.numel() * self.eot_iter
             marg = margin(logits, y[idx], None)

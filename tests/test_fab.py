@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from lpbench.attacks import FAB
 from lpbench.attacks.base import COMPLETE
+from lpbench.attacks.fab import project_linf
 
 from .attack_models import trained_mlp, two_way_linear, unbreakable
 
@@ -23,23 +24,22 @@ def test_projection_is_the_smallest_step_onto_the_hyperplane(
     if sparse:
         w[:, 0] = 0.0
     b = (w * torch.rand(6, dim, generator=gen, dtype=torch.float64)).sum(1) * 1.5
-    from lpbench.attacks.fab import project_linf
-
     d, reachable = project_linf(z, w, b)
     moved = z + d
     assert (moved >= -1e-12).all() and (moved <= 1 + 1e-12).all()
-    hit = (w * moved).sum(1)
-    assert torch.allclose(hit[reachable], b[reachable], atol=1e-9)
-    # the best the box allows, and nothing shorter reaches the plane
-    lam = d.abs().amax(1)
-    for shrink in (0.999,):
-        need = b - (w * z).sum(1)
-        direction = torch.sign(w) * torch.sign(need)[:, None]
-        room = torch.where(direction > 0, 1 - z, z)
-        short = (w.abs() * torch.minimum(room, lam[:, None] * shrink)).sum(1)
-        assert (short[reachable] < need.abs()[reachable] + 1e-12).all()
+    assert torch.allclose((w * moved).sum(1)[reachable], b[reachable], atol=1e-9)
+    # any shorter step (each coordinate towards the plane, stopped by the box) falls short
+    need = b - (w * z).sum(1)
+    direction = torch.sign(w) * torch.sign(need)[:, None]
+    room = torch.where(direction > 0, 1 - z, z)
+    shorter = d.abs().amax(1, keepdim=True) * 0.999
+    reach = (w.abs() * torch.minimum(room, shorter)).sum(1)
+    moving = reachable & (need.abs() > 0)
+    assert (reach[moving] < need.abs()[moving]).all()
+    # out of reach: every coordinate that matters goes all the way to the box
     far = ~reachable
-    assert ((w * moved).sum(1)[far] - (w * z).sum(1)[far]).abs().ge(0).all()
+    expected = torch.where(w[far] != 0, direction[far] * room[far], torch.zeros_like(d[far]))
+    assert torch.allclose(d[far], expected)
 
 
 def test_breaks_an_undefended_model() -> None:

@@ -27,6 +27,18 @@ def random_other_class(
     return (y + 1 + offset) % num_classes
 
 
+def top_other_classes(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row, the ``k`` classes other than ``y`` with the largest logits, best first.
+
+    ``k`` is capped at ``classes - 1``: the class count comes from the logits.
+    """
+    k = min(k, logits.shape[1] - 1)
+    if k < 1:
+        raise ValueError("targets need at least 2 classes")
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return others.sort(dim=1, descending=True, stable=True).indices[:, :k]
+
+
 def choose_targets(
     mode: str,
     model: nn.Module,

@@ -1,0 +1,202 @@
+"""Helpers shared by the attacks: box-and-ball projection, safe gradients, class checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lpbench.attacks.base import COMPLETE, SKIPPED, AttackResult, Cost, RestartRecords
+from lpbench.attacks.losses import AttackLoss, cross_entropy
+
+
+def ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower and upper bounds of the eps-ball around ``x`` intersected with [0, 1]."""
+    return (x - eps).clamp(0.0, 1.0), (x + eps).clamp(0.0, 1.0)
+
+
+def clip(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """Projection onto the box ``[lower, upper]`` (the eps-ball within [0, 1])."""
+    return torch.min(torch.max(x, lower), upper)
+
+
+def rows_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-row scalars shaped to broadcast against a batch shaped like ``like``."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def require_classes(num_classes: int, loss: str, targeted: bool) -> None:
+    """A clear error when the DLR loss cannot be formed from this many classes."""
+    needed = 4 if targeted else 3
+    if loss == "dlr" and num_classes < needed:
+        kind = "targeted DLR" if targeted else "DLR"
+        raise ValueError(
+            f"the {kind} loss needs at least {needed} classes but the model has "
+            f"{num_classes}; use loss='ce' (or the margin-based Square/FAB attacks)"
+        )
+
+
+def forward(model: nn.Module, x: torch.Tensor, max_batch: int) -> torch.Tensor:
+    """Logits of ``x`` without gradients, at most ``max_batch`` rows per forward pass."""
+    with torch.no_grad():
+        starts = range(0, max(x.shape[0], 1), max_batch)  # an empty batch still gives (0, C)
+        return torch.cat([model(x[i : i + max_batch]) for i in starts])
+
+
+def _ce_parts(
+    z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy (minus the target's when targeted) without underflow.
+
+    With ``u = logsumexp(other logits) - logit[c]``, CE = softplus(u) and its gradient is
+    ``sigmoid(u) * (softmax(other logits) - onehot(c))``. Returns the score ``u`` (ranks
+    like CE but never rounds to 0), the loss, the gradient direction (entries at most 1)
+    and the log of its scale, ``logsigmoid(u)``.
+    """
+    c = y if target is None else target
+    sign = 1.0 if target is None else -1.0
+    others = z.scatter(1, c[:, None], float("-inf"))
+    u = torch.logsumexp(others, dim=1) - z.gather(1, c[:, None]).squeeze(1)
+    direction = torch.softmax(others, dim=1) - F.one_hot(c, z.shape[1]).to(z.dtype)
+    return sign * u, sign * F.softplus(u), sign * direction, F.logsigmoid(u)
+
+
+def score_and_loss(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, loss_fn: AttackLoss
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss (float64) and a score that orders inputs like it but never underflows."""
+    z = logits.detach().double()
+    if loss_fn is cross_entropy:
+        score, loss, _, _ = _ce_parts(z, y, target)
+        return score, loss
+    loss = loss_fn(z, y, target)
+    return loss, loss
+
+
+def loss_and_grad(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | None,
+    loss_fn: AttackLoss,
+    eot_iter: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Score, loss (float64), logits and input-gradient direction over ``eot_iter`` draws.
+
+    The gradient with respect to the logits is formed in float64 (in closed form for
+    cross-entropy) and rescaled per row by one positive factor shared by all draws before
+    it is backpropagated, so a loss that underflows in float32 (the cross-entropy of a
+    confident model) still gives the direction of its gradient; only the direction is
+    meaningful. Score, loss and logits are averaged over the draws.
+    """
+    xs = x.detach().requires_grad_(True)
+    logits_all, scores, losses, directions, log_scales = [], [], [], [], []
+    for _ in range(eot_iter):
+        with torch.enable_grad():
+            logits = model(xs)
+        z = logits.detach().double()
+        if loss_fn is cross_entropy:
+            score, loss, direction, log_scale = _ce_parts(z, y, target)
+        else:
+            z.requires_grad_(True)
+            with torch.enable_grad():
+                loss = loss_fn(z, y, target)
+                (direction,) = torch.autograd.grad(loss.sum(), z)
+            loss = score = loss.detach()
+            peak = direction.abs().amax(dim=1)
+            direction = direction / peak.clamp_min(torch.finfo(z.dtype).tiny)[:, None]
+            log_scale = peak.log()
+        logits_all.append(logits)
+        scores.append(score)
+        losses.append(loss)
+        directions.append(direction)
+        log_scales.append(log_scale)
+    stacked = torch.stack(log_scales)
+    top = stacked.amax(dim=0).nan_to_num(0.0, neginf=0.0)
+    weights = (stacked - top).exp()
+    grad = torch.zeros_like(x)
+    for logits, direction, weight in zip(logits_all, directions, weights, strict=True):
+        upstream = (direction * weight[:, None]).to(logits.dtype)
+        (g,) = torch.autograd.grad(logits, xs, grad_outputs=upstream)
+        grad += g
+    mean_logits = torch.stack([logits.detach() for logits in logits_all]).mean(dim=0)
+    return (
+        torch.stack(scores).mean(dim=0),
+        torch.stack(losses).mean(dim=0),
+        mean_logits,
+        grad / eot_iter,
+    )
+
+
+@dataclass
+class RunOutcome:
+    """One run (a restart, for one target) over some points: what it found, what it cost.
+
+    ``x`` is the adversarial example where ``success`` holds, else the highest-loss example;
+    ``loss`` and ``margin`` are taken at ``x``; ``score`` ranks failures across runs (the
+    loss itself unless given: see :func:`score_and_loss`).
+    """
+
+    success: torch.Tensor
+    x: torch.Tensor
+    loss: torch.Tensor
+    margin: torch.Tensor
+    cost: Cost
+    score: torch.Tensor | None = None
+
+
+class Tracker:
+    """Per-point worst case over runs tried one after another on the points still robust.
+
+    A point's first successful run is final (later runs skip it); until then the example
+    with the highest loss is kept.
+    """
+
+    def __init__(self, x: torch.Tensor, runs: int) -> None:
+        n, device = x.shape[0], x.device
+        self.x = x.detach().clone()
+        self.success = torch.zeros(n, dtype=torch.bool, device=device)
+        self.loss = torch.full((n,), float("-inf"), device=device)
+        self.margin = torch.full((n,), float("-inf"), device=device)
+        self.score = torch.full((n,), float("-inf"), dtype=torch.float64, device=device)
+        self.rec_loss = torch.full((n, runs), float("nan"), device=device)
+        self.rec_success = torch.zeros(n, runs, dtype=torch.bool, device=device)
+        self.rec_status = torch.full((n, runs), SKIPPED, dtype=torch.int8, device=device)
+        self.cost = Cost()
+
+    def settle_clean(self, broken: torch.Tensor, loss: torch.Tensor, margin_: torch.Tensor) -> None:
+        """Points misclassified as they are: broken by the clean input itself."""
+        self.success |= broken
+        self.loss = torch.where(broken, loss.to(self.loss.dtype), self.loss)
+        self.margin = torch.where(broken, margin_.to(self.margin.dtype), self.margin)
+
+    def pending(self) -> torch.Tensor:
+        """Indices of the points no run has broken yet."""
+        return (~self.success).nonzero().squeeze(1)
+
+    def add(self, points: torch.Tensor, run: int, out: RunOutcome) -> None:
+        """Fold run ``run`` over ``points`` (all still robust before it) into the result."""
+        self.cost = self.cost + out.cost
+        self.rec_status[points, run] = COMPLETE
+        self.rec_loss[points, run] = out.loss.to(self.rec_loss.dtype)
+        self.rec_success[points, run] = out.success
+        score = (out.loss if out.score is None else out.score).to(self.score.dtype)
+        better = out.success | (score > self.score[points])
+        chosen = points[better]
+        self.score[chosen] = score[better]
+        self.x[chosen] = out.x[better].to(self.x.dtype)
+        self.loss[chosen] = out.loss[better].to(self.loss.dtype)
+        self.margin[chosen] = out.margin[better].to(self.margin.dtype)
+        self.success[points] |= out.success
+
+    def result(self) -> AttackResult:
+        return AttackResult(
+            x_adv=self.x,
+            success=self.success,
+            loss=self.loss,
+            margin=self.margin,
+            cost=self.cost,
+            restarts=RestartRecords(self.rec_loss, self.rec_success, self.rec_status),
+        )

@@ -1,0 +1,256 @@
+"""APGD and APGD-T (Croce & Hein 2020): step-size-free PGD with momentum and checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from lpbench.attacks._common import (
+    RunOutcome,
+    Tracker,
+    ball,
+    clip,
+    forward,
+    loss_and_grad,
+    require_classes,
+    rows_view,
+    score_and_loss,
+)
+from lpbench.attacks.base import Attack, AttackResult, Cost
+from lpbench.attacks.keyed import keyed_uniform
+from lpbench.attacks.losses import get_loss, is_adversarial, margin
+from lpbench.attacks.targets import top_other_classes
+
+
+def checkpoints(n_iter: int) -> tuple[int, int, int]:
+    """First checkpoint interval, its minimum and its decrease (22%, 6% and 3% of n_iter)."""
+    return max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1), max(int(0.03 * n_iter), 1)
+
+
+class APGD(Attack):
+    """Auto-PGD, L-infinity (Croce & Hein 2020), untargeted or targeted.
+
+    Each run starts at a random corner-touching point of the eps-ball (keyed per point and
+    run), takes a first step of 2*eps and then momentum steps (0.75); at checkpoints (after
+    22% of ``n_iter``, then at intervals shrinking by 3% down to 6%) a point's step is
+    halved and it goes back to its best iterate when its loss rose in at most ``rho`` of
+    the steps since the last checkpoint, or when its best loss did not improve while its
+    step was not halved at the last checkpoint. All decisions are per point.
+
+    ``targeted``: every run steers towards one target class; the targets are each point's
+    ``n_target_classes`` highest-scoring other classes of the clean input (capped at
+    ``classes - 1``), tried in that order with ``restarts`` runs each. An explicit
+    ``target`` passed to the call is the only target (also when ``targeted`` is False).
+    Success means misclassified, as for every lpbench attack; a point's runs stop at its
+    first adversarial iterate and points already misclassified are not attacked.
+    ``eot_iter`` averages the gradient over that many forward passes (randomised models).
+
+    Loss and gradient are computed from float64 logits, cross-entropy in a closed form
+    that cannot underflow, with a rescaled backward pass: a confident model's
+    cross-entropy, 0 in float32, still gives the sign of its gradient, and iterates are
+    ranked by ``logsumexp(other logits) - logit[y]``, which orders them like the
+    cross-entropy but does not round to 0.
+    """
+
+    name = "apgd"
+
+    def __init__(
+        self,
+        eps: float,
+        n_iter: int = 100,
+        restarts: int = 1,
+        *,
+        loss: str = "ce",
+        targeted: bool = False,
+        n_target_classes: int = 9,
+        eot_iter: int = 1,
+        rho: float = 0.75,
+        seed: int = 0,
+        stream: str | None = None,
+        max_batch: int = 10_000,
+        model_mode: str = "eval",
+    ) -> None:
+        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
+        if n_iter < 1:
+            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+        if restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {restarts}")
+        if n_target_classes < 1:
+            raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
+        if eot_iter < 1:
+            raise ValueError(f"eot_iter must be >= 1, got {eot_iter}")
+        if not 0 < rho < 1:
+            raise ValueError(f"rho must be in (0, 1), got {rho}")
+        self.n_iter = int(n_iter)
+        self.restarts = int(restarts)
+        self.loss_name = loss
+        self.loss_fn = get_loss(loss)
+        self.targeted = bool(targeted)
+        self.n_target_classes = int(n_target_classes)
+        self.eot_iter = int(eot_iter)
+        self.rho = float(rho)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **self.base_config(),
+            "n_iter": self.n_iter,
+            "restarts": self.restarts,
+            "loss": self.loss_name,
+            "targeted": self.targeted,
+            "n_target_classes": self.n_target_classes,
+            "eot_iter": self.eot_iter,
+            "rho": self.rho,
+        }
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        target: torch.Tensor | None,
+    ) -> AttackResult:
+        clean = forward(model, x, self.max_batch)
+        require_classes(clean.shape[1], self.loss_name, self.targeted or target is not None)
+        targets: torch.Tensor | None = None
+        if target is not None:
+            targets = target[:, None]
+        elif self.targeted:
+            targets = top_other_classes(clean, y, self.n_target_classes)
+        n_targets = 1 if targets is None else targets.shape[1]
+        track = Tracker(x, n_targets * self.restarts)
+        track.cost.forwards += x.shape[0]
+        first = None if targets is None else targets[:, 0]
+        _, clean_loss = score_and_loss(clean, y, first, self.loss_fn)
+        track.settle_clean(is_adversarial(clean, y, None), clean_loss, margin(clean, y, None))
+        for j in range(n_targets):
+            for r in range(self.restarts):
+                points = track.pending()
+                if points.numel() == 0:
+                    break
+                run = j * self.restarts + r
+                t = None if targets is None else targets[points, j]
+                out = self._run(model, x[points], y[points], t, index[points], run)
+                track.add(points, run, out)
+        return track.result()
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor | None,
+        index: torch.Tensor,
+        run: int,
+    ) -> RunOutcome:
+        """One APGD run of ``n_iter`` iterations over points that are all still robust."""
+        m, device = x.shape[0], x.device
+        cost = Cost()
+        lower, upper = ball(x, self.eps)
+        unit = keyed_uniform(self.key, index, run, tuple(x.shape[1:]), dtype=x.dtype) * 2 - 1
+        peak = unit.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
+        x_cur = clip(x + self.eps * unit / rows_view(peak, x), lower, upper)
+
+        score, loss, logits, grad = loss_and_grad(model, x_cur, y, t, self.loss_fn, self.eot_iter)
+        cost.gradients += m * self.eot_iter
+        cost.forwards += m * self.eot_iter
+        success = is_adversarial(logits, y, None)
+        out_x, out_loss, out_margin = x_cur.clone(), loss.clone(), margin(logits, y, None)
+        x_best, grad_best, score_best = x_cur.clone(), grad.clone(), score.clone()
+        loss_best, margin_best = loss.clone(), out_margin.clone()
+        x_prev = x_cur.clone()
+        step = torch.full((m,), 2.0 * self.eps, dtype=x.dtype, device=device)
+        history = torch.zeros(m, self.n_iter + 1, dtype=score.dtype, device=device)
+        history[:, 0] = score
+        interval, interval_min, interval_decr = checkpoints(self.n_iter)
+        since_check = 0
+        reduced_last = torch.ones(m, dtype=torch.bool, device=device)
+        score_best_last = score_best.clone()
+        active = ~success
+        for i in range(self.n_iter):
+            idx = active.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            xc, lo, hi = x_cur[idx], lower[idx], upper[idx]
+            momentum = 0.75 if i > 0 else 1.0
+            moved = xc - x_prev[idx]
+            x_prev[idx] = xc
+            z = clip(xc + rows_view(step[idx], xc) * grad[idx].sign(), lo, hi)
+            x_new = clip(xc + momentum * (z - xc) + (1 - momentum) * moved, lo, hi)
+
+            ti = None if t is None else t[idx]
+            score, loss, logits, g = loss_and_grad(
+                model, x_new, y[idx], ti, self.loss_fn, self.eot_iter
+            )
+            cost.gradients += idx.numel() * self.eot_iter
+            cost.forwards += idx.numel() * self.eot_iter
+            marg = margin(logits, y[idx], None)
+            hit = is_adversarial(logits, y[idx], None)
+            won = idx[hit]
+            out_x[won], out_loss[won], out_margin[won] = x_new[hit], loss[hit], marg[hit]
+            success[won] = True
+            active[won] = False
+
+            history[idx, i + 1] = score
+            better = score > score_best[idx]
+            up = idx[better]
+            x_best[up], grad_best[up], score_best[up] = x_new[better], g[better], score[better]
+            loss_best[up], margin_best[up] = loss[better], marg[better]
+            x_cur[idx], grad[idx] = x_new, g
+
+            since_check += 1
+            if since_check == interval:
+                window = history[idx, i + 1 - interval : i + 2]
+                rises = (window[:, 1:] > window[:, :-1]).sum(dim=1)
+                oscillating = rises <= interval * self.rho
+                stalled = ~reduced_last[idx] & (score_best_last[idx] >= score_best[idx])
+                reduce = oscillating | stalled
+                reduced_last[idx] = reduce
+                score_best_last[idx] = score_best[idx]
+                back = idx[reduce]
+                step[back] /= 2.0
+                x_cur[back], grad[back] = x_best[back], grad_best[back]
+                since_check = 0
+                interval = max(interval - interval_decr, interval_min)
+        failed = ~success
+        out_x[failed], out_loss[failed] = x_best[failed], loss_best[failed]
+        out_margin[failed] = margin_best[failed]
+        out_score = torch.where(failed, score_best, torch.full_like(score_best, float("inf")))
+        return RunOutcome(success, out_x, out_loss, out_margin, cost, out_score)
+
+
+class APGDT(APGD):
+    """APGD-T: APGD on the targeted DLR loss over each point's top ``n_target_classes``."""
+
+    name = "apgd-t"
+
+    def __init__(
+        self,
+        eps: float,
+        n_iter: int = 100,
+        restarts: int = 1,
+        *,
+        n_target_classes: int = 9,
+        eot_iter: int = 1,
+        rho: float = 0.75,
+        seed: int = 0,
+        stream: str | None = None,
+        max_batch: int = 10_000,
+        model_mode: str = "eval",
+    ) -> None:
+        super().__init__(
+            eps,
+            n_iter,
+            restarts,
+            loss="dlr",
+            targeted=True,
+            n_target_classes=n_target_classes,
+            eot_iter=eot_iter,
+            rho=rho,
+            seed=seed,
+            stream=stream,
+            max_batch=max_batch,
+            model_mode=model_mode,
+        )

@@ -1,0 +1,206 @@
+"""FAB-T (Croce & Hein 2020): targeted fast adaptive boundary attack, L-infinity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward, rows_view
+from lpbench.attacks.base import Attack, AttackResult, Cost
+from lpbench.attacks.keyed import keyed_uniform
+from lpbench.attacks.losses import is_adversarial, margin
+from lpbench.attacks.targets import top_other_classes
+
+
+def project_linf(
+    z: torch.Tensor, w: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest L-infinity step ``d`` with ``w . (z + d) = b`` and ``z + d`` in [0, 1].
+
+    Rows are flat. Moving every coordinate by ``lam`` towards the hyperplane (each stopping
+    at the box) changes ``w . z`` by a concave, piecewise-linear, increasing function of
+    ``lam``; its breakpoints are the distances to the box, so sorting them gives ``lam``
+    exactly. When the hyperplane is out of reach inside the box, every coordinate goes to
+    the box's face. Returns ``(d, reachable)``.
+    """
+    need = b - (w * z).sum(dim=1)
+    direction = torch.sign(w) * torch.sign(need)[:, None]
+    room = torch.where(direction > 0, 1.0 - z, z) * (direction != 0)
+    weight = w.abs() * (direction != 0)
+    room_sorted, order = room.sort(dim=1)
+    weight_sorted = weight.gather(1, order)
+    below = torch.cumsum(weight_sorted * room_sorted, dim=1)  # sum over saturated coordinates
+    left = weight_sorted.sum(dim=1, keepdim=True) - torch.cumsum(weight_sorted, dim=1)
+    reach = below + room_sorted * left  # change when lam equals each breakpoint
+    gap = need.abs()
+    reachable = reach[:, -1] >= gap
+    k = (reach < gap[:, None]).sum(dim=1).clamp(max=z.shape[1] - 1)  # segment holding lam
+    done_before = torch.where(
+        k > 0, below.gather(1, (k - 1).clamp(min=0)[:, None]).squeeze(1), torch.zeros_like(gap)
+    )
+    free = left.gather(1, k[:, None]).squeeze(1) + weight_sorted.gather(1, k[:, None]).squeeze(1)
+    lam = (gap - done_before) / free.clamp_min(1e-12)
+    lam = torch.where(reachable, lam, room.amax(dim=1))
+    return direction * torch.minimum(room, lam[:, None]), reachable
+
+
+class FAB(Attack):
+    """FAB-T, L-infinity (Croce & Hein 2020): always targeted.
+
+    Each run targets one class: each point's ``n_target_classes`` highest-scoring other
+    classes of the clean input (capped at ``classes - 1``), in that order, ``restarts``
+    runs each (the first from the clean point, later ones from a random point at eps/2,
+    keyed per point and run); an explicit ``target`` passed to the call is the only target.
+    An iteration linearises ``logit[target] - logit[y]`` at the iterate, projects both the
+    iterate and the clean point onto the approximate boundary within [0, 1], mixes the two
+    (weight at most ``alpha_max`` on the clean side), overshoots by ``eta`` and, once
+    misclassified, steps back towards the clean point by ``beta``. A point counts as
+    broken when an iterate within the eps-ball is misclassified (its run stops there).
+    For a point left robust, ``x_adv`` is the smallest adversarial iterate found (else the
+    last iterate) clipped into the eps-ball, one more forward pass (it counts as broken if
+    that clipped example is misclassified). Loss reported: the margin.
+    """
+
+    name = "fab-t"
+
+    def __init__(
+        self,
+        eps: float,
+        n_iter: int = 100,
+        restarts: int = 1,
+        *,
+        n_target_classes: int = 9,
+        alpha_max: float = 0.1,
+        eta: float = 1.05,
+        beta: float = 0.9,
+        seed: int = 0,
+        stream: str | None = None,
+        max_batch: int = 10_000,
+        model_mode: str = "eval",
+    ) -> None:
+        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
+        if n_iter < 1:
+            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+        if restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {restarts}")
+        if n_target_classes < 1:
+            raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
+        self.n_iter = int(n_iter)
+        self.restarts = int(restarts)
+        self.n_target_classes = int(n_target_classes)
+        self.alpha_max = float(alpha_max)
+        self.eta = float(eta)
+        self.beta = float(beta)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **self.base_config(),
+            "n_iter": self.n_iter,
+            "restarts": self.restarts,
+            "targeted": True,
+            "n_target_classes": self.n_target_classes,
+            "alpha_max": self.alpha_max,
+            "eta": self.eta,
+            "beta": self.beta,
+        }
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        target: torch.Tensor | None,
+    ) -> AttackResult:
+        clean = forward(model, x, self.max_batch)
+        targets = (
+            target[:, None]
+            if target is not None
+            else top_other_classes(clean, y, self.n_target_classes)
+        )
+        track = Tracker(x, targets.shape[1] * self.restarts)
+        track.cost.forwards += x.shape[0]
+        clean_margin = margin(clean, y, None)
+        track.settle_clean(is_adversarial(clean, y, None), clean_margin, clean_margin)
+        for j in range(targets.shape[1]):
+            for r in range(self.restarts):
+                points = track.pending()
+                if points.numel() == 0:
+                    break
+                run = j * self.restarts + r
+                out = self._run(model, x[points], y[points], targets[points, j], index[points], run)
+                track.add(points, run, out)
+        return track.result()
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor,
+        index: torch.Tensor,
+        run: int,
+    ) -> RunOutcome:
+        """One FAB-T run of ``n_iter`` iterations towards ``t`` over still-robust points."""
+        m, device = x.shape[0], x.device
+        cost = Cost()
+        lower, upper = ball(x, self.eps)
+        x1 = x.clone()
+        if run % self.restarts:  # later restarts start at a random point at eps / 2
+            unit = keyed_uniform(self.key, index, run, tuple(x.shape[1:]), dtype=x.dtype) * 2 - 1
+            peak = unit.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
+            x1 = (x + 0.5 * self.eps * unit / rows_view(peak, x)).clamp(0.0, 1.0)
+        x0 = x.flatten(1)
+        smallest = torch.full((m,), float("inf"), dtype=x.dtype, device=device)
+        adv = x.clone()
+        success = torch.zeros(m, dtype=torch.bool, device=device)
+        out_x = x.clone()
+        out_margin = torch.full((m,), float("-inf"), dtype=x.dtype, device=device)
+        rows = torch.arange(m, device=device)
+        for _ in range(self.n_iter):
+            idx = (~success).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            xi = x1[idx].detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = model(xi)
+                diff = logits[rows[: idx.numel()], t[idx]] - logits[rows[: idx.numel()], y[idx]]
+                (grad,) = torch.autograd.grad(diff.sum(), xi)
+            cost.gradients += idx.numel()
+            cost.forwards += idx.numel()
+            w = grad.flatten(1)
+            b = (w * xi.detach().flatten(1)).sum(dim=1) - diff.detach()
+            d1, _ = project_linf(xi.detach().flatten(1), w, b)
+            d2, _ = project_linf(x0[idx], w, b)
+            a1 = d1.abs().amax(dim=1).clamp_min(1e-8)
+            a2 = d2.abs().amax(dim=1).clamp_min(1e-8)
+            alpha = (a1 / (a1 + a2)).clamp(0.0, self.alpha_max)[:, None]
+            step = (xi.detach().flatten(1) + self.eta * d1) * (1 - alpha) + (
+                x0[idx] + self.eta * d2
+            ) * alpha
+            x_new = step.clamp(0.0, 1.0).view_as(xi)
+
+            logits_new = forward(model, x_new, self.max_batch)
+            cost.forwards += idx.numel()
+            hit = is_adversarial(logits_new, y[idx], None)
+            norm = (x_new - x[idx]).flatten(1).abs().amax(dim=1)
+            closer = hit & (norm < smallest[idx])
+            adv[idx[closer]], smallest[idx[closer]] = x_new[closer], norm[closer]
+            won = hit & (norm <= self.eps)
+            out_x[idx[won]] = x_new[won]
+            out_margin[idx[won]] = margin(logits_new[won], y[idx[won]], None)
+            success[idx[won]] = True
+            back = x[idx] + self.beta * (x_new - x[idx])
+            x1[idx] = torch.where(rows_view(hit, x_new), back, x_new)
+        failed = (~success).nonzero().squeeze(1)
+        if failed.numel():
+            found = rows_view(torch.isfinite(smallest[failed]), x)
+            last = clip(torch.where(found, adv[failed], x1[failed]), lower[failed], upper[failed])
+            logits_last = forward(model, last, self.max_batch)
+            cost.forwards += failed.numel()
+            out_x[failed] = last
+            out_margin[failed] = margin(logits_last, y[failed], None)
+            success[failed] = is_adversarial(logits_last, y[failed], None)
+        return RunOutcome(success, out_x, out_margin, out_margin, cost)

@@ -1,0 +1,168 @@
+"""Square Attack (Andriushchenko et al. 2020), L-infinity: random search on the margin."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward
+from lpbench.attacks.base import Attack, AttackResult, Cost
+from lpbench.attacks.keyed import keyed_randint, keyed_signs
+from lpbench.attacks.losses import is_adversarial, margin
+
+#: Colour draws per iteration to find one that changes the square (the paper resamples
+#: until it does; a bounded number keeps it vectorised and always terminating).
+COLOUR_TRIES = 16
+#: (progress bound in 1/10000 of the budget, divisor of p_init) of the paper's schedule.
+_SCHEDULE = (
+    (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16),
+    (2000, 32), (4000, 64), (6000, 128), (8000, 256), (10000, 512),
+)  # fmt: skip
+
+
+def p_selection(p_init: float, it: int, n_queries: int) -> float:
+    """Fraction of pixels changed at iteration ``it``: p_init halved at fixed budget shares."""
+    progress = int(it / n_queries * 10000)
+    for bound, divisor in _SCHEDULE:
+        if progress <= bound:
+            return p_init / divisor
+    return p_init
+
+
+class Square(Attack):
+    """Square Attack, L-infinity, on the margin loss with a budget of ``n_queries`` per run.
+
+    A run starts from vertical stripes of +-eps (one sign per channel and column) and then
+    changes, per iteration, a random square window (side from the ``p_init`` schedule,
+    which depends only on the iteration) to a random +-eps colour per channel, keeping the
+    change when the margin (best other logit minus true logit; the target's margin for an
+    explicit ``target``) grows. Window positions and colours are keyed by (point, restart,
+    iteration). Every query counts, the first (the stripes) included; a point stops at its
+    first misclassified query. Points misclassified as given are broken by the clean
+    input: one forward pass each, outside the query budget (as in the reference, which
+    attacks correctly classified points only). Inputs must be images ``(N, C, H, W)``.
+    """
+
+    name = "square"
+
+    def __init__(
+        self,
+        eps: float,
+        n_queries: int = 5000,
+        restarts: int = 1,
+        *,
+        p_init: float = 0.8,
+        seed: int = 0,
+        stream: str | None = None,
+        max_batch: int = 10_000,
+        model_mode: str = "eval",
+    ) -> None:
+        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
+        if n_queries < 1:
+            raise ValueError(f"n_queries must be >= 1, got {n_queries}")
+        if restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {restarts}")
+        if not 0 < p_init <= 1:
+            raise ValueError(f"p_init must be in (0, 1], got {p_init}")
+        self.n_queries = int(n_queries)
+        self.restarts = int(restarts)
+        self.p_init = float(p_init)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **self.base_config(),
+            "n_queries": self.n_queries,
+            "restarts": self.restarts,
+            "p_init": self.p_init,
+        }
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        target: torch.Tensor | None,
+    ) -> AttackResult:
+        if x.dim() != 4:
+            raise ValueError(f"Square needs images (N, C, H, W), got shape {tuple(x.shape)}")
+        if min(x.shape[2:]) < 2:
+            raise ValueError("Square needs images of at least 2x2 pixels")
+        track = Tracker(x, self.restarts)
+        clean = forward(model, x, self.max_batch)
+        track.cost.forwards += x.shape[0]
+        track.settle_clean(
+            is_adversarial(clean, y, None), margin(clean, y, target), margin(clean, y, None)
+        )
+        for r in range(self.restarts):
+            points = track.pending()
+            if points.numel() == 0:
+                break
+            t = None if target is None else target[points]
+            track.add(points, r, self._run(model, x[points], y[points], t, index[points], r))
+        return track.result()
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        t: torch.Tensor | None,
+        index: torch.Tensor,
+        restart: int,
+    ) -> RunOutcome:
+        """One run of at most ``n_queries`` queries per point."""
+        m, c, h, w = x.shape
+        cost = Cost()
+        lower, upper = ball(x, self.eps)
+        stripes = keyed_signs(self.key, index, restart, (c, 1, w), stream=0, dtype=x.dtype)
+        best = clip(x + self.eps * stripes, lower, upper)
+        logits = forward(model, best, self.max_batch)
+        cost.queries += m
+        cost.forwards += m
+        best_loss, best_margin = margin(logits, y, t), margin(logits, y, None)
+        success = is_adversarial(logits, y, None)
+        rows_h = torch.arange(h, device=x.device)
+        rows_w = torch.arange(w, device=x.device)
+        for it in range(1, self.n_queries):
+            idx = (~success).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            p = p_selection(self.p_init, it - 1, self.n_queries)
+            side = min(max(round(math.sqrt(p * h * w)), 1), min(h, w) - 1)
+            pts = index[idx]
+            top = keyed_randint(self.key, pts, restart, h - side, stream=4 * it + 1)
+            left = keyed_randint(self.key, pts, restart, w - side, stream=4 * it + 2)
+            inside_h = (rows_h[None, :] >= top) & (rows_h[None, :] < top + side)
+            inside_w = (rows_w[None, :] >= left) & (rows_w[None, :] < left + side)
+            window = (inside_h[:, :, None] & inside_w[:, None, :])[:, None]  # (k, 1, h, w)
+            xi, bi, lo, hi = x[idx], best[idx], lower[idx], upper[idx]
+            colours = keyed_signs(
+                self.key, pts, restart, (COLOUR_TRIES, c), stream=4 * it + 3, dtype=x.dtype
+            )
+            signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)
+            painted_both = clip(
+                xi[:, None] + self.eps * signs[None, :, None, None, None], lo[:, None], hi[:, None]
+            )
+            changes = ((painted_both - bi[:, None]).abs() > 1e-7) & window[:, None]
+            by_sign = changes.flatten(3).any(dim=3)  # (k, 2, c): does +eps / -eps change it
+            useful = by_sign.gather(1, (colours < 0).long()).any(dim=2)  # (k, tries)
+            pick = useful.int().argmax(dim=1)  # the first useful colour (else the first)
+            colour = colours[torch.arange(idx.numel(), device=x.device), pick]
+            painted = clip(xi + self.eps * colour[..., None, None], lo, hi)
+            candidate = torch.where(window, painted, bi)
+            logits = forward(model, candidate, self.max_batch)
+            cost.queries += idx.numel()
+            cost.forwards += idx.numel()
+            loss = margin(logits, y[idx], None if t is None else t[idx])
+            hit = is_adversarial(logits, y[idx], None)
+            take = hit | (loss > best_loss[idx])
+            chosen = idx[take]
+            best[chosen] = candidate[take]
+            best_loss[chosen] = loss[take]
+            best_margin[chosen] = margin(logits[take], y[chosen], None)
+            success[idx[hit]] = True
+        return RunOutcome(success, best, best_loss, best_margin, cost)

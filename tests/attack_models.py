@@ -1,0 +1,91 @@
+"""Small models for the attack tests: a quickly trained MLP and hand-set linear models."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+from torch import nn
+
+
+class Scaled(nn.Module):
+    """A model whose logits are multiplied by ``factor`` (huge: float32 softmax saturates)."""
+
+    def __init__(self, model: nn.Module, factor: float) -> None:
+        super().__init__()
+        self.model = model
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.factor
+
+
+@cache
+def _trained(classes: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.randn(classes, 64, generator=gen)
+    x = torch.rand(512, 1, 8, 8, generator=gen)
+    labels = (x.flatten(1) @ teacher.T).argmax(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, classes))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), labels).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    return model, x, pred
+
+
+def trained_mlp(classes: int = 5, n: int = 40) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """An undefended MLP on 1x8x8 inputs (trained in well under a second) and ``n`` inputs
+    labelled by the model itself, so every point starts correctly classified."""
+    model, x, pred = _trained(classes)
+    return model, x[:n].clone(), pred[:n].clone()
+
+
+def unbreakable(classes: int = 5, seed: int = 0) -> nn.Module:
+    """A linear model on 1x8x8 inputs that predicts class 0 within any eps <= 1."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, classes))
+    with torch.no_grad():
+        model[1].weight.mul_(0.1)
+        model[1].bias.zero_()
+        model[1].bias[0] = 100.0
+    return model.eval()
+
+
+def two_way_linear(classes: int = 5) -> nn.Module:
+    """Class 0 wins on clean inputs; class 1 is reachable through pixel block A (the close
+    boundary) and class 2 only through pixel block B (further away); the rest never win.
+
+    Untargeted attacks head for class 1; an attack targeting class 2 must end in class 2.
+    """
+    w = torch.zeros(classes, 64)
+    w[1, :16] = 1.0  # block A: 16 pixels
+    w[2, 16:48] = 1.0  # block B: 32 pixels, class 2 needs more of them
+    bias = torch.full((classes,), -50.0)
+    bias[0], bias[1], bias[2] = 0.0, -2.0, -6.0
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, classes))
+    with torch.no_grad():
+        model[1].weight.copy_(w)
+        model[1].bias.copy_(bias)
+    return model.eval()
+
+
+class RowwiseNet(nn.Module):
+    """A ReLU MLP on 1x8x8 inputs built from products and per-row sums only, so each row's
+    logits and gradients are bit-identical whatever the batch (a matrix product's rounding
+    can depend on the batch size). Isolates the attacks' own batch invariance."""
+
+    def __init__(self, classes: int = 4, hidden: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.w1 = nn.Parameter(torch.randn(hidden, 64, generator=gen) / 8.0)
+        self.w2 = nn.Parameter(torch.randn(classes, hidden, generator=gen) / hidden**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu((x.flatten(1)[:, None, :] * self.w1).sum(-1))
+        return (hidden[:, None, :] * self.w2).sum(-1)

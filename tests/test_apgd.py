@@ -1,0 +1,162 @@
+"""APGD and APGD-T: breaking power, schedule, budgets, batch invariance, known failure modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lpbench.attacks import APGD, APGDT, PGD, top_other_classes
+from lpbench.attacks.apgd import checkpoints
+from lpbench.attacks.base import COMPLETE, SKIPPED
+
+from .attack_models import Scaled, trained_mlp, two_way_linear, unbreakable
+
+
+@pytest.mark.parametrize("attack", [APGD(0.1, 30), APGD(0.1, 30, loss="dlr"), APGDT(0.1, 30)])
+def test_breaks_an_undefended_model(attack: APGD) -> None:
+    model, x, y = trained_mlp()
+    out = attack(model, x, y)
+    assert out.success.float().mean() >= 0.95
+    small = PGD(0.01, 0.0025, 20)(model, x, y)  # not broken by any perturbation at all
+    assert small.success.float().mean() < 0.5
+
+
+def test_checkpoint_schedule_matches_the_paper() -> None:
+    assert checkpoints(100) == (22, 6, 3)
+    assert checkpoints(10) == (2, 1, 1)
+
+
+def test_budget_is_exact_on_an_unbreakable_model() -> None:
+    model = unbreakable()
+    x = torch.rand(6, 1, 8, 8)
+    y = torch.zeros(6, dtype=torch.long)
+    out = APGD(0.3, n_iter=7, restarts=3, eot_iter=2)(model, x, y)
+    assert not out.success.any()
+    runs = 6 * 3
+    assert out.cost.gradients == runs * (7 + 1) * 2  # start + n_iter steps, x eot_iter
+    assert out.cost.forwards == out.cost.gradients + 6  # + the clean check
+    assert out.cost.queries == 0
+    assert (out.restarts.status == COMPLETE).all()
+    t = APGDT(0.3, n_iter=4, restarts=2)(model, x, y)
+    assert t.cost.gradients == 6 * 4 * 2 * (4 + 1)  # 4 targets (5 classes) x 2 restarts
+
+
+def test_early_stop_skips_broken_points() -> None:
+    model, x, y = trained_mlp()
+    out = APGD(0.1, n_iter=20, restarts=3)(model, x, y)
+    assert out.cost.gradients < 40 * 3 * 21
+    broken_first = out.restarts.success[:, 0]
+    assert (out.restarts.status[broken_first, 1:] == SKIPPED).all()
+
+
+def test_targeted_reaches_its_target_on_a_linear_model() -> None:
+    model = two_way_linear()
+    x = 0.05 + 0.02 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(6, dtype=torch.long)
+    target = torch.full((6,), 2)
+    out = APGDT(0.2, n_iter=30)(model, x, y, target=target)
+    with torch.no_grad():
+        pred = model(out.x_adv).argmax(1)
+    assert out.success.all() and (pred == 2).all()
+    ce = APGD(0.2, n_iter=30)(model, x, y, target=target)  # an explicit target wins
+    with torch.no_grad():
+        assert (model(ce.x_adv).argmax(1) == 2).all()
+    untargeted = APGD(0.2, n_iter=30, loss="dlr")(model, x, y)
+    with torch.no_grad():
+        assert (model(untargeted.x_adv).argmax(1) == 1).all()  # the close boundary
+
+
+def test_targets_are_each_points_own_top_classes_of_the_points_attacked() -> None:
+    """Targeted APGD attacking the wrong set of points: targets computed for one subset of
+    the batch but applied to another. Here half the points start misclassified: they cost
+    no gradient, and each attacked point's targets are its own top other classes."""
+    model = unbreakable(classes=6)
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = torch.zeros(8, dtype=torch.long)
+    y[::2] = 3  # misclassified from the start
+    out = APGDT(0.1, n_iter=3, n_target_classes=2)(model, x, y)
+    assert torch.equal(out.success, y == 3)
+    assert out.cost.gradients == 4 * 2 * (3 + 1)  # only the 4 correct points, 2 targets
+    with torch.no_grad():
+        logits = model(x)
+    expected = top_other_classes(logits, y, 2)
+    assert not (expected == y[:, None]).any()
+    order = logits.scatter(1, y[:, None], float("-inf")).argsort(1, descending=True)[:, :2]
+    assert torch.equal(expected, order)
+    alone = APGDT(0.1, n_iter=3, n_target_classes=2)(model, x[1:2], y[1:2], index=torch.tensor([1]))
+    assert torch.allclose(alone.loss, out.loss[1:2])
+
+
+@pytest.mark.parametrize("classes,runs", [(5, 4), (12, 9), (3, 2)])
+def test_target_count_comes_from_the_logits(classes: int, runs: int) -> None:
+    model = unbreakable(classes=classes)
+    x = torch.rand(3, 1, 8, 8)
+    y = torch.zeros(3, dtype=torch.long)
+    out = APGD(0.1, n_iter=2, loss="ce", targeted=True)(model, x, y)
+    assert out.restarts.status.shape == (3, runs)
+    assert (out.restarts.status == COMPLETE).all()
+
+
+@pytest.mark.parametrize("attack,classes", [(APGDT(0.1, 2), 3), (APGD(0.1, 2, loss="dlr"), 2)])
+def test_dlr_with_too_few_classes_is_a_clear_error(attack: APGD, classes: int) -> None:
+    model = unbreakable(classes=classes)
+    with pytest.raises(ValueError, match=f"at least {classes + 1} classes"):
+        attack(model, torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.long))
+
+
+def test_underflowing_cross_entropy_keeps_its_gradient() -> None:
+    """Logits scaled 1e4: float32 cross-entropy is exactly 0 and its float32 gradient
+    vanishes, yet the attack still finds the gradient's sign and breaks the model."""
+    base, x, y = trained_mlp(n=20)
+    model = Scaled(base, 1e4).eval()
+    xr = x.detach().requires_grad_(True)
+    ce = nn.functional.cross_entropy(model(xr), y, reduction="none")
+    (grad,) = torch.autograd.grad(ce.sum(), xr)
+    assert (ce == 0).float().mean() > 0.5 and (grad == 0).all(dim=(1, 2, 3)).float().mean() > 0.5
+    assert PGD(0.1, 0.025, 30, random_start=False)(model, x, y).success.float().mean() < 0.5
+    for attack in (APGD(0.1, 30), APGD(0.1, 30, loss="dlr"), APGDT(0.1, 30)):
+        out = attack(model, x, y)
+        assert out.success.float().mean() >= 0.95, attack
+        assert torch.isfinite(out.loss).all() and torch.isfinite(out.margin).all()
+
+
+class NoisyModel(nn.Module):
+    """A randomised model: Gaussian noise on the input before a fixed MLP."""
+
+    def __init__(self, model: nn.Module, sigma: float) -> None:
+        super().__init__()
+        self.model = model
+        self.sigma = sigma
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model(x + self.sigma * torch.randn_like(x))
+
+
+def test_eot_averages_several_forward_passes() -> None:
+    base, x, y = trained_mlp(n=20)
+    model = NoisyModel(base, 0.05).eval()
+    torch.manual_seed(0)
+    out = APGD(0.1, n_iter=10, eot_iter=4)(model, x, y)
+    assert out.cost.gradients % 4 == 0 and out.cost.gradients >= 20 * 4
+    # the clean check, then eot_iter passes per step while any point is still robust
+    assert model.calls % 4 == 1 and model.calls <= 1 + 4 * (1 + 10)
+    assert out.success.float().mean() >= 0.8
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"n_iter": 0}, "n_iter"),
+        ({"restarts": 0}, "restarts"),
+        ({"loss": "nope"}, "loss"),
+        ({"eot_iter": 0}, "eot_iter"),
+        ({"rho": 1.5}, "rho"),
+        ({"n_target_classes": 0}, "n_target_classes"),
+    ],
+)
+def test_bad_settings_are_rejected(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        APGD(0.1, **kwargs)

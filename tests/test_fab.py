@@ -1,0 +1,77 @@
+"""FAB-T: the exact L-infinity projection, breaking power, targeting, budgets, batches."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lpbench.attacks import FAB
+from lpbench.attacks.base import COMPLETE
+from lpbench.attacks.fab import project_linf
+
+from .attack_models import trained_mlp, two_way_linear, unbreakable
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), dim=st.integers(1, 12), sparse=st.booleans())
+def test_projection_is_the_smallest_step_onto_the_hyperplane(
+    seed: int, dim: int, sparse: bool
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.rand(6, dim, generator=gen, dtype=torch.float64)
+    w = torch.randn(6, dim, generator=gen, dtype=torch.float64)
+    if sparse:
+        w[:, 0] = 0.0
+    b = (w * torch.rand(6, dim, generator=gen, dtype=torch.float64)).sum(1) * 1.5
+    d, reachable = project_linf(z, w, b)
+    moved = z + d
+    assert (moved >= -1e-12).all() and (moved <= 1 + 1e-12).all()
+    assert torch.allclose((w * moved).sum(1)[reachable], b[reachable], atol=1e-9)
+    # any shorter step (each coordinate towards the plane, stopped by the box) falls short
+    need = b - (w * z).sum(1)
+    direction = torch.sign(w) * torch.sign(need)[:, None]
+    room = torch.where(direction > 0, 1 - z, z)
+    shorter = d.abs().amax(1, keepdim=True) * 0.999
+    reach = (w.abs() * torch.minimum(room, shorter)).sum(1)
+    moving = reachable & (need.abs() > 0)
+    assert (reach[moving] < need.abs()[moving]).all()
+    # out of reach: every coordinate that matters goes all the way to the box
+    far = ~reachable
+    expected = torch.where(w[far] != 0, direction[far] * room[far], torch.zeros_like(d[far]))
+    assert torch.allclose(d[far], expected)
+
+
+def test_breaks_an_undefended_model() -> None:
+    model, x, y = trained_mlp()
+    out = FAB(0.1, n_iter=20)(model, x, y)
+    assert out.success.float().mean() >= 0.95
+    assert (out.x_adv - x).abs().amax() <= 0.1 + 1e-6
+
+
+def test_standalone_fab_is_targeted() -> None:
+    """Other toolkits shipped a FAB that silently ran untargeted when run on its own. On this
+    model the untargeted closest boundary is class 1; targeting class 2 must end in 2."""
+    model = two_way_linear()
+    x = 0.05 + 0.02 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(6, dtype=torch.long)
+    out = FAB(0.2, n_iter=20)(model, x, y, target=torch.full((6,), 2))
+    with torch.no_grad():
+        assert (model(out.x_adv).argmax(1) == 2).all() and out.success.all()
+    default = FAB(0.2, n_iter=20)(model, x, y)  # top other class first: class 1
+    with torch.no_grad():
+        assert (model(default.x_adv).argmax(1) == 1).all()
+    assert FAB(0.2).config()["targeted"] is True
+
+
+def test_budget_and_target_count_from_the_logits() -> None:
+    model = unbreakable(classes=4)
+    x = torch.rand(5, 1, 8, 8)
+    y = torch.zeros(5, dtype=torch.long)
+    out = FAB(0.3, n_iter=6, restarts=2)(model, x, y)  # default 9 targets, capped at 3
+    assert not out.success.any()
+    assert out.restarts.status.shape == (5, 3 * 2)
+    assert (out.restarts.status == COMPLETE).all()
+    runs = 5 * 3 * 2
+    assert out.cost.gradients == runs * 6
+    assert out.cost.forwards == 5 + runs * (6 + 6 + 1)  # clean, per step 1 + 1, final clip

@@ -1,0 +1,66 @@
+"""Square Attack: schedule, budgets, breaking power, an all-misclassified batch, keyed draws."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpbench.attacks import Square
+from lpbench.attacks.square import p_selection
+
+from .attack_models import trained_mlp, unbreakable
+
+
+def test_p_schedule_halves_at_the_papers_budget_shares() -> None:
+    assert p_selection(0.8, 0, 10_000) == 0.8
+    assert p_selection(0.8, 11, 10_000) == 0.4
+    assert p_selection(0.8, 51, 10_000) == 0.2
+    assert p_selection(0.8, 9_999, 10_000) == 0.8 / 512
+    assert p_selection(0.8, 5, 1000) == 0.8 / 2  # shares of the budget, not iterations
+
+
+def test_breaks_an_undefended_model() -> None:
+    model, x, y = trained_mlp(n=20)
+    out = Square(0.15, n_queries=100)(model, x, y)
+    assert out.success.float().mean() >= 0.95
+    assert out.cost.gradients == 0 and out.cost.queries == out.cost.forwards - 20
+    assert out.cost.queries < 20 * 100  # broken points stop querying
+    assert Square(0.01, n_queries=30)(model, x, y).success.float().mean() < 0.5
+
+
+def test_budget_is_exact_on_an_unbreakable_model() -> None:
+    model = unbreakable()
+    x = torch.rand(4, 1, 8, 8)
+    y = torch.zeros(4, dtype=torch.long)
+    out = Square(0.3, n_queries=25, restarts=2)(model, x, y)
+    assert not out.success.any()
+    assert out.cost.queries == 4 * 25 * 2
+    assert (out.x_adv - x).abs().max() <= 0.3 + 1e-6
+    assert torch.isfinite(out.loss).all()
+
+
+def test_all_misclassified_batch_does_not_crash() -> None:
+    model = unbreakable()
+    x = torch.rand(5, 1, 8, 8)
+    y = torch.full((5,), 3)  # the model says 0 everywhere: every point is misclassified
+    out = Square(0.1, n_queries=50, restarts=3)(model, x, y)
+    assert out.success.all() and torch.equal(out.x_adv, x)
+    assert out.cost.queries == 0 and out.cost.forwards == 5  # the clean check settles all
+    empty = Square(0.1, n_queries=50)(model, x[:0], y[:0])
+    assert empty.x_adv.shape == (0, 1, 8, 8) and empty.cost.queries == 0
+
+
+def test_draws_depend_on_point_restart_and_iteration() -> None:
+    model = unbreakable()
+    x = torch.full((2, 1, 8, 8), 0.5)  # two identical images, different data-set indices
+    y = torch.zeros(2, dtype=torch.long)
+    out = Square(0.1, n_queries=10)(model, x, y, index=torch.tensor([3, 4]))
+    assert not torch.equal(out.x_adv[0], out.x_adv[1])
+    again = Square(0.1, n_queries=10)(model, x[1:], y[1:], index=torch.tensor([4]))
+    assert torch.equal(again.x_adv[0], out.x_adv[1])
+
+
+def test_non_image_inputs_are_a_clear_error() -> None:
+    model = unbreakable()
+    with pytest.raises(ValueError, match="images"):
+        Square(0.1, n_queries=5)(model, torch.rand(2, 64), torch.zeros(2, dtype=torch.long))

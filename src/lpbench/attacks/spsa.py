@@ -70,7 +70,7 @@ class SPSA(Attack):
             "delta": self.delta,
         }
 
-    def rows_per_point(self) -> int:
+    def rows_per_point(self, points: int) -> int:
         return min(self.samples, self.max_batch)
 
     def perturb(

@@ -18,9 +18,10 @@ from lpbench.reporting import ResultRow, render_markdown, render_text, write_rep
 HEADER = "| Model | Accuracy | Adversarial accuracy, baseline | Adversarial accuracy, strongest |"
 
 
-def _pgd(step: float, iters: int, restarts: int) -> dict[str, Any]:
+def _pgd(step: float, iters: int, restarts: int, score: str = "any") -> dict[str, Any]:
     return {
         "attack": "pgd",
+        "score": score,
         "eps": 0.3,
         "step": step,
         "iters": iters,
@@ -40,7 +41,7 @@ def _results(
     attacks = [
         {
             "label": "baseline",
-            "config": _pgd(0.01, 40, 1),
+            "config": _pgd(0.01, 40, 1, score="last"),
             "points_attacked": 988,
             "points_broken": 364,
             "robust_accuracy_after": baseline,
@@ -91,9 +92,11 @@ def test_row_from_results() -> None:
     assert (row.baseline_grad_evals, row.baseline_wall_time_s) == (39_520, 3.31)
     assert row.strong_grad_evals == 39_520 + 6_240_000
     assert row.strong_wall_time_s == pytest.approx(0.5 + 3.31 + 412.0)
-    assert row.baseline_attack == "baseline: PGD on ce loss, 40 iterations, step 0.01, 1 restart"
+    assert row.baseline_attack == (
+        "baseline: PGD on ce loss, 40 iterations, step 0.01, 1 restart, last-iterate scoring"
+    )
     assert row.strong_attacks[1] == (
-        "pgd-many: PGD on ce loss, 100 iterations, step 0.075, 100 restarts"
+        "pgd-many: PGD on ce loss, 100 iterations, step 0.075, 100 restarts, any-iterate scoring"
     )
     only_baseline = ResultRow.from_results(_results("Plain", 0.99, 0.0, None))
     assert only_baseline.strongest_accuracy is None

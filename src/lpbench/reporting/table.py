@@ -24,9 +24,11 @@ def describe_attack(summary: dict[str, Any]) -> str:
     config = summary.get("config", {})
     if config.get("attack") == "pgd":
         restarts = int(config["restarts"])
+        target = f", towards the {config['targeted']} class" if config.get("targeted") else ""
         text = (
-            f"PGD on {config['loss']} loss, {config['iters']} iterations, "
-            f"step {config['step']:.4g}, {restarts} restart{'s' if restarts > 1 else ''}"
+            f"PGD on {config['loss']} loss{target}, {config['iters']} iterations, "
+            f"step {config['step']:.4g}, {restarts} restart{'s' if restarts > 1 else ''}, "
+            f"{config.get('score', 'any')}-iterate scoring"
         )
     else:
         text = ", ".join(f"{k} {v}" for k, v in config.items())

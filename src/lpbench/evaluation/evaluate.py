@@ -366,9 +366,9 @@ def evaluate(
                 state.apply(part, y_list)
                 bar.update(len(block))
             bar.close()
-        for rank, other in enumerate(all_gather(shard, state)):
-            if rank != shard.rank:
-                _merge(state, other)
+        if shard.world > 1:
+            for share in all_gather(shard, _share(state, mine)):
+                _merge(state, share)
         return _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
 
 
@@ -388,18 +388,27 @@ def _open_journal(
     return Journal(folder)
 
 
-def _merge(into: _State, other: _State) -> None:
-    """Fold another process's state into ``into`` (each position is filled by one rank)."""
-    for pos, pred in enumerate(other.clean_pred):
-        if pred is None or into.clean_pred[pos] is not None:
-            continue
-        into.clean_pred[pos] = pred
-        into.robust[pos] = other.robust[pos]
-        into.broken_by[pos] = other.broken_by[pos]
-        into.records[pos] = other.records[pos]
-        into.mismatch[pos] = other.mismatch[pos]
-        into.x_adv[pos] = other.x_adv[pos]
-    for name, entry in other.costs.items():
+def _share(state: _State, positions: list[int]) -> dict[str, Any]:
+    """This process's part of the outcome: only the positions it owns."""
+    return {
+        "positions": positions,
+        "clean_pred": [state.clean_pred[p] for p in positions],
+        "robust": [state.robust[p] for p in positions],
+        "broken_by": [state.broken_by[p] for p in positions],
+        "records": [state.records[p] for p in positions],
+        "mismatch": [state.mismatch[p] for p in positions],
+        "x_adv": state.x_adv[positions],
+        "costs": state.costs,
+    }
+
+
+def _merge(into: _State, share: dict[str, Any]) -> None:
+    """Overwrite the positions another process owns with its outcome for them."""
+    for i, pos in enumerate(share["positions"]):
+        for key in ("clean_pred", "robust", "broken_by", "records", "mismatch"):
+            getattr(into, key)[pos] = share[key][i]
+        into.x_adv[pos] = share["x_adv"][i]
+    for name, entry in share["costs"].items():
         into.costs.setdefault(name, entry)
 
 

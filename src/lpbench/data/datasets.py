@@ -173,7 +173,9 @@ DATASETS: dict[str, DatasetInfo] = {
         files={"train": (CIFAR10_ARCHIVE,), "test": (CIFAR10_ARCHIVE,)},
         mirrors=("https://www.cs.toronto.edu/~kriz/",),
         # The official archive (170,498,071 bytes; MD5 c58f30108f718f92721af3b95e74349a).
-        sha256={CIFAR10_ARCHIVE: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
+        sha256={
+            CIFAR10_ARCHIVE: "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+        },
         reader=read_cifar10,
         unpacked={CIFAR10_ARCHIVE: CIFAR10_FOLDER},
         eps=16 / 255,

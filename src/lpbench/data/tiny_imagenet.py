@@ -93,9 +93,7 @@ def index_archive(source: _Source) -> tuple[list[str], dict[str, list[tuple[str,
     if not wnids:
         raise DataFormatError(f"{source.path}: wnids.txt is empty")
     label = {w: i for i, w in enumerate(wnids)}
-    train = [
-        (rel, label[w]) for w in wnids for rel in source.list_images(f"train/{w}/images")
-    ]
+    train = [(rel, label[w]) for w in wnids for rel in source.list_images(f"train/{w}/images")]
     val = []
     for line in source.read("val/val_annotations.txt").decode().splitlines():
         parts = line.split("\t")

@@ -92,7 +92,11 @@ class ResNet20V2(nn.Module):
     """The CIFAR-10 pre-activation ResNet-20 of the logit-pairing code (see module doc)."""
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 10, width: int = 64, signed_inputs: bool = False
+        self,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        width: int = 64,
+        signed_inputs: bool = False,
     ) -> None:
         super().__init__()
         self.signed_inputs = signed_inputs
@@ -122,9 +126,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         self.stride = stride
         self.preact = nn.BatchNorm2d(cin, eps=1e-5, momentum=0.003)
-        self.shortcut = (
-            None if cin == depth else nn.Conv2d(cin, depth, 1, stride=stride, bias=True)
-        )
+        self.shortcut = None if cin == depth else nn.Conv2d(cin, depth, 1, stride=stride, bias=True)
         self.conv1 = nn.Conv2d(cin, bottleneck, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(bottleneck, eps=1e-5, momentum=0.003)
         # slim's conv2d_same pads symmetrically (k - 1 in total) before a strided conv.

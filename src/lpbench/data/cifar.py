@@ -51,10 +51,24 @@ _ALLOWED_GLOBALS = {
 }
 
 
+def _latin1_bytes(text: str, encoding: str = "utf-8") -> bytes:
+    """What protocol-2 pickles written by Python 3 call to rebuild ``bytes``."""
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing to encode with {encoding!r}")
+    return text.encode("latin-1")
+
+
 class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that rebuilds plain data and numpy arrays, and nothing else."""
+    """An unpickler that rebuilds plain data and numpy arrays, and nothing else.
+
+    Besides numpy's array reconstruction it allows only ``_codecs.encode`` to latin-1,
+    which Python 3 writes for ``bytes`` in protocol-2 pickles (the official files, written
+    by Python 2, do not need it).
+    """
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(

@@ -201,7 +201,7 @@ def _accuracy(
     correct = 0
     with torch.no_grad():
         for i in range(0, len(labels), 500):
-            x = to_float(torch.from_numpy(np.asarray(images[i : i + 500])), device)
+            x = to_float(torch.from_numpy(np.array(images[i : i + 500])), device)
             pred = model(x).argmax(1).cpu().numpy()
             correct += int((pred == labels[i : i + 500]).sum())
     return correct / max(len(labels), 1)

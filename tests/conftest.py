@@ -37,6 +37,16 @@ class TinyNet(nn.Module):
         return self.body(x)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tiny models: on a busy 2-core machine two OpenMP
+    threads waiting for each other made ResNet steps ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_net() -> TinyNet:
     return TinyNet().eval()

@@ -62,13 +62,8 @@ def test_every_seed_row_has_a_recipe() -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions gain nothing from threads, and on a busy 2-core machine two
-    OpenMP threads waiting for each other made these runs ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _threads(one_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

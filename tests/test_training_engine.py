@@ -88,6 +88,11 @@ def test_objective_options_of_the_tiny_imagenet_code() -> None:
     assert torch.allclose(terms["at"], F.cross_entropy(logits[8:], y))
     assert torch.allclose(terms["lsq"], logits.norm(dim=1).mean())
     assert not torch.allclose(terms["at"], objective_terms(model, x, y, separate, x_adv)["at"])
+    halves = objective_terms(model, x, y, ObjectiveConfig(clp=0.5, clp_halves=True))
+    expected = F.mse_loss(model(x[:4]), model(x[4:]))  # each half with its own statistics
+    assert torch.allclose(halves["clp"], expected)
+    whole = objective_terms(model, x, y, ObjectiveConfig(clp=0.5))
+    assert not torch.allclose(whole["clp"], expected)
     bn_shift = model.body[1].bias
     with torch.no_grad():
         bn_shift.fill_(3.0)

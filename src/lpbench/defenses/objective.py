@@ -8,7 +8,9 @@ total = ce * CE(clean) + at * CE(adversarial) + weight_decay * L2(weights)
 Options of the Tiny ImageNet code: label smoothing on both cross-entropies, weight decay on
 every parameter (the MNIST/CIFAR-10 code skipped batch norm's shift), Gaussian input noise
 without clipping, and clean and adversarial inputs run through the model as one batch
-(so batch norm sees both; logit squeezing then covers both halves' logits).
+(so batch norm sees both; logit squeezing then covers both halves' logits). Option of the
+MNIST/CIFAR-10 code: ``clp_halves`` runs the two halves of CLP through the model as two
+separate batches (with batch norm in training mode each half has its own statistics).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ObjectiveConfig:
     decay_all: bool = False
     noise_clip: bool = True
     joint_batch: bool = False
+    clp_halves: bool = False
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -149,7 +152,12 @@ def objective_terms(
         terms["alp"] = adversarial_logit_pairing(clean_logits, adv_logits)
         total = total + config.alp * terms["alp"]
     if config.clp > 0:
-        terms["clp"] = clean_logit_pairing(clean_logits)
+        if config.clp_halves:
+            half = x.shape[0] // 2
+            paired = torch.cat([model(x[:half]), model(x[half : 2 * half])])
+        else:
+            paired = clean_logits
+        terms["clp"] = clean_logit_pairing(paired)
         total = total + config.clp * terms["clp"]
     if config.lsq > 0:
         terms["lsq"] = logit_squeezing(squeezed)

@@ -58,7 +58,9 @@ _SMALL_NOTES = {
     "with batch norm in training mode as the code did. CLP/LSQ noise std 16/255, "
     "clipped to [0, 1] as in the MNIST/CIFAR-10 code: the code's 0.5 is an MNIST value, "
     "and the seed's CLP/LSQ CIFAR-10 models keep 74-82% clean accuracy, which "
-    "std 0.5 noise on CIFAR-10 images would not allow; 16/255 is the Tiny ImageNet code's.",
+    "std 0.5 noise on CIFAR-10 images would not allow; 16/255 is the Tiny ImageNet code's. "
+    "CLP pairs the logits of the batch's two halves, each run through the network as its "
+    "own batch (own batch-norm statistics), as the code did.",
 }
 
 _TINY_NOTES = (
@@ -79,7 +81,9 @@ def _small(dataset: str, row: str) -> Recipe:
     config = TrainConfig(
         dataset=dataset,
         model="lenet" if mnist else "resnet20-v2",
-        objective=ObjectiveConfig(**weights, noise_std=noise),
+        objective=ObjectiveConfig(
+            **weights, noise_std=noise, clp_halves=row == "clp" and not mnist
+        ),
         preset=f"{dataset}/{row}",
         epochs=100,
         batch_size=256,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from lpbench.io import atomic_write
 
@@ -15,7 +16,7 @@ def plot_training(records: list[dict[str, Any]], out: str | Path, title: str = "
     if not records:
         raise ValueError("the training log has no records: train at least one epoch")
     epochs = [r["epoch"] for r in records]
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4), layout="constrained")
     acc, loss = fig.subplots(1, 2)
     for key, label in (
         ("test_accuracy", "test accuracy"),
@@ -30,7 +31,11 @@ def plot_training(records: list[dict[str, Any]], out: str | Path, title: str = "
     for key in terms:
         loss.plot(epochs, [r.get(key, float("nan")) for r in records], marker=".", label=key[5:])
     loss.set(xlabel="epoch", ylabel="mean over the epoch", title="loss terms")
-    loss.set_yscale("symlog", linthresh=1e-3)
+    values = [r[k] for r in records for k in terms if k in r]
+    if values and min(values) > 0:
+        loss.set_yscale("log")
+    for axes in (acc, loss):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss.grid(alpha=0.3)
     loss.legend(fontsize=8)
     if title:

@@ -60,12 +60,20 @@ class Conv2dSame(nn.Conv2d):
         return super().forward(_tf_same_pad(x, k, s))
 
 
-def _tf_he_init(module: nn.Module) -> None:
-    """He (fan-in, scale 2) truncated normal weights, zero biases, as TF's initialisers."""
+def _tf_he_init(module: nn.Module, slim: bool = False) -> None:
+    """He (fan-in, scale 2) normal weights truncated at two standard deviations, zero biases.
+
+    TensorFlow's ``variance_scaling_initializer`` divides the standard deviation by 0.8796
+    (the std of a normal truncated at 2) so the truncated draw has variance 2 / fan_in;
+    slim's ``layers.variance_scaling_initializer`` multiplies the variance by 1.3 instead.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.Linear):
             fan_in = m.weight[0].numel()
-            std = math.sqrt(2.0 / fan_in) / 0.87962566103423978
+            if slim:
+                std = math.sqrt(1.3 * 2.0 / fan_in)
+            else:
+                std = math.sqrt(2.0 / fan_in) / 0.87962566103423978
             nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -169,7 +177,7 @@ class ResNet50V2(nn.Module):
         self.units = nn.Sequential(*units)
         self.postnorm = nn.BatchNorm2d(cin, eps=1e-5, momentum=0.003)
         self.fc = nn.Linear(cin, num_classes)
-        _tf_he_init(self)
+        _tf_he_init(self, slim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.signed_inputs:

@@ -164,3 +164,16 @@ def test_tensorboard_events_when_installed(mnist_dir, tmp_path) -> None:
     config = recipe_config("mnist/plain", epochs=1, batch_size=64, train_points=64)
     train(config, tmp_path / "run", data_dir=mnist_dir, show_progress=False)
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_init_from_starts_at_the_checkpoint(mnist_dir, tmp_path) -> None:
+    from lpbench.training import CheckpointError, load_checkpoint, recipe_config, train
+
+    base = recipe_config("mnist/plain", epochs=1, batch_size=64, train_points=64)
+    source, _ = train(base, tmp_path / "source", data_dir=mnist_dir, show_progress=False)
+    tuned = dataclasses.replace(base, init_from=str(tmp_path / "source"), lr=1e-12, seed=5)
+    model, _ = train(tuned, tmp_path / "tuned", data_dir=mnist_dir, show_progress=False)
+    for key, value in source.state_dict().items():
+        assert torch.allclose(model.state_dict()[key], value, atol=1e-9)
+    with pytest.raises(CheckpointError, match="not 'resnet20-v2'"):
+        load_checkpoint(tmp_path / "source", model="resnet20-v2")

@@ -177,3 +177,20 @@ def test_tiny_imagenet_augmentation_is_split_invariant() -> None:
     gray = torch.full((1, 3, 64, 64), 0.5)  # no saturation to scale, crops of a flat image
     out = augment_tiny_imagenet(gray, torch.Generator().manual_seed(0), slice(0, 1), 1)
     assert torch.allclose(out, gray, atol=1e-5)
+
+
+def test_archive_download_checked_by_md5(tmp_path) -> None:
+    import hashlib
+
+    from lpbench.data import download
+
+    source = tmp_path / "archive.zip"
+    source.write_bytes(b"not really a zip")
+    good = hashlib.md5(source.read_bytes()).hexdigest()
+    dest = download([source.as_uri()], tmp_path / "out" / "a.zip", None, md5=good)
+    assert dest.read_bytes() == source.read_bytes()
+    with pytest.raises(ChecksumError, match="MD5"):
+        download([source.as_uri()], tmp_path / "out" / "b.zip", None, md5="0" * 32)
+    assert not (tmp_path / "out" / "b.zip").exists()
+    with pytest.raises(DataFormatError, match="not a zip"):
+        prepare_tiny_imagenet(tmp_path / "cache", dest, progress=False)

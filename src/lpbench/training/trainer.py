@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import lpbench
 from lpbench.attacks import PGD
-from lpbench.data import dataset_eval_subset, get_dataset_info, load_arrays
+from lpbench.data import dataset_eval_subset, evaluation_subset, get_dataset_info, load_arrays
 from lpbench.data.loader import (
     AUGMENTATIONS,
     EpochBatches,
@@ -245,6 +245,8 @@ def _check_resume(config: TrainConfig, out_dir: Path, resume: bool) -> None:
         )
     if resume and (out_dir / CONFIG_NAME).exists():
         saved = read_json(out_dir / CONFIG_NAME)
+        # runs saved before an option existed had its default
+        saved["objective"] = {**ObjectiveConfig().to_dict(), **saved.get("objective", {})}
         mine = config.to_dict()
         differing = [
             k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k, mine[k]) != mine[k]
@@ -272,8 +274,6 @@ def _train(
     train_x, train_y = load_arrays(config.dataset, "train", data_dir=data_dir, progress=show)
     test_x, test_y = load_arrays(config.dataset, "test", data_dir=data_dir, progress=show)
     if config.train_points is not None:
-        from lpbench.data import evaluation_subset
-
         keep = evaluation_subset(len(train_y), config.train_points, seed=config.seed)
         train_x, train_y = train_x[keep], train_y[keep]
     input_shape = tuple(int(d) for d in train_x.shape[1:])

@@ -35,7 +35,6 @@ from lpbench.training import (
     CheckpointError,
     TrainConfig,
     describe_recipes,
-    get_recipe,
     load_checkpoint,
     recipe_config,
     train,
@@ -218,8 +217,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(describe_recipes())
         return 0
     config = _train_config(args)
-    if get_recipe(args.preset, args.dataset).needs_init and config.init_from is None:
-        raise ValueError(f"preset {args.preset} fine-tunes a model: pass --init-from CHECKPOINT")
     name = config.preset.replace("/", "-") if config.preset else "custom"
     out = args.out or Path("runs") / f"{config.dataset}-{name}-seed{config.seed}"
     _, history = train(

@@ -256,9 +256,13 @@ def get_recipe(name: str, dataset: str | None = None) -> Recipe:
 def recipe_config(name: str, dataset: str | None = None, **overrides: Any) -> TrainConfig:
     """The recipe's TrainConfig with ``overrides`` (None values are ignored) applied.
 
-    Objective weights may be overridden by their names (``clp=0.1``).
+    Objective weights may be overridden by their names (``clp=0.1``). A fine-tuning recipe
+    needs ``init_from``.
     """
-    config = get_recipe(name, dataset).config
+    recipe = get_recipe(name, dataset)
+    if recipe.needs_init and overrides.get("init_from") is None:
+        raise ValueError(f"preset {name} fine-tunes a model: pass --init-from CHECKPOINT")
+    config = recipe.config
     overrides = {k: v for k, v in overrides.items() if v is not None}
     objective = {k: overrides.pop(k) for k in list(overrides) if k in config.objective.to_dict()}
     if objective:

@@ -43,7 +43,8 @@ def _step_fn(config: TrainConfig, batch: int, device: torch.device):
         if objective.needs_adversarial:
             with crafting_mode(model, config.adv_model_mode):
                 target = least_likely_targets(model, noisy) if config.adv_target == "ll" else None
-                x_adv = craft_adversarial(model, noisy, y, config, info.eps, 0, target)
+                index = torch.arange(batch, device=device)
+                x_adv = craft_adversarial(model, noisy, y, index, target, config, info.eps, 0)
         model.train()
         terms = objective_terms(model, noisy, y, objective, x_adv)
         optimizer.zero_grad(set_to_none=True)

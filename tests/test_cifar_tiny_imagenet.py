@@ -150,7 +150,12 @@ def test_loader_order_is_seeded_resumable_and_split_over_ranks() -> None:
     labels = np.arange(10)
 
     def batches(**kw):
-        return [y.tolist() for _, y in batch_loader(images, labels, EpochBatches(10, 4, **kw))]
+        loader = batch_loader(images, labels, EpochBatches(10, 4, **kw))
+        out = []
+        for x, y, i in loader:
+            assert torch.equal(y, i) and torch.equal(x[:, 0, 0, 0], 3 * i)  # rows stay aligned
+            out.append(y.tolist())
+        return out
 
     full = batches(seed=1, epoch=2)
     assert sorted(i for b in full for i in b) == list(range(10)) and [len(b) for b in full] == [

@@ -25,7 +25,7 @@ AUGMENTATIONS = ("none", "tiny-imagenet")
 
 
 class UInt8Batches(Dataset):
-    """Index with a list of indices to get a batch: (uint8 images, int64 labels)."""
+    """Index with a list of indices to get a batch: (uint8 images, labels, the indices)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
         if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
@@ -35,12 +35,13 @@ class UInt8Batches(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
         order = np.argsort(idx, kind="stable")  # sorted reads are kinder to memory maps
         images = np.empty((len(idx), *self.images.shape[1:]), dtype=np.uint8)
         images[order] = self.images[idx[order]]
-        return torch.from_numpy(images), torch.from_numpy(self.labels[idx].astype(np.int64))
+        labels = torch.from_numpy(self.labels[idx].astype(np.int64))
+        return torch.from_numpy(images), labels, torch.from_numpy(idx)
 
 
 class EpochBatches(Sampler[list[int]]):
@@ -98,7 +99,7 @@ def batch_loader(
     workers: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader yielding (uint8 images, labels) batches in ``sampler``'s order."""
+    """A DataLoader yielding (uint8 images, labels, indices) batches in ``sampler``'s order."""
     return DataLoader(
         UInt8Batches(images, labels),
         sampler=sampler,

@@ -175,12 +175,18 @@ def craft_adversarial(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
+    index: torch.Tensor,
+    target: torch.Tensor | None,
     config: TrainConfig,
     eps: float,
     seed: int,
-    target: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The one place training calls an attack: PGD's last iterate, keyed by ``seed``."""
+    """The one place training calls an attack: PGD's last iterate, in the caller's mode.
+
+    ``index`` holds the images' positions in the training set and ``seed`` a key of the
+    step; this attack API draws the random starts from ``seed`` (an attack API that keys
+    them per image takes ``index`` instead).
+    """
     attack = PGD(eps, config.adv_step, config.adv_iters, keep_last=True, seed=seed)
     return attack(model, x, y, target).x_adv
 
@@ -410,7 +416,7 @@ class _Run:
         batches = progress(
             loader, desc=f"epoch {epoch}/{config.epochs}", enabled=show, unit="batch"
         )
-        for step, (xb, yb) in enumerate(batches, start=first_step):
+        for step, (xb, yb, ib) in enumerate(batches, start=first_step):
             total = min(config.batch_size, len(labels) - step * config.batch_size)
             local = len(yb)
             rows = slice(ctx.rank * local, ctx.rank * local + local)
@@ -431,7 +437,10 @@ class _Run:
                 with autocast, crafting_mode(self.model, config.adv_model_mode):
                     gen = _generator(config.seed, epoch, step, 3)
                     target = _targets(self.model, x, config, self.classes, gen)
-                    x_adv = craft_adversarial(self.model, x, y, config, self.eps, key, target)
+                    index = ib.to(device)
+                    x_adv = craft_adversarial(
+                        self.model, x, y, index, target, config, self.eps, key
+                    )
             self.model.train()
             with autocast:
                 terms = self.step_module(x, y, x_adv)

@@ -37,6 +37,16 @@ class TinyNet(nn.Module):
         return self.body(x)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tiny models: on a busy 2-core machine two OpenMP
+    threads waiting for each other made ResNet steps ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_net() -> TinyNet:
     return TinyNet().eval()
@@ -113,3 +123,78 @@ class BatchNormNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+def write_cifar10_archive(folder, per_batch: int = 8, n_test: int = 16, seed: int = 0):
+    """Write ``cifar-10-python.tar.gz`` in the official layout: protocol-2 pickles of
+    dicts with bytes keys, uint8 ``data`` (N x 3072) and a list of ``labels``.
+
+    Returns (archive path, train images, train labels, test images, test labels).
+    """
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        n = n_test if name == "test_batch" else per_batch
+        arrays[name] = (
+            rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            [int(v) for v in rng.integers(0, 10, n)],
+        )
+    path = folder / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, (data, labels) in arrays.items():
+            payload = pickle.dumps(
+                {b"batch_label": name.encode(), b"labels": labels, b"data": data}, protocol=2
+            )
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    train_x = np.concatenate([arrays[n][0] for n in names[:5]]).reshape(-1, 3, 32, 32)
+    train_y = np.concatenate([arrays[n][1] for n in names[:5]]).astype(np.int64)
+    test_x = arrays["test_batch"][0].reshape(-1, 3, 32, 32)
+    test_y = np.asarray(arrays["test_batch"][1], dtype=np.int64)
+    return path, train_x, train_y, test_x, test_y
+
+
+def write_tiny_imagenet_tree(folder, classes: int = 3, per_class: int = 4, n_val: int = 6):
+    """Write the official Tiny ImageNet layout with real (lossless-quality) JPEGs.
+
+    Returns (root, wnids in file order, {relative path: decoded uint8 HxWx3 pixels}).
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    root = folder / "tiny-imagenet-200"
+    wnids = [f"n0{9 - i}000{i}" for i in range(classes)]  # not sorted on purpose
+    (root / "val" / "images").mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    pixels = {}
+
+    def save(rel: str) -> None:
+        img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        if len(pixels) % 5 == 1:  # some images are grayscale, as in the real archive
+            gray = Image.fromarray(img[:, :, 0], mode="L")
+            gray.save(root / rel, format="JPEG", quality=95)
+        else:
+            Image.fromarray(img).save(root / rel, format="JPEG", quality=95)
+        with Image.open(root / rel) as decoded:
+            pixels[rel] = np.asarray(decoded.convert("RGB"))
+
+    for w in wnids:
+        (root / "train" / w / "images").mkdir(parents=True)
+        for k in range(per_class):
+            save(f"train/{w}/images/{w}_{k}.JPEG")
+    lines = []
+    for k in range(n_val):
+        save(f"val/images/val_{k}.JPEG")
+        lines.append(f"val_{k}.JPEG\t{wnids[k % classes]}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return root, wnids, pixels

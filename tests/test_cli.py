@@ -105,7 +105,7 @@ def test_evaluate_free_flags(trained, mnist_dir, tmp_path, capsys) -> None:
         (["evaluate", "{ckpt}", "--dataset", "fashion-mnist"], "is for dataset 'mnist'"),
         (["evaluate", "{missing}"], "no checkpoint"),
         (["train", "--dataset", "imagenet-9000"], "invalid choice"),
-        (["train", "--preset", "nope"], "invalid choice"),
+        (["train", "--preset", "nope"], "unknown training preset"),
         (["evaluate", "{ckpt}", "--preset", "strong", "--iters", "3"], "not both"),
     ],
 )

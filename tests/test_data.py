@@ -348,6 +348,8 @@ def test_registry() -> None:
     assert info.input_shape == (1, 28, 28) and len(info.class_names) == info.num_classes == 10
     for name in DATASETS:
         info = DATASETS[name]
+        if info.prepare_hint:  # files built locally (Tiny ImageNet's cache) have no digest
+            continue
         for files in info.files.values():
             assert all(len(info.sha256[f]) == 64 for f in files)
     with pytest.raises(ValueError, match="fashion-mnist"):

@@ -10,8 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lpbench.data import DATASETS, ChecksumError, DataFormatError, DatasetNotFoundError
-from lpbench.defenses import ObjectiveConfig
+from lpbench.data import (
+    DATASETS,
+    ChecksumError,
+    DataFormatError,
+    DatasetNotFoundError,
+)
 from lpbench.evaluation import (
     PRESETS,
     NamedAttack,
@@ -19,11 +23,12 @@ from lpbench.evaluation import (
     custom_pgd,
     default_eps,
 )
+from lpbench.models import MODELS
 from lpbench.training import (
-    TRAIN_PRESETS,
     CheckpointError,
     TrainConfig,
-    get_train_preset,
+    describe_recipes,
+    recipe_config,
     train,
 )
 from lpbench.version import __version__
@@ -94,16 +99,31 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS))
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        choices=sorted(DATASETS),
+        help="data set (default: the preset's; fashion-mnist for the short names)",
+    )
     parser.add_argument(
         "--preset",
         default="plain",
-        choices=sorted(TRAIN_PRESETS),
-        help="objective named after the seed's table rows (default: plain)",
+        metavar="NAME",
+        help="recipe named after a seed table row, e.g. mnist/clp, cifar10/lsq, "
+        "tiny-imagenet/100at-ll-alp-ll, or a short name (plain, clp, lsq, plain-alp, at50, "
+        "at50-alp, at100, at100-alp) for MNIST/Fashion-MNIST; see --list-presets",
     )
-    parser.add_argument("--epochs", type=_positive_int, default=100)
-    parser.add_argument("--batch-size", type=_positive_int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--list-presets", action="store_true", help="print every recipe with its values and exit"
+    )
+    parser.add_argument("--epochs", type=_positive_int, default=None)
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="global batch, split evenly over torchrun's processes",
+    )
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--train-points",
@@ -115,8 +135,9 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         "--eval-adv-points",
         type=int,
         default=0,
-        help="log baseline-attack accuracy on this many test points per epoch",
+        help="log accuracy under the training attack on this many test points per epoch",
     )
+    _add_model_args(parser)
     terms = parser.add_argument_group("objective weights (override the preset)")
     for flag, helptext in (
         ("ce", "clean cross-entropy"),
@@ -135,21 +156,38 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="radius (default: the data set's evaluation eps)",
     )
-    adv.add_argument("--adv-step", type=_fraction("--adv-step"), default=0.01)
-    adv.add_argument("--adv-iters", type=_positive_int, default=40)
+    adv.add_argument("--adv-step", type=_fraction("--adv-step"), default=None)
+    adv.add_argument("--adv-iters", type=_positive_int, default=None)
+    adv.add_argument("--adv-target", choices=("none", "ll", "random"), default=None)
+
+
+def _add_model_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of the training engine: model, fine-tuning, precision, loading, checkpoints."""
+    group = parser.add_argument_group("model and engine")
+    group.add_argument("--model", choices=sorted(MODELS), default=None, help="override")
+    group.add_argument(
+        "--width", type=_positive_int, default=None, help="ResNet base width (64 is the real one)"
+    )
+    group.add_argument("--init-from", default=None, help="checkpoint to start (fine-tune) from")
+    group.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA")
+    group.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    group.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="also save a resumable state every N steps within an epoch",
+    )
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    objective = get_train_preset(args.preset).to_dict()
-    for key in objective:
-        value = getattr(args, key, None)
-        if value is not None:
-            objective[key] = value
-    return TrainConfig(
-        dataset=args.dataset,
-        model="lenet",
-        objective=ObjectiveConfig(**objective),
-        preset=args.preset,
+    return recipe_config(
+        args.preset,
+        args.dataset,
+        model=args.model,
+        model_options={"width": args.width} if args.width else None,
+        init_from=args.init_from,
+        amp=args.amp or None,
+        checkpoint_every=args.checkpoint_every,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -158,13 +196,22 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         adv_eps=args.adv_eps,
         adv_step=args.adv_step,
         adv_iters=args.adv_iters,
+        adv_target=args.adv_target,
         eval_adv_points=args.eval_adv_points,
+        **{key: getattr(args, key) for key in OBJECTIVE_FLAGS},
     )
 
 
+OBJECTIVE_FLAGS = ("ce", "at", "alp", "clp", "lsq", "weight_decay", "noise_std")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.list_presets:
+        print(describe_recipes())
+        return 0
     config = _train_config(args)
-    out = args.out or Path("runs") / f"{config.dataset}-{config.preset}-seed{config.seed}"
+    name = config.preset.replace("/", "-") if config.preset else "custom"
+    out = args.out or Path("runs") / f"{config.dataset}-{name}-seed{config.seed}"
     _, history = train(
         config,
         out,
@@ -172,7 +219,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         resume=args.resume,
         show_progress=not args.no_progress,
+        workers=args.workers,
     )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     last = history[-1] if history else {}
     print(
         f"trained {config.preset} on {config.dataset}: epoch {last.get('epoch')}, "
@@ -381,6 +431,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from lpbench.data import prepare_tiny_imagenet
+    from lpbench.data.datasets import cache_dir
+
+    root = args.data_dir or os.environ.get("LPBENCH_DATA") or cache_dir()
+    out = prepare_tiny_imagenet(
+        Path(root) / args.dataset,
+        args.source,
+        download_archive=not args.no_download,
+        progress=not args.no_progress,
+    )
+    print(f"{args.dataset} is ready in {out}")
+    return 0
+
+
+def cmd_plot_training(args: argparse.Namespace) -> int:
+    from lpbench.training import plot_training, read_log
+
+    run = Path(args.run)
+    records = read_log(run)
+    out = args.out or (run if run.is_dir() else run.parent) / "training.png"
+    print(plot_training(records, out, title=args.title or run.name))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lpbench", description="Train logit-pairing defenses and evaluate them honestly."
@@ -390,15 +465,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="train a model with a seed preset's objective",
-        description="Train LeNet with the objective of a seed table row. "
-        "Checkpoints and a JSON-lines log go to --out.",
+        help="train a model with the recipe of a seed table row",
+        description="Train the model of a seed table row with its recipe (--list-presets). "
+        "Checkpoints and a JSON-lines log go to --out. Several processes: "
+        "torchrun --nproc_per_node=N -m lpbench train ...",
     )
     _add_train_args(p)
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _add_common(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "data",
+        help="prepare a data set that needs a one-time conversion (Tiny ImageNet)",
+        description="`lpbench data prepare tiny-imagenet` converts the official archive "
+        "(downloaded, or --source: the zip or its unpacked folder) into a uint8 cache; "
+        "resumable.",
+    )
+    p.add_argument("action", choices=("prepare",))
+    p.add_argument("dataset", choices=("tiny-imagenet",))
+    p.add_argument("--source", type=Path, default=None, help="tiny-imagenet-200.zip or folder")
+    p.add_argument("--no-download", action="store_true", help="never download the archive")
+    p.add_argument(
+        "--data-dir", type=Path, default=None, help="root (default $LPBENCH_DATA or cache)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_data_prepare)
+
+    p = sub.add_parser(
+        "plot-training",
+        help="training curve of a run (accuracies, loss terms per epoch) as a PNG",
+    )
+    p.add_argument("run", help="run folder or its train_log.jsonl")
+    p.add_argument("--out", type=Path, default=None, help="PNG (default RUN/training.png)")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=cmd_plot_training)
 
     p = sub.add_parser(
         "evaluate",

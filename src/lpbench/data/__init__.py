@@ -1,15 +1,17 @@
-"""Data sets as tensors: the registry, IDX files, checksummed downloads, evaluation subsets."""
+"""Data sets: the registry, IDX / CIFAR / Tiny ImageNet readers, downloads, loaders, subsets."""
 
 from lpbench.data.datasets import (
     DATASETS,
     ArrayDataset,
     DatasetInfo,
     get_dataset_info,
+    load_arrays,
     load_dataset,
 )
 from lpbench.data.download import ChecksumError, DatasetNotFoundError, download, sha256sum
 from lpbench.data.idx import DataFormatError, read_idx, write_idx
-from lpbench.data.subsets import evaluation_subset
+from lpbench.data.subsets import dataset_eval_subset, evaluation_subset
+from lpbench.data.tiny_imagenet import prepare_tiny_imagenet
 
 __all__ = [
     "DATASETS",
@@ -18,10 +20,13 @@ __all__ = [
     "DataFormatError",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "dataset_eval_subset",
     "download",
     "evaluation_subset",
     "get_dataset_info",
+    "load_arrays",
     "load_dataset",
+    "prepare_tiny_imagenet",
     "read_idx",
     "sha256sum",
     "write_idx",

@@ -23,9 +23,9 @@ class DatasetNotFoundError(FileNotFoundError):
     """The files of a data set are neither on disk nor downloadable."""
 
 
-def sha256sum(path: str | os.PathLike) -> str:
-    """The hex SHA-256 digest of a file."""
-    digest = hashlib.sha256()
+def sha256sum(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex SHA-256 digest of a file (or another hashlib ``algorithm``'s)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
@@ -52,7 +52,12 @@ def _fetch(url: str, out: Path, *, progress: bool, desc: str) -> None:
 
 
 def download(
-    urls: list[str], dest: str | os.PathLike, sha256: str, *, progress: bool = True
+    urls: list[str],
+    dest: str | os.PathLike,
+    sha256: str | None,
+    *,
+    progress: bool = True,
+    md5: str | None = None,
 ) -> Path:
     """Download ``dest`` from the first mirror in ``urls`` that answers, and verify it.
 
@@ -60,7 +65,11 @@ def download(
     its SHA-256 digest matched ``sha256``, so ``dest`` is never half-written. A mirror that
     fails with a network or HTTP error is skipped; when all fail, DatasetNotFoundError names
     each error. A digest mismatch deletes the download and raises ChecksumError at once.
+    ``md5`` is checked instead when no SHA-256 is published for the file.
     """
+    algorithm, expected = ("sha256", sha256) if sha256 is not None else ("md5", md5)
+    if expected is None:
+        raise ValueError(f"no digest to verify {Path(dest).name} against")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
@@ -74,11 +83,11 @@ def download(
             except (OSError, http.client.HTTPException) as err:
                 errors.append(f"{url}: {getattr(err, 'reason', err)}")
                 continue
-            actual = sha256sum(tmp)
-            if actual != sha256.lower():
+            actual = sha256sum(tmp, algorithm)
+            if actual != expected.lower():
                 raise ChecksumError(
-                    f"downloaded {dest.name} from {url} has SHA-256 {actual}, "
-                    f"expected {sha256.lower()}; the file was deleted"
+                    f"downloaded {dest.name} from {url} has {algorithm.upper()} {actual}, "
+                    f"expected {expected.lower()}; the file was deleted"
                 )
             os.replace(tmp, dest)
             return dest

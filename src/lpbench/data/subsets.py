@@ -20,3 +20,20 @@ def evaluation_subset(num_points: int, size: int = 1000, seed: int = 0) -> np.nd
         return np.arange(num_points, dtype=np.int64)
     permutation = np.random.Generator(np.random.PCG64(seed)).permutation(num_points)
     return np.sort(permutation[:size]).astype(np.int64)
+
+
+def dataset_eval_subset(
+    dataset: str, num_points: int, size: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """The seed's evaluation subset of a registered data set's test split.
+
+    The first ``size`` images where the seed used them (Tiny ImageNet's validation set),
+    else :func:`evaluation_subset`.
+    """
+    from lpbench.data.datasets import get_dataset_info
+
+    if get_dataset_info(dataset).eval_first:
+        if size <= 0:
+            raise ValueError(f"subset size must be positive, got {size}")
+        return np.arange(min(size, num_points), dtype=np.int64)
+    return evaluation_subset(num_points, size, seed)

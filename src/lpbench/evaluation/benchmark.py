@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lpbench.data import evaluation_subset, load_dataset
+from lpbench.data import dataset_eval_subset, load_dataset
 from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
 from lpbench.evaluation.journal import discard_journal
 from lpbench.evaluation.protocol import NamedAttack, get_protocol, preset_attacks
@@ -116,7 +116,7 @@ def benchmark(
     full_test = None
     if dataset is not None:
         test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-        index_array = evaluation_subset(len(test), points, seed=subset_seed)
+        index_array = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
         subset = test.subset(index_array)
         x, y, indices = subset.images, subset.labels, [int(i) for i in index_array]
         full_test = test

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from lpbench.models.lenet import LeNet
+from lpbench.models.resnet_v2 import ResNet20V2, ResNet50V2
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a registered model is built from and what it consumes."""
+    """What a registered model is built from and what it consumes.
+
+    ``build(input_shape, num_classes, **options)``; ``options`` names the keyword options
+    the model accepts (e.g. ``width``), which checkpoints record beside the model name.
+    """
 
     name: str
-    build: Callable[[tuple[int, int, int], int], nn.Module]
+    build: Callable[..., nn.Module]
     description: str
+    options: tuple[str, ...] = ()
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -30,12 +37,21 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def build_model(name: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+def build_model(
+    name: str, input_shape: tuple[int, int, int], num_classes: int, **options: Any
+) -> nn.Module:
     """Build the registered model ``name`` for inputs of shape (C, H, W)."""
     if name not in MODELS:
         known = ", ".join(sorted(MODELS))
         raise ValueError(f"unknown model {name!r}; known models: {known}")
-    return MODELS[name].build(tuple(input_shape), num_classes)
+    spec = MODELS[name]
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} has no option {', '.join(unknown)} "
+            f"(its options: {', '.join(spec.options) or 'none'})"
+        )
+    return spec.build(tuple(input_shape), num_classes, **options)
 
 
 register_model(
@@ -43,5 +59,21 @@ register_model(
         name="lenet",
         build=lambda shape, classes: LeNet(shape[0], classes, shape[1]),
         description="LeNet of the logit-pairing MNIST code (2 conv, 2 dense, no batch norm)",
+    )
+)
+register_model(
+    ModelSpec(
+        name="resnet20-v2",
+        build=lambda shape, classes, **opts: ResNet20V2(shape[0], classes, **opts),
+        description="pre-activation ResNet-20 of the logit-pairing CIFAR-10 code (64/128/256)",
+        options=("width", "signed_inputs"),
+    )
+)
+register_model(
+    ModelSpec(
+        name="resnet50-v2",
+        build=lambda shape, classes, **opts: ResNet50V2(shape[0], classes, **opts),
+        description="slim's ResNet-50 v2, as the ALP Tiny ImageNet code trained it",
+        options=("width", "signed_inputs"),
     )
 )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpbench.data import evaluation_subset, load_dataset
+from lpbench.data import dataset_eval_subset, load_dataset
 from lpbench.diagnostics import (
     GridData,
     SurfaceData,
@@ -113,9 +113,11 @@ class SurfaceRun:
     written: list[Path]
 
 
-def first_common_correct(models: Sequence[torch.nn.Module], test: Any, device: Any) -> int:
+def first_common_correct(
+    models: Sequence[torch.nn.Module], test: Any, device: Any, dataset: str
+) -> int:
     """The first point of the default evaluation subset that every model gets right."""
-    indices = evaluation_subset(len(test), 1000, seed=0)
+    indices = dataset_eval_subset(dataset, len(test), 1000)
     subset = test.subset(indices)
     correct = torch.ones(len(indices), dtype=torch.bool)
     for model in models:
@@ -212,7 +214,7 @@ def grid_for_checkpoint(
     labels = list(steps)
     values = [parse_step(text, eps) for text in labels]
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-    indices = evaluation_subset(len(test), points, seed=subset_seed)
+    indices = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
     subset = test.subset(indices)
     grid = step_iteration_grid(
         model,

@@ -1,4 +1,4 @@
-"""Training loop, presets and checkpoints."""
+"""Training loop, recipes, checkpoints, logs and the multi-process launch."""
 
 from lpbench.training.checkpoint import (
     CheckpointError,
@@ -7,16 +7,35 @@ from lpbench.training.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from lpbench.training.presets import TRAIN_PRESETS, get_train_preset
+from lpbench.training.logs import read_log
+from lpbench.training.plots import plot_training
+from lpbench.training.presets import (
+    RECIPES,
+    SEED_ROWS,
+    TRAIN_PRESETS,
+    Recipe,
+    describe_recipes,
+    get_recipe,
+    get_train_preset,
+    recipe_config,
+)
 from lpbench.training.trainer import TrainConfig, train
 
 __all__ = [
+    "RECIPES",
+    "SEED_ROWS",
     "TRAIN_PRESETS",
     "CheckpointError",
+    "Recipe",
     "TrainConfig",
+    "describe_recipes",
+    "get_recipe",
     "get_train_preset",
     "load_checkpoint",
+    "plot_training",
     "read_checkpoint_meta",
+    "read_log",
+    "recipe_config",
     "resolve_checkpoint",
     "save_checkpoint",
     "train",

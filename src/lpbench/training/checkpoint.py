@@ -82,7 +82,12 @@ def load_checkpoint(
             raise CheckpointError(
                 f"checkpoint {weights} is for {key} {meta.get(key)!r}, not {wanted!r}"
             )
-    net = build_model(meta["model"], tuple(meta["input_shape"]), meta["num_classes"])
+    net = build_model(
+        meta["model"],
+        tuple(meta["input_shape"]),
+        meta["num_classes"],
+        **meta.get("model_options", {}),
+    )
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:
@@ -97,10 +102,20 @@ def load_checkpoint(
 
 
 def save_train_state(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Everything needed to resume, in one atomically written safetensors file."""
+    """Everything needed to resume, in one atomically written safetensors file.
+
+    ``extra`` holds more named tensors (e.g. the weight averages), restored by
+    :func:`load_train_state` into the dict passed to it.
+    """
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    for key, value in (extra or {}).items():
+        tensors[f"extra.{key}"] = value.detach().contiguous().cpu()
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for key, value in state.items():
@@ -110,9 +125,12 @@ def save_train_state(
 
 
 def load_train_state(
-    path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Restore model and optimizer from :func:`save_train_state`; return its metadata."""
+    """Restore model, optimizer (and ``extra`` in place) from :func:`save_train_state`."""
     with safe_open(str(path), framework="pt") as handle:
         header = handle.metadata()
         tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
@@ -126,4 +144,6 @@ def load_train_state(
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(header["param_groups"])})
+    for key, target in (extra or {}).items():
+        target.copy_(tensors[f"extra.{key}"])
     return json.loads(header["meta"])

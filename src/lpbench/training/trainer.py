@@ -1,39 +1,77 @@
-"""The training loop: seeded, logged per epoch as JSON lines, resumable after a kill."""
+"""The training loop: seeded, logged per epoch, resumable after a kill, one or many processes.
+
+Batches come from uint8 arrays through ``lpbench.data.loader`` (seeded order, split over
+processes); with ``torchrun`` the objective runs under DistributedDataParallel, while
+adversarial examples are crafted on the unwrapped model. Only rank 0 writes files.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from lpbench.attacks import PGD
-from lpbench.data import ArrayDataset, evaluation_subset, load_dataset
-from lpbench.defenses import ObjectiveConfig, add_input_noise, objective_terms
-from lpbench.evaluation import default_eps, evaluate, preset_attacks
-from lpbench.io import append_jsonl, atomic_write, read_json, write_json
+from lpbench.data import dataset_eval_subset, evaluation_subset, get_dataset_info, load_arrays
+from lpbench.data.loader import (
+    AUGMENTATIONS,
+    EpochBatches,
+    augment_tiny_imagenet,
+    batch_loader,
+    to_float,
+)
+from lpbench.defenses import (
+    TARGETS,
+    ObjectiveConfig,
+    add_input_noise,
+    least_likely_targets,
+    objective_terms,
+    random_targets,
+)
+from lpbench.evaluation import NamedAttack, evaluate
+from lpbench.io import read_json, write_json
 from lpbench.models import build_model
-from lpbench.runtime import progress, resolve_device
+from lpbench.runtime import progress
+from lpbench.training import distributed
 from lpbench.training.checkpoint import (
     WEIGHTS_NAME,
+    load_checkpoint,
     load_train_state,
     save_checkpoint,
     save_train_state,
 )
+from lpbench.training.ema import WeightEMA
+from lpbench.training.logs import RunLog, read_log
 from lpbench.version import __version__
 
 STATE_NAME = "train_state.safetensors"
-LOG_NAME = "train_log.jsonl"
 CONFIG_NAME = "train_config.json"
+EMA_NAME = "model_ema.safetensors"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run (with the seed, its result)."""
+    """Everything that determines a training run (with the seed, its result).
+
+    ``batch_size`` is the global batch: with N processes each takes batch_size / N images
+    of every batch, and the learning rate applies to the averaged gradient, so a run on
+    N processes follows the same schedule as one process (no learning-rate scaling).
+    ``adv_model_mode``: the mode ("train" or "eval") the model is in while adversarial
+    examples are crafted. ``adv_target``: "none" (untargeted PGD on the label), "ll"
+    (targeted at the least-likely class) or "random". ``lr_milestones``: epochs after
+    which the learning rate is multiplied by ``lr_gamma``. ``ema_decay`` > 0 keeps a moving
+    average of the weights, saved as ``model_ema.safetensors``. ``checkpoint_every``: also
+    save a resumable state every this many steps within an epoch (0: at epoch ends only).
+    """
 
     dataset: str = "fashion-mnist"
     model: str = "lenet"
@@ -49,6 +87,16 @@ class TrainConfig:
     adv_step: float = 0.01
     adv_iters: int = 40
     eval_adv_points: int = 0
+    model_options: dict[str, Any] = field(default_factory=dict)
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    adv_target: str = "none"
+    adv_model_mode: str = "train"
+    ema_decay: float = 0.0
+    augment: str = "none"
+    init_from: str | None = None
+    amp: bool = False
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         checks = {
@@ -60,13 +108,20 @@ class TrainConfig:
             "train_points": self.train_points is None or self.train_points >= 1,
             "adv_eps": self.adv_eps is None or 0 < self.adv_eps <= 1,
             "adv_step": 0 < self.adv_step <= 1,
+            "adv_target": self.adv_target in TARGETS,
+            "adv_model_mode": self.adv_model_mode in ("train", "eval"),
+            "ema_decay": 0 <= self.ema_decay < 1,
+            "augment": self.augment in AUGMENTATIONS,
+            "checkpoint_every": self.checkpoint_every >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training settings: {', '.join(bad)}")
+        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "objective": self.objective.to_dict()}
+        data = {**asdict(self), "objective": self.objective.to_dict()}
+        return json.loads(json.dumps(data))  # tuples as lists, as read back from JSON
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -76,20 +131,99 @@ class TrainConfig:
         return cls(**values)
 
 
-def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    """Independent, reproducible random stream per (seed, epoch, purpose)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 7 + stream)
+#: Settings that may differ when a run is resumed (they do not change its result).
+_RESUMABLE_CHANGES = ("epochs", "eval_adv_points", "checkpoint_every")
 
 
-def _batched_accuracy(
-    model: nn.Module, data: ArrayDataset, device: torch.device, batch_size: int = 1000
+def _generator(seed: int, epoch: int, step: int, stream: int) -> torch.Generator:
+    """Independent, reproducible random stream per (seed, epoch, step, purpose)."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + epoch) * 100_003 + step) * 7 + stream)
+
+
+class _Objective(nn.Module):
+    """The objective as a module, so that DistributedDataParallel wraps one forward."""
+
+    def __init__(self, model: nn.Module, objective: ObjectiveConfig) -> None:
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        return objective_terms(self.model, x, y, self.objective, x_adv)
+
+
+@contextmanager
+def crafting_mode(model: nn.Module, mode: str) -> Iterator[None]:
+    """Put the model in ``mode`` for crafting; in train mode keep batch-norm statistics.
+
+    Crafting forwards in train mode normalise with the batch's statistics, as the
+    MNIST/CIFAR-10 code did, but do not move the running averages.
+    """
+    buffers = {k: v.clone() for k, v in model.named_buffers()} if mode == "train" else {}
+    model.train(mode == "train")
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for key, value in model.named_buffers():
+                if key in buffers:
+                    value.copy_(buffers[key])
+
+
+def craft_adversarial(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    index: torch.Tensor,
+    target: torch.Tensor | None,
+    config: TrainConfig,
+    eps: float,
+    seed: int,
+) -> torch.Tensor:
+    """The one place training calls an attack: PGD's last iterate, in the caller's mode.
+
+    Random starts are keyed by ``seed`` and each image's position ``index`` in the
+    training set, so they are the same on 1 or N processes and after a resume.
+    """
+    attack = PGD(
+        eps,
+        config.adv_step,
+        config.adv_iters,
+        keep_last=True,
+        seed=seed,
+        stream="train-adversarial",
+        model_mode="caller",
+    )
+    return attack(model, x, y, index=index, target=target).x_adv
+
+
+def _targets(
+    model: nn.Module, x: torch.Tensor, config: TrainConfig, classes: int, gen: torch.Generator
+) -> torch.Tensor | None:
+    if config.adv_target == "ll":
+        return least_likely_targets(model, x)
+    if config.adv_target == "random":
+        return random_targets(len(x), classes, gen, x.device)
+    return None
+
+
+def _accuracy(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device
 ) -> float:
     correct = 0
     with torch.no_grad():
-        for i in range(0, len(data), batch_size):
-            pred = model(data.images[i : i + batch_size].to(device)).argmax(1).cpu()
-            correct += int((pred == data.labels[i : i + batch_size]).sum())
-    return correct / len(data)
+        for i in range(0, len(labels), 500):
+            x = to_float(torch.from_numpy(np.array(images[i : i + 500])), device)
+            pred = model(x).argmax(1).cpu().numpy()
+            correct += int((pred == labels[i : i + 500]).sum())
+    return correct / max(len(labels), 1)
+
+
+def _lr_at(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of ``epoch`` (1-based): divided after each passed milestone."""
+    passed = sum(1 for m in config.lr_milestones if epoch > m)
+    return config.lr * config.lr_gamma**passed
 
 
 def train(
@@ -100,128 +234,275 @@ def train(
     device: str | torch.device | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    workers: int = 0,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train ``config`` into ``out_dir``; return the model and the per-epoch log.
 
     After every epoch the run writes (atomically) a resumable state, the checkpoint
     ``model.safetensors`` + ``model.json`` and one JSON line of metrics. ``resume=True``
     continues an interrupted run to the same weights an uninterrupted run reaches.
+    Launched by ``torchrun``, the processes share the work (see :class:`TrainConfig`).
     """
-    out_dir = Path(out_dir)
-    device = resolve_device(device)
-    state_path, log_path = out_dir / STATE_NAME, out_dir / LOG_NAME
-    if state_path.exists() and not resume:
+    ctx = distributed.setup(device)
+    try:
+        return _train(config, Path(out_dir), data_dir, ctx, resume, show_progress, workers)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _check_resume(config: TrainConfig, out_dir: Path, resume: bool) -> None:
+    if (out_dir / STATE_NAME).exists() and not resume:
         raise FileExistsError(
             f"{out_dir} already holds a training run: pass resume=True "
             "(--resume) to continue it, or choose another output folder"
         )
     if resume and (out_dir / CONFIG_NAME).exists():
         saved = read_json(out_dir / CONFIG_NAME)
+        # runs saved before an option existed had its default
+        saved["objective"] = {**ObjectiveConfig().to_dict(), **saved.get("objective", {})}
         mine = config.to_dict()
-        differing = [k for k in mine if k != "epochs" and saved.get(k) != mine[k]]
+        differing = [
+            k for k in mine if k not in _RESUMABLE_CHANGES and saved.get(k, mine[k]) != mine[k]
+        ]
         if differing:
             raise ValueError(
                 f"cannot resume {out_dir}: settings differ from the saved run "
                 f"({', '.join(differing)})"
             )
 
-    train_set = load_dataset(config.dataset, "train", data_dir=data_dir, progress=show_progress)
-    test_set = load_dataset(config.dataset, "test", data_dir=data_dir, progress=show_progress)
+
+def _train(
+    config: TrainConfig,
+    out_dir: Path,
+    data_dir: str | Path | None,
+    ctx: distributed.Context,
+    resume: bool,
+    show_progress: bool,
+    workers: int,
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    _check_resume(config, out_dir, resume)
+    device = ctx.device
+    info = get_dataset_info(config.dataset)
+    show = show_progress and ctx.is_main
+    train_x, train_y = load_arrays(config.dataset, "train", data_dir=data_dir, progress=show)
+    test_x, test_y = load_arrays(config.dataset, "test", data_dir=data_dir, progress=show)
     if config.train_points is not None:
-        train_set = train_set.subset(
-            evaluation_subset(len(train_set), config.train_points, seed=config.seed)
-        )
-    input_shape = tuple(train_set.images.shape[1:])
+        keep = evaluation_subset(len(train_y), config.train_points, seed=config.seed)
+        train_x, train_y = train_x[keep], train_y[keep]
+    input_shape = tuple(int(d) for d in train_x.shape[1:])
     torch.manual_seed(config.seed)
-    model = build_model(config.model, input_shape, train_set.num_classes).to(device)
+    model = build_model(config.model, input_shape, info.num_classes, **config.model_options)
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+    ema = WeightEMA(model, config.ema_decay) if config.ema_decay > 0 else None
 
-    start_epoch, history = 0, []
+    state_path = out_dir / STATE_NAME
+    start = {"epoch": 0, "step": 0, "global_step": 0, "sums": {}, "seen": 0}
+    history: list[dict[str, Any]] = []
     if resume and state_path.exists():
-        start_epoch = load_train_state(state_path, model, optimizer)["epoch"]
-        history = [r for r in _read_log(log_path) if r["epoch"] <= start_epoch]
-    write_json(out_dir / CONFIG_NAME, config.to_dict())
-    _rewrite_log(log_path, history)
-
-    eps = config.adv_eps if config.adv_eps is not None else default_eps(config.dataset)
-    adv_points = None
-    if config.eval_adv_points:
-        adv_points = test_set.subset(evaluation_subset(len(test_set), config.eval_adv_points))
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        record = _train_epoch(
-            model, optimizer, train_set, config, epoch, eps, device, show_progress
+        start = {**start, **load_train_state(state_path, model, optimizer, _ema_extra(ema))}
+        history = [r for r in read_log(out_dir) if r["epoch"] <= start["epoch"]]
+    elif config.init_from is not None:
+        source, _ = load_checkpoint(config.init_from, model=config.model)
+        model.load_state_dict(source.state_dict())
+        if ema is not None:
+            ema = WeightEMA(model, config.ema_decay)
+    if ctx.is_main:
+        write_json(out_dir / CONFIG_NAME, config.to_dict())
+    log = RunLog(out_dir, history, enabled=ctx.is_main)
+    step_module: nn.Module = _Objective(model, config.objective)
+    if ctx.distributed:
+        step_module = DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None
         )
-        model.eval()
-        record["test_accuracy"] = _batched_accuracy(model, test_set, device)
-        if adv_points is not None:
-            result = evaluate(
-                model,
-                adv_points.images,
-                adv_points.labels,
-                preset_attacks("baseline", config.dataset, eps, seed=epoch),
-                device=device,
-                show_progress=False,
-            )
-            record["adv_accuracy_baseline"] = result.robust_accuracy
-        meta = _checkpoint_meta(config, input_shape, train_set.num_classes, epoch, record)
-        save_train_state(state_path, model, optimizer, {"epoch": epoch})
-        save_checkpoint(out_dir / WEIGHTS_NAME, model, meta)
-        append_jsonl(log_path, record)
-        history.append(record)
+
+    eps = config.adv_eps if config.adv_eps is not None else info.eps
+    adv_idx = None
+    if config.eval_adv_points:
+        adv_idx = dataset_eval_subset(config.dataset, len(test_y), config.eval_adv_points)
+    run = _Run(config, ctx, model, step_module, optimizer, ema, eps, info.num_classes, out_dir)
+    try:
+        for epoch in range(start["epoch"] + 1, config.epochs + 1):
+            resumed = start if epoch == start["epoch"] + 1 else {}
+            record = run.epoch(epoch, train_x, train_y, resumed, start, show, workers)
+            model.eval()
+            if ctx.is_main:
+                record["test_accuracy"] = _accuracy(model, test_x, test_y, device)
+                if adv_idx is not None:
+                    record["adv_accuracy_baseline"] = _adv_accuracy(
+                        model, test_x[adv_idx], test_y[adv_idx], config, eps, epoch, device
+                    )
+                run.save(epoch, 0, record, input_shape, {})
+                log.write(record)
+            distributed.barrier(ctx)
+            history.append(record)
+    finally:
+        log.close()
     return model.eval(), history
 
 
-def _train_epoch(
+def _ema_extra(ema: WeightEMA | None) -> dict[str, torch.Tensor]:
+    return {} if ema is None else {f"ema.{k}": v for k, v in ema.shadow.items()}
+
+
+def _adv_accuracy(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data: ArrayDataset,
+    images: np.ndarray,
+    labels: np.ndarray,
     config: TrainConfig,
-    epoch: int,
     eps: float,
+    epoch: int,
     device: torch.device,
-    show_progress: bool,
-) -> dict[str, Any]:
-    order = torch.randperm(len(data), generator=_epoch_generator(config.seed, epoch, 0))
-    noise_gen = _epoch_generator(config.seed, epoch, 1)
-    objective = config.objective
-    sums: dict[str, float] = {}
-    seen, started = 0, time.perf_counter()
-    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    for idx in progress(
-        batches, desc=f"epoch {epoch}/{config.epochs}", enabled=show_progress, unit="batch"
-    ):
-        x, y = data.images[idx], data.labels[idx]
-        x = add_input_noise(x, objective.noise_std, noise_gen).to(device)
-        y = y.to(device)
-        x_adv = None
-        if objective.needs_adversarial:
-            # Crafted in eval mode (the attack's default); random starts keyed by the
-            # run's seed, the epoch and each image's index in the training set.
-            attack = PGD(
-                eps,
-                config.adv_step,
-                config.adv_iters,
-                keep_last=True,
-                seed=config.seed * 1_000_003 + epoch,
-                stream="train-adversarial",
+) -> float:
+    """Robust accuracy under the training attack (untargeted), logged every epoch."""
+    attack = PGD(eps, config.adv_step, max(config.adv_iters, 1), seed=epoch)
+    result = evaluate(
+        model,
+        torch.from_numpy(np.asarray(images)).float().div_(255),
+        torch.from_numpy(np.asarray(labels)),
+        [NamedAttack("baseline", attack)],
+        device=device,
+        show_progress=False,
+    )
+    return result.robust_accuracy
+
+
+@dataclass
+class _Run:
+    """The state one epoch needs, and saving it."""
+
+    config: TrainConfig
+    ctx: distributed.Context
+    model: nn.Module
+    step_module: nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: WeightEMA | None
+    eps: float
+    classes: int
+    out_dir: Path
+    global_step: int = 0
+
+    def epoch(
+        self,
+        epoch: int,
+        images: np.ndarray,
+        labels: np.ndarray,
+        resumed: dict[str, Any],
+        start: dict[str, Any],
+        show: bool,
+        workers: int,
+    ) -> dict[str, Any]:
+        config, ctx, device = self.config, self.ctx, self.ctx.device
+        first_step = resumed.get("step", 0)
+        # A mid-epoch state holds the totals over all processes so far: rank 0 carries them.
+        carried = resumed if ctx.is_main else {}
+        sums: dict[str, float] = dict(carried.get("sums", {}))
+        seen = int(carried.get("seen", 0))
+        self.global_step = max(self.global_step, int(start.get("global_step", 0)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = _lr_at(config, epoch)
+        sampler = EpochBatches(
+            len(labels),
+            config.batch_size,
+            seed=config.seed,
+            epoch=epoch,
+            start_step=first_step,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        loader = batch_loader(
+            images, labels, sampler, workers=workers, pin_memory=device.type == "cuda"
+        )
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if config.amp and device.type == "cuda"
+            else nullcontext()
+        )
+        objective = config.objective
+        started = time.perf_counter()
+        batches = progress(
+            loader, desc=f"epoch {epoch}/{config.epochs}", enabled=show, unit="batch"
+        )
+        for step, (xb, yb, ib) in enumerate(batches, start=first_step):
+            total = min(config.batch_size, len(labels) - step * config.batch_size)
+            local = len(yb)
+            rows = slice(ctx.rank * local, ctx.rank * local + local)
+            x, y = to_float(xb, device), yb.to(device, non_blocking=True)
+            if config.augment == "tiny-imagenet":
+                x = augment_tiny_imagenet(x, _generator(config.seed, epoch, step, 2), rows, total)
+            x = add_input_noise(
+                x,
+                objective.noise_std,
+                _generator(config.seed, epoch, step, 1),
+                clip=objective.noise_clip,
+                rows=rows,
+                total=total,
             )
-            x_adv = attack(model, x, y, index=idx.to(device)).x_adv
-        model.train()
-        terms = objective_terms(model, x, y, objective, x_adv)
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(idx)
-        seen += len(idx)
-    seconds = time.perf_counter() - started
-    return {
-        "epoch": epoch,
-        "images": seen,
-        "seconds": round(seconds, 3),
-        "images_per_s": round(seen / seconds, 1),
-        **{f"loss_{k}": v / seen for k, v in sums.items()},
-    }
+            x_adv = None
+            if objective.needs_adversarial:
+                key = config.seed * 1_000_003 + epoch  # with each image's index: per image
+                with autocast, crafting_mode(self.model, config.adv_model_mode):
+                    gen = _generator(config.seed, epoch, step, 3)
+                    target = _targets(self.model, x, config, self.classes, gen)
+                    index = ib.to(device)
+                    x_adv = craft_adversarial(
+                        self.model, x, y, index, target, config, self.eps, key
+                    )
+            self.model.train()
+            with autocast:
+                terms = self.step_module(x, y, x_adv)
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            self.optimizer.step()
+            self.global_step += 1
+            if self.ema is not None:
+                self.ema.update(self.model, self.global_step)
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) * local
+            seen += local
+            done = step + 1
+            if config.checkpoint_every and done % config.checkpoint_every == 0:
+                if done < sampler.steps():
+                    totals = distributed.all_reduce_sum({**sums, "__seen": float(seen)}, ctx)
+                    so_far = int(totals.pop("__seen"))
+                    if ctx.is_main:
+                        self.save(epoch - 1, done, None, None, {"sums": totals, "seen": so_far})
+                distributed.barrier(ctx)
+        seconds = time.perf_counter() - started
+        totals = distributed.all_reduce_sum({**sums, "__seen": float(seen)}, ctx)
+        count = max(totals.pop("__seen"), 1.0)
+        return {
+            "epoch": epoch,
+            "images": int(count),
+            "seconds": round(seconds, 3),
+            "images_per_s": round((count - carried.get("seen", 0)) / max(seconds, 1e-9), 1),
+            "lr": _lr_at(config, epoch),
+            **{f"loss_{k}": v / count for k, v in totals.items()},
+        }
+
+    def save(
+        self,
+        epoch: int,
+        step: int,
+        record: dict[str, Any] | None,
+        input_shape: tuple[int, ...] | None,
+        partial: dict[str, Any],
+    ) -> None:
+        """The resumable state (after ``epoch`` and ``step`` more steps); at epoch ends also
+        the checkpoint and the EMA weights beside it."""
+        meta = {"epoch": epoch, "step": step, "global_step": self.global_step, **partial}
+        extra = _ema_extra(self.ema)
+        save_train_state(self.out_dir / STATE_NAME, self.model, self.optimizer, meta, extra)
+        if record is None or input_shape is None:
+            return
+        meta = _checkpoint_meta(self.config, input_shape, self.classes, epoch, record)
+        save_checkpoint(self.out_dir / WEIGHTS_NAME, self.model, meta)
+        if self.ema is not None:
+            averaged = build_model(
+                self.config.model, input_shape, self.classes, **self.config.model_options
+            )
+            averaged.load_state_dict(self.ema.state_dict(self.model))
+            save_checkpoint(self.out_dir / EMA_NAME, averaged, {**meta, "ema": True})
 
 
 def _checkpoint_meta(
@@ -233,6 +514,7 @@ def _checkpoint_meta(
 ) -> dict[str, Any]:
     return {
         "model": config.model,
+        "model_options": config.model_options,
         "dataset": config.dataset,
         "input_shape": list(input_shape),
         "num_classes": num_classes,
@@ -244,15 +526,3 @@ def _checkpoint_meta(
         "seed": config.seed,
         "lpbench_version": __version__,
     }
-
-
-def _read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _rewrite_log(path: Path, records: list[dict[str, Any]]) -> None:
-    """Drop log lines of epochs that a kill left without a saved state."""
-    text = "".join(json.dumps(r) + "\n" for r in records)
-    atomic_write(path, lambda tmp: tmp.write_text(text))

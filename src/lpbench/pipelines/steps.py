@@ -153,9 +153,9 @@ def surfaces_for_checkpoints(
         models.append((model_name(meta, checkpoint), model))
     eps = eps if eps is not None else default_eps(str(dataset))
     test = load_dataset(str(dataset), "test", data_dir=data_dir, progress=show_progress)
-    index = (
-        point if point is not None else first_common_correct([m for _, m in models], test, device_t)
-    )
+    if point is None:
+        point = first_common_correct([m for _, m in models], test, device_t, str(dataset))
+    index = point
     if not 0 <= index < len(test):
         raise ValueError(f"--point must be a test-set index in [0, {len(test) - 1}], got {index}")
     out = Path(out) if out is not None else beside(checkpoints[0], f"surface-point{index}.png")

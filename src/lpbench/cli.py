@@ -13,6 +13,7 @@ from typing import Any
 from lpbench.data import DATASETS, ChecksumError, DataFormatError, DatasetNotFoundError
 from lpbench.defenses import ObjectiveConfig
 from lpbench.evaluation import (
+    DEFAULT_BUDGET,
     PRESETS,
     NamedAttack,
     VerificationError,
@@ -211,6 +212,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lpbench.pipelines.steps import evaluate_checkpoint
     from lpbench.training import read_checkpoint_meta
 
+    if args.budget is not None and args.preset != "auto":
+        raise ValueError("--budget applies to --preset auto only")
     dataset = args.dataset or read_checkpoint_meta(args.checkpoint)["dataset"]
     eps = args.eps if args.eps is not None else default_eps(dataset)
     result, out = evaluate_checkpoint(
@@ -229,6 +232,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out=args.out,
         resume=args.resume,
         show_progress=not args.no_progress,
+        budget=args.budget,
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -243,6 +247,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"  after {summary.label:<20} {summary.robust_accuracy_after:6.1%}  "
             f"({summary.points_attacked} points attacked, {summary.grad_evals:,} grad evals, "
             f"{score}-iterate scoring)"
+        )
+    schedule = result.meta.get("schedule")
+    if schedule is not None:
+        print(
+            f"  auto budget {schedule['budget_per_point']:,} gradients + queries per point; "
+            f"spent {schedule['spent']:,} in all, {schedule['spent_per_point_mean']:.1f} "
+            "per point on average"
         )
     if result.verification_mismatches:
         print(
@@ -411,7 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=PRESETS,
         default=None,
-        help="attack preset (default: strong, which includes the baseline)",
+        help="attack preset (default: strong, which includes the baseline); aa-standard: "
+        "AutoAttack's standard version; auto: budgeted schedule, cheapest attack first",
+    )
+    p.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=None,
+        help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET})",
     )
     p.add_argument(
         "--dataset",

@@ -72,6 +72,7 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    budget: int | None = None,
 ) -> tuple[EvaluationResult, Path]:
     """Evaluate a checkpoint on its data set's fixed subset; save to ``out``."""
     model, meta = load_checkpoint(checkpoint, dataset=dataset)
@@ -91,6 +92,7 @@ def evaluate_checkpoint(
         show_progress=show_progress,
         out=out,
         resume=resume,
+        budget=budget,
         meta={
             "name": name or meta.get("preset") or Path(checkpoint).stem,
             "checkpoint": str(checkpoint),

@@ -265,6 +265,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from lpbench.pipelines.steps import check_checkpoint
+
+    report = check_checkpoint(
+        args.checkpoint,
+        eps=args.eps,
+        points=args.points,
+        subset_seed=args.subset_seed,
+        seed=args.seed,
+        iters=args.iters,
+        restarts=args.restarts,
+        queries=args.queries,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        device=args.device,
+        out=args.out,
+        show_progress=not args.no_progress,
+    )
+    for line in report.lines():
+        print(line)
+    print(f"eps sweep: {report.figure}  report: {report.figure.with_suffix('.json')}")
+    return report.exit_code
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lpbench.pipelines.demo import DemoSettings, run_demo
 
@@ -492,6 +516,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "check",
+        help="cheap probes for gradient masking; exit code 1 when any warns",
+        description="Probe a checkpoint for gradient masking and attack failure: baseline "
+        "vs stronger attacks, black-box vs white-box, restarts, input gradients, logit "
+        "size, eps = 1, FGSM vs iterative, an eps sweep (PNG) and the indicators of Pintor "
+        "et al. 2022. Prints each probe with its evidence and a verdict; exits 0 when "
+        "every probe passes, 1 when any warns, 2 on a usage error.",
+    )
+    p.add_argument("checkpoint", help="run folder or model.safetensors from `lpbench train`")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=None)
+    p.add_argument(
+        "--eps", type=_fraction("--eps"), default=None, help="radius (default: the data set's)"
+    )
+    p.add_argument("--points", type=_positive_int, default=200, help="points of the subset")
+    p.add_argument("--subset-seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="attack seed")
+    p.add_argument("--iters", type=_positive_int, default=50, help="iterations of the APGD probes")
+    p.add_argument(
+        "--restarts", type=_positive_int, default=5, help="PGD restarts of the restart probe"
+    )
+    p.add_argument("--queries", type=_positive_int, default=1000, help="Square's queries")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="eps sweep PNG; the report goes beside it as JSON (default: check.png beside "
+        "the checkpoint)",
+    )
+    _add_common(p)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
         "demo",

@@ -90,3 +90,25 @@ def test_auto_breaks_undefended_and_logit_scaled_models_within_budget():
     assert report["within_budget"] and report["spent"] <= 30 * 600
     later = {b for b in auto.broken_by if b not in (None, "baseline")}
     assert later, "the points the masked baseline missed must be broken by a later attack"
+
+
+def test_auto_fits_apgd_t_to_the_class_count():
+    ten = auto_schedule(None, 0.1, budget=2000, num_classes=10)
+    five = auto_schedule(None, 0.1, budget=2000, num_classes=5)
+    three = auto_schedule(None, 0.1, budget=2000, num_classes=3)
+    assert ten.attacks[2].attack.n_target_classes == 9
+    assert five.attacks[2].attack.n_target_classes == 4
+    assert [a.label for a in three.attacks] == ["baseline", "apgd-ce", "square"]
+    assert sum(ten.caps) == sum(five.caps) == sum(three.caps) == 2000
+    assert three.caps[-1] == 2000 - 40 - 101
+
+
+def test_auto_on_a_three_class_model_spends_its_budget():
+    model = unbreakable(3)
+    _, x, _ = trained_mlp(3, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=300, show_progress=False)
+    report = result.meta["schedule"]
+    assert [r["label"] for r in report["attacks"]] == ["baseline", "apgd-ce", "square"]
+    assert report["spent"] == 4 * 300 and report["within_budget"]

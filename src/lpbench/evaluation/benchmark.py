@@ -106,8 +106,7 @@ def benchmark(
         raise ValueError(f"eps must be in (0, 1], got {eps}")
     schedule = None
     if attacks is None and preset == "auto":
-        schedule = auto_schedule(dataset, eps, budget=budget or DEFAULT_BUDGET, seed=attack_seed)
-        attacks = schedule.attacks
+        pass  # built once the data is known (the schedule depends on the class count)
     elif attacks is None:
         attacks = preset_attacks(preset, dataset, eps, seed=attack_seed, budget=budget)
     else:
@@ -138,6 +137,15 @@ def benchmark(
         x, y = data
         indices = list(range(len(x)))
         data_info = {"dataset": None, "tensors": {"points": len(x), "shape": list(x.shape[1:])}}
+    if attacks is None:
+        schedule = auto_schedule(
+            dataset,
+            eps,
+            budget=budget or DEFAULT_BUDGET,
+            seed=attack_seed,
+            num_classes=_num_classes(model, x, device),
+        )
+        attacks = schedule.attacks
     manifest = build_manifest(
         model,
         attacks,
@@ -184,6 +192,14 @@ def benchmark(
         if journal is not None:
             discard_journal(journal)
     return result
+
+
+def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:
+    """The number of logits the model gives (None without points)."""
+    if len(x) == 0:
+        return None
+    with evaluation_mode(model, device), torch.no_grad():
+        return int(model(x[:1].to(device)).shape[1])
 
 
 def evaluate_model(

@@ -113,6 +113,7 @@ def auto_schedule(
     max_batch: int = 10_000,
     apgd_iters: int = 100,
     max_targets: int = 9,
+    num_classes: int | None = None,
 ) -> Schedule:
     """``auto`` for ``dataset`` at ``eps`` with ``budget`` gradients + queries per point.
 
@@ -120,6 +121,8 @@ def auto_schedule(
     stays comparable), APGD-CE (``apgd_iters``, 1 restart), APGD-T (targeted DLR over each
     point's top-k other classes, k as large as fits half of what is left, at most
     ``max_targets``) and Square on the margin loss with exactly the rest of the budget.
+    With ``num_classes`` known, APGD-T gets at most ``num_classes - 1`` targets, and none
+    below 4 classes (the targeted DLR loss needs four); Square then gets its share.
     """
     if budget < 1:
         raise ValueError(f"budget must be a positive number of gradients + queries, got {budget}")
@@ -128,31 +131,31 @@ def auto_schedule(
     apgd_ce = APGD(eps, apgd_iters, 1, loss="ce", seed=seed, stream="apgd-ce", max_batch=max_batch)
     fixed = max_spend_per_point(baseline.attack) + max_spend_per_point(apgd_ce)
     per_target = apgd_iters + 1
+    if num_classes is not None:
+        max_targets = min(max_targets, num_classes - 1) if num_classes >= 4 else 0
+    need = per_target + 1 if max_targets else 1
     left = budget - fixed
-    if left < per_target + 1:
+    if left < need:
         raise ValueError(
             f"budget {budget} is too small for auto: the baseline and APGD-CE take {fixed}, "
-            f"APGD-T at least {per_target} and Square at least 1; give at least "
-            f"{fixed + per_target + 1}"
+            f"APGD-T and Square at least {need} more; give at least {fixed + need}"
         )
+    attacks = [baseline, NamedAttack("apgd-ce", apgd_ce)]
     targets = min(max(left // 2 // per_target, 1), max_targets)
-    apgd_t = APGDT(
-        eps,
-        apgd_iters,
-        1,
-        n_target_classes=targets,
-        seed=seed,
-        stream="apgd-t",
-        max_batch=max_batch,
-    )
+    if targets:
+        apgd_t = APGDT(
+            eps,
+            apgd_iters,
+            1,
+            n_target_classes=targets,
+            seed=seed,
+            stream="apgd-t",
+            max_batch=max_batch,
+        )
+        attacks.append(NamedAttack("apgd-t", apgd_t))
     queries = left - targets * per_target
     square = Square(eps, queries, 1, seed=seed, stream="square", max_batch=max_batch)
-    attacks = [
-        baseline,
-        NamedAttack("apgd-ce", apgd_ce),
-        NamedAttack("apgd-t", apgd_t),
-        NamedAttack("square", square),
-    ]
+    attacks.append(NamedAttack("square", square))
     caps = [max_spend_per_point(a.attack) for a in attacks]
     assert sum(caps) == budget, (caps, budget)
     return Schedule(budget, attacks, caps)

@@ -16,6 +16,7 @@ from lpbench.evaluation import (
     evaluate_model,
     preset_attacks,
 )
+from lpbench.evaluation.check import CheckReport, check
 from lpbench.models import build_model
 from lpbench.training import TrainConfig, load_checkpoint, train
 from lpbench.version import __version__
@@ -24,6 +25,7 @@ __all__ = [
     "PGD",
     "Attack",
     "AttackResult",
+    "CheckReport",
     "Cost",
     "EvaluationResult",
     "LogitsOf",
@@ -34,6 +36,7 @@ __all__ = [
     "__version__",
     "benchmark",
     "build_model",
+    "check",
     "evaluate",
     "evaluate_model",
     "evaluation_subset",

@@ -17,6 +17,7 @@ from lpbench.data import (
     DatasetNotFoundError,
 )
 from lpbench.evaluation import (
+    DEFAULT_BUDGET,
     PRESETS,
     NamedAttack,
     VerificationError,
@@ -261,6 +262,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lpbench.pipelines.steps import evaluate_checkpoint
     from lpbench.training import read_checkpoint_meta
 
+    if args.budget is not None and args.preset != "auto":
+        raise ValueError("--budget applies to --preset auto only")
     dataset = args.dataset or read_checkpoint_meta(args.checkpoint)["dataset"]
     eps = args.eps if args.eps is not None else default_eps(dataset)
     result, out = evaluate_checkpoint(
@@ -279,6 +282,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out=args.out,
         resume=args.resume,
         show_progress=not args.no_progress,
+        budget=args.budget,
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -294,6 +298,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"({summary.points_attacked} points attacked, {summary.grad_evals:,} grad evals, "
             f"{score}-iterate scoring)"
         )
+    schedule = result.meta.get("schedule")
+    if schedule is not None:
+        print(
+            f"  auto budget {schedule['budget_per_point']:,} gradients + queries per point; "
+            f"spent {schedule['spent']:,} in all, {schedule['spent_per_point_mean']:.1f} "
+            "per point on average"
+        )
     if result.verification_mismatches:
         print(
             f"  {len(result.verification_mismatches)} adversarial example(s) failed the "
@@ -302,6 +313,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     print(f"results: {out}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lpbench.pipelines.steps import check_checkpoint
+
+    report = check_checkpoint(
+        args.checkpoint,
+        eps=args.eps,
+        points=args.points,
+        subset_seed=args.subset_seed,
+        seed=args.seed,
+        iters=args.iters,
+        restarts=args.restarts,
+        queries=args.queries,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        device=args.device,
+        out=args.out,
+        show_progress=not args.no_progress,
+    )
+    for line in report.lines():
+        print(line)
+    print(f"eps sweep: {report.figure}  report: {report.figure.with_suffix('.json')}")
+    return report.exit_code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -513,7 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=PRESETS,
         default=None,
-        help="attack preset (default: strong, which includes the baseline)",
+        help="attack preset (default: strong, which includes the baseline); aa-standard: "
+        "AutoAttack's standard version; auto: budgeted schedule, cheapest attack first",
+    )
+    p.add_argument(
+        "--budget",
+        type=_positive_int,
+        default=None,
+        help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET})",
     )
     p.add_argument(
         "--dataset",
@@ -576,6 +618,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "check",
+        help="cheap probes for gradient masking; exit code 1 when any warns",
+        description="Probe a checkpoint for gradient masking and attack failure: baseline "
+        "vs stronger attacks, black-box vs white-box, restarts, input gradients, logit "
+        "size, eps = 1, FGSM vs iterative, an eps sweep (PNG) and the indicators of Pintor "
+        "et al. 2022. Prints each probe with its evidence and a verdict; exits 0 when "
+        "every probe passes, 1 when any warns, 2 on a usage error.",
+    )
+    p.add_argument("checkpoint", help="run folder or model.safetensors from `lpbench train`")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=None)
+    p.add_argument(
+        "--eps", type=_fraction("--eps"), default=None, help="radius (default: the data set's)"
+    )
+    p.add_argument("--points", type=_positive_int, default=200, help="points of the subset")
+    p.add_argument("--subset-seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="attack seed")
+    p.add_argument("--iters", type=_positive_int, default=50, help="iterations of the APGD probes")
+    p.add_argument(
+        "--restarts", type=_positive_int, default=5, help="PGD restarts of the restart probe"
+    )
+    p.add_argument("--queries", type=_positive_int, default=1000, help="Square's queries")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="eps sweep PNG; the report goes beside it as JSON (default: check.png beside "
+        "the checkpoint)",
+    )
+    _add_common(p)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
         "demo",

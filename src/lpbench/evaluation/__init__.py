@@ -24,6 +24,7 @@ from lpbench.evaluation.protocol import (
     PROTOCOLS,
     AttackSpec,
     DatasetProtocol,
+    KindSpec,
     NamedAttack,
     custom_pgd,
     default_eps,
@@ -31,9 +32,16 @@ from lpbench.evaluation.protocol import (
     parse_step,
     preset_attacks,
 )
+from lpbench.evaluation.schedule import (
+    DEFAULT_BUDGET,
+    Schedule,
+    auto_schedule,
+    max_spend_per_point,
+)
 from lpbench.evaluation.shards import Shard, shard_from_env
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "DEFAULT_EPS",
     "PRESETS",
     "PROTOCOLS",
@@ -41,12 +49,15 @@ __all__ = [
     "AttackSummary",
     "DatasetProtocol",
     "EvaluationResult",
+    "KindSpec",
     "LogitsOf",
     "ModelContractError",
     "NamedAttack",
+    "Schedule",
     "Shard",
     "VerificationError",
     "adversarial_mask",
+    "auto_schedule",
     "benchmark",
     "build_manifest",
     "check_inputs",
@@ -57,6 +68,7 @@ __all__ = [
     "evaluate_model",
     "get_protocol",
     "load_adversarial",
+    "max_spend_per_point",
     "parse_step",
     "predict",
     "preset_attacks",

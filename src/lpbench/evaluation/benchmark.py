@@ -17,6 +17,7 @@ from lpbench.data import dataset_eval_subset, load_dataset
 from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
 from lpbench.evaluation.journal import discard_journal
 from lpbench.evaluation.protocol import NamedAttack, get_protocol, preset_attacks
+from lpbench.evaluation.schedule import DEFAULT_BUDGET, auto_schedule
 from lpbench.evaluation.shards import init_distributed, shard_device, shard_from_env
 from lpbench.runtime import default_batch_rows, evaluation_mode, resolve_device
 from lpbench.version import __version__
@@ -81,6 +82,7 @@ def benchmark(
     out: str | Path | None = None,
     resume: bool = False,
     meta: dict[str, Any] | None = None,
+    budget: int | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
@@ -93,14 +95,20 @@ def benchmark(
     beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed run
     continues with ``resume=True``. Under ``torchrun`` the points are split over the
     processes and rank 0 writes the file. The caller's model keeps its mode and device.
+    ``preset="auto"`` runs the budgeted schedule (``budget`` gradients + queries per
+    point); ``result.meta["schedule"]`` then holds the budget, each attack's cap and the
+    exact spend.
     """
     dataset = data if isinstance(data, str) else None
     protocol = get_protocol(dataset)
     eps = protocol.eps if eps is None else float(eps)
     if not 0 < eps <= 1:
         raise ValueError(f"eps must be in (0, 1], got {eps}")
-    if attacks is None:
-        attacks = preset_attacks(preset, dataset, eps, seed=attack_seed)
+    schedule = None
+    if attacks is None and preset == "auto":
+        pass  # built once the data is known (the schedule depends on the class count)
+    elif attacks is None:
+        attacks = preset_attacks(preset, dataset, eps, seed=attack_seed, budget=budget)
     else:
         preset = "custom"
         wrong = [a.label for a in attacks if abs(a.attack.eps - eps) > 1e-12]
@@ -129,6 +137,15 @@ def benchmark(
         x, y = data
         indices = list(range(len(x)))
         data_info = {"dataset": None, "tensors": {"points": len(x), "shape": list(x.shape[1:])}}
+    if attacks is None:
+        schedule = auto_schedule(
+            dataset,
+            eps,
+            budget=budget or DEFAULT_BUDGET,
+            seed=attack_seed,
+            num_classes=_num_classes(model, x, device),
+        )
+        attacks = schedule.attacks
     manifest = build_manifest(
         model,
         attacks,
@@ -164,6 +181,8 @@ def benchmark(
         "device": str(device),
         "manifest": manifest,
     }
+    if schedule is not None:
+        result.meta["schedule"] = schedule.report(result)
     if full_test is not None:
         with evaluation_mode(model, device):
             pred = predict(model, full_test.images, batch_size, device)
@@ -173,6 +192,14 @@ def benchmark(
         if journal is not None:
             discard_journal(journal)
     return result
+
+
+def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:
+    """The number of logits the model gives (None without points)."""
+    if len(x) == 0:
+        return None
+    with evaluation_mode(model, device), torch.no_grad():
+        return int(model(x[:1].to(device)).shape[1])
 
 
 def evaluate_model(
@@ -187,6 +214,7 @@ def evaluate_model(
     device: str | torch.device | None = None,
     batch_size: int | None = None,
     show_progress: bool = True,
+    budget: int | None = None,
 ) -> EvaluationResult:
     """Robust accuracy of any torch model on ``(x, y)`` (AutoAttack-style entry point).
 
@@ -204,4 +232,5 @@ def evaluate_model(
         device=device,
         batch_size=batch_size,
         show_progress=show_progress,
+        budget=budget,
     )

@@ -8,8 +8,9 @@ random numbers from its own stream (its label), keyed per point.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from lpbench.attacks import PGD, Attack
+from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,63 @@ class AttackSpec:
         return NamedAttack(self.label, attack)
 
 
+#: Attack kinds a :class:`KindSpec` can name, and the attack classes they build.
+ATTACK_KINDS: dict[str, type[Attack]] = {
+    "pgd": PGD,
+    "apgd": APGD,
+    "apgd-t": APGDT,
+    "fab-t": FAB,
+    "square": Square,
+    "spsa": SPSA,
+    "fgsm": FGSM,
+}
+
+#: Parameters that are step-like: written in units of eps (``"eps/4"``) or as numbers.
+STEP_PARAMS = ("step", "lr", "delta")
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """One attack of a preset, of any kind in :data:`ATTACK_KINDS`, with its parameters.
+
+    ``params`` are the keyword arguments of the attack class (besides eps, seed, stream
+    and max_batch); step-like ones (:data:`STEP_PARAMS`) may be written in units of eps.
+    The attack draws its random numbers from its own stream: its label.
+    """
+
+    label: str
+    kind: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ATTACK_KINDS:
+            raise ValueError(f"unknown attack kind {self.kind!r}; known: {', '.join(ATTACK_KINDS)}")
+
+    @classmethod
+    def of(cls, label: str, kind: str, **params: Any) -> KindSpec:
+        """``KindSpec.of("apgd-ce", "apgd", n_iter=100, loss="ce")``."""
+        return cls(label, kind, tuple(sorted(params.items())))
+
+    def build(self, eps: float, *, seed: int, max_batch: int) -> NamedAttack:
+        params = dict(self.params)
+        for name in STEP_PARAMS:
+            if name in params and params[name] is not None:
+                params[name] = parse_step(params[name], eps)
+        attack = ATTACK_KINDS[self.kind](
+            eps, **params, seed=seed, stream=self.label, max_batch=max_batch
+        )
+        return NamedAttack(self.label, attack)
+
+
+Spec = AttackSpec | KindSpec
+
+
 @dataclass(frozen=True)
 class DatasetProtocol:
     """A data set's default radius and attack presets (run in order, worst case kept)."""
 
     eps: float
-    presets: dict[str, tuple[AttackSpec, ...]] = field(default_factory=dict)
+    presets: dict[str, tuple[Spec, ...]] = field(default_factory=dict)
     eps_note: str = ""
 
 
@@ -68,10 +120,25 @@ def _strong(baseline: AttackSpec, *extra: AttackSpec) -> tuple[AttackSpec, ...]:
     )
 
 
+#: AutoAttack's "standard" version (Croce & Hein 2020, ``fra31/auto-attack``), L-infinity:
+#: APGD-CE (100 iterations, 1 restart), APGD-T (100 iterations, 9 target classes),
+#: FAB-T (100 iterations, 9 target classes), Square (5000 queries, p_init 0.8).
+AA_STANDARD: tuple[KindSpec, ...] = (
+    KindSpec.of("apgd-ce", "apgd", n_iter=100, restarts=1, loss="ce"),
+    KindSpec.of("apgd-t", "apgd-t", n_iter=100, restarts=1, n_target_classes=9),
+    KindSpec.of("fab-t", "fab-t", n_iter=100, restarts=1, n_target_classes=9),
+    KindSpec.of("square", "square", n_queries=5000, restarts=1, p_init=0.8),
+)
+
+
 def _protocol(eps: float, baseline: AttackSpec, note: str, *extra: AttackSpec) -> DatasetProtocol:
     return DatasetProtocol(
         eps=eps,
-        presets={"baseline": (baseline,), "strong": _strong(baseline, *extra)},
+        presets={
+            "baseline": (baseline,),
+            "strong": _strong(baseline, *extra),
+            "aa-standard": AA_STANDARD,
+        },
         eps_note=note,
     )
 
@@ -110,7 +177,8 @@ GENERIC = _protocol(
     "no default radius: give eps",
 )
 
-PRESETS = ("baseline", "strong")
+#: ``auto`` is built by :func:`lpbench.evaluation.schedule.auto_schedule` (it has a budget).
+PRESETS = ("baseline", "strong", "aa-standard", "auto")
 DEFAULT_EPS: dict[str, float] = {name: p.eps for name, p in PROTOCOLS.items()}
 
 
@@ -137,6 +205,7 @@ def preset_attacks(
     *,
     seed: int = 0,
     max_batch: int = 10_000,
+    budget: int | None = None,
 ) -> list[NamedAttack]:
     """The attacks of ``preset`` on ``dataset``, run in order on still-robust points.
 
@@ -147,13 +216,26 @@ def preset_attacks(
     as broken when any iterate is adversarial. A point is robust only if it survives
     every attack and every restart. ``dataset=None`` (a user's own data) needs ``eps``;
     its baseline is PGD-40 with step eps/10.
+    ``aa-standard``: AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square).
+    ``auto``: the budgeted schedule of :func:`lpbench.evaluation.schedule.auto_schedule`
+    (``budget`` gradients + queries per point; default
+    :data:`lpbench.evaluation.schedule.DEFAULT_BUDGET`).
     """
     protocol = get_protocol(dataset)
     if eps is None and dataset is None:
         raise ValueError("give eps: there is no default radius without a data set")
+    if budget is not None and preset != "auto":
+        raise ValueError(f"a budget applies to the auto preset only, not {preset!r}")
+    eps = protocol.eps if eps is None else eps
+    if preset == "auto":
+        from lpbench.evaluation.schedule import DEFAULT_BUDGET, auto_schedule
+
+        schedule = auto_schedule(
+            dataset, eps, budget=budget or DEFAULT_BUDGET, seed=seed, max_batch=max_batch
+        )
+        return schedule.attacks
     if preset not in protocol.presets:
         raise ValueError(f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    eps = protocol.eps if eps is None else eps
     return [spec.build(eps, seed=seed, max_batch=max_batch) for spec in protocol.presets[preset]]
 
 

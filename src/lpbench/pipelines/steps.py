@@ -36,6 +36,7 @@ from lpbench.evaluation import (
     parse_step,
     predict,
 )
+from lpbench.evaluation.check import CheckReport, check
 from lpbench.io import write_json
 from lpbench.reporting import ResultRow, write_report
 from lpbench.reporting.collect import collect_results, figure_sections, read_results
@@ -72,6 +73,7 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    budget: int | None = None,
 ) -> tuple[EvaluationResult, Path]:
     """Evaluate a checkpoint on its data set's fixed subset; save to ``out``."""
     model, meta = load_checkpoint(checkpoint, dataset=dataset)
@@ -91,6 +93,7 @@ def evaluate_checkpoint(
         show_progress=show_progress,
         out=out,
         resume=resume,
+        budget=budget,
         meta={
             "name": name or meta.get("preset") or Path(checkpoint).stem,
             "checkpoint": str(checkpoint),
@@ -312,3 +315,50 @@ def report_for(
     out = Path(out) if out is not None else (paths[0] if paths[0].is_dir() else Path("."))
     written = write_report(rows, out, figures=figure_sections(found), title=title)
     return rows, written
+
+
+def check_checkpoint(
+    checkpoint: str | Path,
+    *,
+    eps: float | None = None,
+    points: int = 200,
+    subset_seed: int = 0,
+    seed: int = 0,
+    iters: int = 50,
+    restarts: int = 5,
+    queries: int = 1000,
+    dataset: str | None = None,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    out: str | Path | None = None,
+    show_progress: bool = True,
+) -> CheckReport:
+    """Masking probes of a checkpoint on its data set's fixed subset (``points`` points);
+    writes the eps sweep figure (``out``, default ``check.png`` beside the checkpoint)
+    and the report as JSON beside it."""
+    device_t = resolve_device(device)
+    model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
+    dataset = meta["dataset"]
+    eps = eps if eps is not None else default_eps(dataset)
+    test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
+    indices = evaluation_subset(len(test), points, seed=subset_seed)
+    subset = test.subset(indices)
+    out = Path(out) if out is not None else beside(checkpoint, "check.png")
+    report = check(
+        model,
+        subset.images,
+        subset.labels,
+        eps,
+        dataset=dataset,
+        iters=iters,
+        restarts=restarts,
+        queries=queries,
+        seed=seed,
+        device=device_t,
+        plot=out.with_suffix(".png"),
+    )
+    write_json(
+        out.with_suffix(".json"),
+        {**report.to_dict(), "checkpoint": str(checkpoint), "dataset": dataset},
+    )
+    return report

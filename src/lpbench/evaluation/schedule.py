@@ -1,0 +1,161 @@
+"""``auto``: a budgeted schedule of attacks, cheapest first, each on the points still robust.
+
+The budget is per point, in gradients + queries (forward passes without a gradient that
+a white-box attack makes, e.g. on the clean input, are not charged). Every attack of the
+schedule has a per-point cap, its most gradients + queries on one point, fixed when the
+schedule is built; the caps add up to at most the budget, so no point can spend more
+whatever the attacks do, and the spend reported is the exact sum of what the attacks
+counted. Points broken early spend less: later attacks only see the points still robust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square
+from lpbench.evaluation.protocol import NamedAttack, get_protocol
+
+#: Default per-point budget of ``auto``, in gradients + queries: the baseline, APGD-CE,
+#: APGD-T over 9 targets and about 950 Square queries (AutoAttack's standard version
+#: may spend ~6,900 on a point that survives: 101 + 909 + 900 + 5000).
+DEFAULT_BUDGET = 2000
+
+
+def max_spend_per_point(attack: Attack) -> int:
+    """The most gradients + queries ``attack`` can spend on one point (its per-point cap).
+
+    Targeted attacks are charged for their full ``n_target_classes`` even when a model has
+    fewer other classes (they then spend less).
+    """
+    if isinstance(attack, PGD):
+        return attack.restarts * attack.iters
+    if isinstance(attack, APGD):  # APGDT included
+        runs = attack.restarts * (attack.n_target_classes if attack.targeted else 1)
+        return runs * (attack.n_iter + 1) * attack.eot_iter
+    if isinstance(attack, FAB):
+        return attack.restarts * attack.n_target_classes * attack.n_iter
+    if isinstance(attack, Square):
+        return attack.restarts * attack.n_queries
+    if isinstance(attack, SPSA):
+        return attack.restarts * (1 + attack.n_iter * (attack.samples + 1))
+    if isinstance(attack, FGSM):
+        return attack.eot_iter
+    raise ValueError(f"no per-point cost bound known for {type(attack).__name__}")
+
+
+@dataclass
+class Schedule:
+    """The attacks of ``auto`` in the order they run, each with its per-point cap."""
+
+    budget: int
+    attacks: list[NamedAttack]
+    caps: list[int]
+
+    @property
+    def max_per_point(self) -> int:
+        """The most one point can spend: the sum of the caps (at most the budget)."""
+        return sum(self.caps)
+
+    def plan(self) -> dict[str, Any]:
+        """The budget and each attack's cap, JSON-serialisable."""
+        return {
+            "budget_per_point": self.budget,
+            "unit": "gradients + queries per point",
+            "max_per_point": self.max_per_point,
+            "attacks": [
+                {"label": a.label, "cap_per_point": cap}
+                for a, cap in zip(self.attacks, self.caps, strict=True)
+            ],
+        }
+
+    def report(self, result: Any) -> dict[str, Any]:
+        """The plan with what an :class:`EvaluationResult` of this schedule spent.
+
+        Per attack: gradients + queries spent and the cap times the points it attacked
+        (the spend can never exceed it); in all: the total and the mean per point.
+        """
+        by_label = {s.label: s for s in result.attacks}
+        rows, total = [], 0
+        for named, cap in zip(self.attacks, self.caps, strict=True):
+            summary = by_label[named.label]
+            spent = summary.grad_evals + summary.queries
+            total += spent
+            rows.append(
+                {
+                    "label": named.label,
+                    "cap_per_point": cap,
+                    "points_attacked": summary.points_attacked,
+                    "points_broken": summary.points_broken,
+                    "gradients": summary.grad_evals,
+                    "queries": summary.queries,
+                    "spent": spent,
+                    "cap_total": cap * summary.points_attacked,
+                }
+            )
+        n = result.num_points
+        return {
+            **self.plan(),
+            "attacks": rows,
+            "spent": total,
+            "spent_per_point_mean": total / n if n else float("nan"),
+            "within_budget": all(r["spent"] <= r["cap_total"] for r in rows)
+            and self.max_per_point <= self.budget,
+        }
+
+
+def auto_schedule(
+    dataset: str | None,
+    eps: float,
+    *,
+    budget: int = DEFAULT_BUDGET,
+    seed: int = 0,
+    max_batch: int = 10_000,
+    apgd_iters: int = 100,
+    max_targets: int = 9,
+    num_classes: int | None = None,
+) -> Schedule:
+    """``auto`` for ``dataset`` at ``eps`` with ``budget`` gradients + queries per point.
+
+    In order, each on the points still robust: the data set's baseline (so its column
+    stays comparable), APGD-CE (``apgd_iters``, 1 restart), APGD-T (targeted DLR over each
+    point's top-k other classes, k as large as fits half of what is left, at most
+    ``max_targets``) and Square on the margin loss with exactly the rest of the budget.
+    With ``num_classes`` known, APGD-T gets at most ``num_classes - 1`` targets, and none
+    below 4 classes (the targeted DLR loss needs four); Square then gets its share.
+    """
+    if budget < 1:
+        raise ValueError(f"budget must be a positive number of gradients + queries, got {budget}")
+    baseline_spec = get_protocol(dataset).presets["baseline"][0]
+    baseline = baseline_spec.build(eps, seed=seed, max_batch=max_batch)
+    apgd_ce = APGD(eps, apgd_iters, 1, loss="ce", seed=seed, stream="apgd-ce", max_batch=max_batch)
+    fixed = max_spend_per_point(baseline.attack) + max_spend_per_point(apgd_ce)
+    per_target = apgd_iters + 1
+    if num_classes is not None:
+        max_targets = min(max_targets, num_classes - 1) if num_classes >= 4 else 0
+    need = per_target + 1 if max_targets else 1
+    left = budget - fixed
+    if left < need:
+        raise ValueError(
+            f"budget {budget} is too small for auto: the baseline and APGD-CE take {fixed}, "
+            f"APGD-T and Square at least {need} more; give at least {fixed + need}"
+        )
+    attacks = [baseline, NamedAttack("apgd-ce", apgd_ce)]
+    targets = min(max(left // 2 // per_target, 1), max_targets)
+    if targets:
+        apgd_t = APGDT(
+            eps,
+            apgd_iters,
+            1,
+            n_target_classes=targets,
+            seed=seed,
+            stream="apgd-t",
+            max_batch=max_batch,
+        )
+        attacks.append(NamedAttack("apgd-t", apgd_t))
+    queries = left - targets * per_target
+    square = Square(eps, queries, 1, seed=seed, stream="square", max_batch=max_batch)
+    attacks.append(NamedAttack("square", square))
+    caps = [max_spend_per_point(a.attack) for a in attacks]
+    assert sum(caps) == budget, (caps, budget)
+    return Schedule(budget, attacks, caps)

@@ -1,0 +1,114 @@
+"""Presets beyond PGD (aa-standard, KindSpec) and the budgeted ``auto`` schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpbench.attacks import APGD, APGDT, FAB, PGD, Square
+from lpbench.evaluation import (
+    PRESETS,
+    PROTOCOLS,
+    KindSpec,
+    auto_schedule,
+    evaluate_model,
+    max_spend_per_point,
+    preset_attacks,
+)
+from tests.attack_models import Scaled, trained_mlp, unbreakable
+
+
+@pytest.mark.parametrize("dataset", [*PROTOCOLS, None])
+def test_aa_standard_has_autoattack_budgets_and_own_streams(dataset):
+    attacks = preset_attacks("aa-standard", dataset, 0.1, seed=3)
+    assert [a.label for a in attacks] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    ce, t, fab, square = (a.attack for a in attacks)
+    assert type(ce) is APGD and ce.loss_name == "ce" and not ce.targeted
+    assert (ce.n_iter, ce.restarts) == (100, 1)
+    assert isinstance(t, APGDT) and t.loss_name == "dlr" and t.targeted
+    assert (t.n_iter, t.restarts, t.n_target_classes) == (100, 1, 9)
+    assert isinstance(fab, FAB) and (fab.n_iter, fab.restarts, fab.n_target_classes) == (100, 1, 9)
+    assert isinstance(square, Square) and (square.n_queries, square.restarts) == (5000, 1)
+    assert square.p_init == 0.8
+    assert [a.attack.stream for a in attacks] == [a.label for a in attacks]
+    assert all(a.attack.seed == 3 and a.attack.eps == 0.1 for a in attacks)
+    assert len({a.attack.key for a in attacks}) == 4
+
+
+def test_kind_spec_reads_steps_in_units_of_eps():
+    named = KindSpec.of("p", "pgd", step="eps/4", iters=7).build(0.2, seed=0, max_batch=8)
+    assert isinstance(named.attack, PGD) and named.attack.step == pytest.approx(0.05)
+    assert named.attack.stream == "p"
+    with pytest.raises(ValueError, match="unknown attack kind"):
+        KindSpec.of("x", "cw")
+
+
+def test_presets_and_budget_errors():
+    assert {"baseline", "strong", "aa-standard", "auto"} <= set(PRESETS)
+    with pytest.raises(ValueError, match="auto preset only"):
+        preset_attacks("strong", "mnist", budget=100)
+    with pytest.raises(ValueError, match="too small"):
+        auto_schedule("mnist", 0.3, budget=200)
+
+
+@pytest.mark.parametrize("budget", [2000, 700, 243])
+def test_auto_caps_add_up_to_the_budget(budget):
+    schedule = auto_schedule("mnist", 0.3, budget=budget)
+    labels = [a.label for a in schedule.attacks]
+    assert labels == ["baseline", "apgd-ce", "apgd-t", "square"]
+    assert schedule.caps == [max_spend_per_point(a.attack) for a in schedule.attacks]
+    assert sum(schedule.caps) == budget
+    assert schedule.caps[:2] == [40, 101]  # the seed's PGD-40 baseline, APGD-CE
+    assert schedule.caps[3] >= 1
+
+
+def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
+    model = unbreakable(5)
+    _, x, _ = trained_mlp(5, 6)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=600, show_progress=False)
+    assert result.robust_accuracy == 1.0
+    report = result.meta["schedule"]
+    assert report["budget_per_point"] == 600 and report["max_per_point"] == 600
+    assert report["spent"] == 6 * 600  # every point spent its whole budget, not one more
+    assert report["spent_per_point_mean"] == 600
+    assert report["within_budget"]
+    assert sum(a.grad_evals + a.queries for a in result.attacks) == report["spent"]
+    assert [r["spent"] for r in report["attacks"]] == [r["cap_total"] for r in report["attacks"]]
+
+
+def test_auto_breaks_undefended_and_logit_scaled_models_within_budget():
+    model, x, y = trained_mlp(5, 30)
+    plain = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=600, show_progress=False)
+    assert plain.robust_accuracy == 0.0
+    masked = Scaled(model, 1e4)
+    base = evaluate_model(masked, x, y, eps=0.1, preset="baseline", show_progress=False)
+    auto = evaluate_model(masked, x, y, eps=0.1, preset="auto", budget=600, show_progress=False)
+    assert auto.robust_accuracy <= 0.1 < base.robust_accuracy
+    report = auto.meta["schedule"]
+    assert report["within_budget"] and report["spent"] <= 30 * 600
+    later = {b for b in auto.broken_by if b not in (None, "baseline")}
+    assert later, "the points the masked baseline missed must be broken by a later attack"
+
+
+def test_auto_fits_apgd_t_to_the_class_count():
+    ten = auto_schedule(None, 0.1, budget=2000, num_classes=10)
+    five = auto_schedule(None, 0.1, budget=2000, num_classes=5)
+    three = auto_schedule(None, 0.1, budget=2000, num_classes=3)
+    assert ten.attacks[2].attack.n_target_classes == 9
+    assert five.attacks[2].attack.n_target_classes == 4
+    assert [a.label for a in three.attacks] == ["baseline", "apgd-ce", "square"]
+    assert sum(ten.caps) == sum(five.caps) == sum(three.caps) == 2000
+    assert three.caps[-1] == 2000 - 40 - 101
+
+
+def test_auto_on_a_three_class_model_spends_its_budget():
+    model = unbreakable(3)
+    _, x, _ = trained_mlp(3, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=300, show_progress=False)
+    report = result.meta["schedule"]
+    assert [r["label"] for r in report["attacks"]] == ["baseline", "apgd-ce", "square"]
+    assert report["spent"] == 4 * 300 and report["within_budget"]

@@ -341,7 +341,7 @@ def check_checkpoint(
     dataset = meta["dataset"]
     eps = eps if eps is not None else default_eps(dataset)
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-    indices = evaluation_subset(len(test), points, seed=subset_seed)
+    indices = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
     subset = test.subset(indices)
     out = Path(out) if out is not None else beside(checkpoint, "check.png")
     report = check(

@@ -40,15 +40,15 @@ def checkpoint(tmp_path_factory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("procs")
     data = write_mnist_folder(root / "mnist", n_train=256, n_test=160)
-    train_tiny(data, root / "clp")
-    ckpt = root / "clp"
+    train_tiny(data, root / "plain", "plain")
+    ckpt = root / "plain"
     return ckpt, data
 
 
 def _evaluate_argv(ckpt: Path, data: Path, out: Path, *extra: str) -> list[str]:
     """A PGD with restarts on 96 points at a radius where about half of them survive."""
     return [
-        "evaluate", str(ckpt), "--data-dir", str(data), "--eps", "0.05", "--points", "96",
+        "evaluate", str(ckpt), "--data-dir", str(data), "--eps", "0.1", "--points", "96",
         "--step", "eps/4", "--iters", "20", "--restarts", "3",
         "--out", str(out), "--no-progress", "--device", "cpu", "--batch-size", "1", *extra,
     ]  # fmt: skip

@@ -37,10 +37,11 @@ class TinyNet(nn.Module):
         return self.body(x)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    """One torch thread for a module's tiny models: on a busy 2-core machine two OpenMP
-    threads waiting for each other made ResNet steps ~100x slower."""
+    """One torch thread for the suite's tiny models: on a busy 2-core machine two OpenMP
+    threads waiting for each other made steps 5-100x slower (subprocesses the tests start
+    get OMP_NUM_THREADS=1 for the same reason)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

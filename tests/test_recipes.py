@@ -61,11 +61,6 @@ def test_every_seed_row_has_a_recipe() -> None:
         get_recipe("cifar10/clp", "mnist")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads(one_thread):
-    yield
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")

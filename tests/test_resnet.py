@@ -10,11 +10,6 @@ from lpbench.models import build_model
 from lpbench.models.resnet_v2 import Conv2dSame, PreActUnit
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads(one_thread):
-    yield
-
-
 def _expected_resnet20_params(w: int = 64, classes: int = 10) -> int:
     convs = 3 * 9 * w  # stem, no bias
     cin = w

@@ -24,11 +24,6 @@ from lpbench.training.trainer import _lr_at, crafting_mode
 from tests.conftest import write_tiny_imagenet_tree
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads(one_thread):
-    yield
-
-
 class BNNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -113,14 +113,19 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         )
         histograms = figures / f"histograms-{preset}.png"
         echo(f"$ lpbench histogram {q(str(study))} --out {q(str(histograms))}")
-        steps.histograms_for_results(study, out=histograms)
+        hist = steps.histograms_for_results(study, out=histograms)
+        curve = hist.summary.curve
+        echo(
+            f"   robust accuracy on {s.restart_points} points: {curve[0]:.1%} with 1 restart, "
+            f"{curve[-1]:.1%} with {len(curve)}"
+        )
         grid = figures / f"grid-{preset}.png"
         echo(
             f"$ lpbench grid {q(str(folder))} --eps {eps} --points {s.grid_points} "
             f"--steps eps/20 eps/10 eps/4 eps/2 eps --iters 5 10 20 50 "
             f"--out {q(str(grid))} {shared}"
         )
-        steps.grid_for_checkpoint(
+        cells = steps.grid_for_checkpoint(
             folder,
             steps=["eps/20", "eps/10", "eps/4", "eps/2", "eps"],
             iters=[5, 10, 20, 50],
@@ -128,6 +133,10 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             points=s.grid_points,
             out=grid,
             **common,
+        ).grid
+        echo(
+            f"   grid: robust accuracy {cells.accuracy.min():.1%} .. {cells.accuracy.max():.1%}, "
+            f"{cells.grad_evals:,} gradients (one run per cell: {cells.naive_grad_evals:,})"
         )
     folders = [run / preset for preset in DEMO_PRESETS]
     surface = figures / "surface.png"
@@ -136,7 +145,12 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         f"{' '.join(q(str(f)) for f in folders[1:])} --eps {eps} --out {q(str(surface))} "
         f"{shared}"
     )
-    steps.surfaces_for_checkpoints(folders, eps=eps, out=surface, **common)
+    planes = steps.surfaces_for_checkpoints(folders, eps=eps, out=surface, **common)
+    for name, plane, _ in planes.surfaces:
+        echo(
+            f"   {name}: loss {plane.loss.min():.3g} .. {plane.loss.max():.3g} on the plane "
+            f"around point {planes.index}"
+        )
     title = (
         f"lpbench demo: LeNet on {s.dataset}, eps {eps}, {s.epochs} epoch(s), "
         f"{s.points} test points"

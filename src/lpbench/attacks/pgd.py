@@ -254,15 +254,17 @@ class PGD(Attack):
         best_margin[chosen] = cand_margin[better]
         success[points] = old | cand_success
 
-    def _start(self, x: torch.Tensor, index: torch.Tensor, first: int, count: int) -> torch.Tensor:
-        """Random starts for restarts ``first .. first+count-1``, rows restart-major."""
-        n = x.shape[0]
-        x_rep = x.repeat(count, *([1] * (x.dim() - 1)))
+    def _start(
+        self, x_rep: torch.Tensor, index: torch.Tensor, first: int, count: int
+    ) -> torch.Tensor:
+        """Random starts for restarts ``first .. first+count-1`` of the rows of ``x_rep``
+        (the points repeated restart-major)."""
         if not self.random_start:
             return x_rep.clone()
-        restart = torch.arange(first, first + count, device=x.device).repeat_interleave(n)
+        n = index.shape[0]
+        restart = torch.arange(first, first + count, device=x_rep.device).repeat_interleave(n)
         unit = keyed_uniform(
-            self.key, index.repeat(count), restart, tuple(x.shape[1:]), dtype=x.dtype
+            self.key, index.repeat(count), restart, tuple(x_rep.shape[1:]), dtype=x_rep.dtype
         )
         return x_rep + (unit * 2 - 1) * self.eps
 
@@ -286,12 +288,11 @@ class PGD(Attack):
         t_rep = None if target is None else target.repeat(count)
         lower = (x_rep - self.eps).clamp(0.0, 1.0)
         upper = (x_rep + self.eps).clamp(0.0, 1.0)
-        x_adv = torch.min(torch.max(self._start(x, index, first, count), lower), upper)
+        x_adv = torch.min(torch.max(self._start(x_rep, index, first, count), lower), upper)
         keep_x = x_adv.clone()
         keep_loss = torch.full((rows,), float("-inf"), device=device)
         keep_margin = torch.full((rows,), float("-inf"), device=device)
         last_loss = torch.full((rows,), float("nan"), device=device)
-        last_margin = torch.full((rows,), float("-inf"), device=device)
         success = torch.zeros(rows, dtype=torch.bool, device=device)
         first_iter = torch.full((rows,), _NEVER, dtype=torch.int64, device=device)
         adv_at: dict[int, torch.Tensor] = {
@@ -316,10 +317,9 @@ class PGD(Attack):
             out = logits.detach()
             hit = is_adversarial(out, y_rep[idx], None)  # misclassified, targeted or not
             loss_now, margin_now = loss.detach(), margin(out, y_rep[idx], None)
-            last_loss[idx], last_margin[idx] = loss_now, margin_now
-            for k in self.record_at:
-                if it == k:
-                    adv_at[k][idx] = hit
+            last_loss[idx] = loss_now
+            if it in adv_at:
+                adv_at[it][idx] = hit
             if judge_every_iterate:
                 was = success[idx]
                 take = torch.where(

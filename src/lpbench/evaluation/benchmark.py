@@ -139,7 +139,6 @@ def benchmark(
         data_info = {"dataset": None, "tensors": {"points": len(x), "shape": list(x.shape[1:])}}
     if attacks is None:
         schedule = auto_schedule(
-            dataset,
             eps,
             budget=budget or DEFAULT_BUDGET,
             seed=attack_seed,

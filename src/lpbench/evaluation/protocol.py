@@ -150,6 +150,11 @@ PROTOCOLS: dict[str, DatasetProtocol] = {
         AttackSpec("baseline", "eps/30", 40, score="last"),
         "the seed's MNIST radius; baseline PGD-40 with step 0.01",
     ),
+    "mnist-digits": _protocol(
+        0.3,
+        AttackSpec("baseline", "eps/30", 40, score="last"),
+        "MNIST's protocol on the 1,000 held-out shipped digits; baseline PGD-40, step 0.01",
+    ),
     "fashion-mnist": _protocol(
         0.1,
         AttackSpec("baseline", "eps/10", 40, score="last"),
@@ -231,7 +236,7 @@ def preset_attacks(
         from lpbench.evaluation.schedule import DEFAULT_BUDGET, auto_schedule
 
         schedule = auto_schedule(
-            dataset, eps, budget=budget or DEFAULT_BUDGET, seed=seed, max_batch=max_batch
+            eps, budget=budget or DEFAULT_BUDGET, seed=seed, max_batch=max_batch
         )
         return schedule.attacks
     if preset not in protocol.presets:

@@ -1,5 +1,9 @@
-"""``lpbench demo``: train Plain, CLP and LSQ, evaluate, draw the figures, write a report.
+"""``lpbench demo``: evaluate the zoo's models (or train fresh ones), draw the figures, report.
 
+By default the demo takes the model zoo's LeNets of one data set (Plain, CLP, LSQ and the
+adversarially trained one on the shipped MNIST digits), so it shows in minutes, without
+training, what the seed found: CLP and LSQ look robust to the baseline attack and fall to
+the strong one. ``train=True`` (``--train``) trains fresh Plain, CLP and LSQ models instead.
 Built on the Python API (:mod:`lpbench.pipelines.steps`); before each step it prints the
 ``lpbench`` command that does the same thing alone, so any step can be re-run by hand.
 """
@@ -16,17 +20,25 @@ from lpbench.evaluation import custom_pgd, default_eps
 from lpbench.pipelines import steps
 from lpbench.reporting import render_text
 from lpbench.training import TrainConfig, get_train_preset, train
+from lpbench.zoo import ZOO_PREFIX, list_entries
 
-#: The seed's first three rows, trained and compared by the demo.
+#: The seed's first three rows, trained and compared by ``--train``.
 DEMO_PRESETS = ("plain", "clp", "lsq")
+#: The zoo's data set the demo shows by default, and the order of its rows.
+ZOO_DATASET = "mnist-digits"
+_SEED_ORDER = ("plain", "clp", "lsq", "plain-alp", "at50-alp", "at50", "at100-alp", "at100")
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo trains and measures (the ``lpbench demo`` flags)."""
+    """What the demo evaluates or trains (the ``lpbench demo`` flags).
+
+    ``dataset`` None means the zoo's MNIST digits, or Fashion-MNIST with ``train``.
+    """
 
     out: Path
-    dataset: str = "fashion-mnist"
+    train: bool = False
+    dataset: str | None = None
     epochs: int = 1
     eps: float | None = None
     points: int = 1000
@@ -40,11 +52,22 @@ class DemoSettings:
     show_progress: bool = True
 
 
+def zoo_models(dataset: str) -> list[str]:
+    """The zoo's entries for ``dataset`` as ``zoo:`` references, in the seed's row order."""
+    names = [e.name.split("/", 1)[1] for e in list_entries() if e.meta["dataset"] == dataset]
+    if not names:
+        raise ValueError(f"the model zoo has no {dataset} models (`lpbench zoo list`)")
+    rank = {name: i for i, name in enumerate(_SEED_ORDER)}
+    names.sort(key=lambda name: (rank.get(name, len(rank)), name))
+    return [f"{ZOO_PREFIX}{dataset}/{name}" for name in names]
+
+
 def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Path:
     """Run every step of the demo into ``settings.out``; return the report's path."""
     s = settings
+    dataset = s.dataset or ("fashion-mnist" if s.train else ZOO_DATASET)
     run = s.out
-    eps = s.eps if s.eps is not None else default_eps(s.dataset)
+    eps = s.eps if s.eps is not None else default_eps(dataset)
     started = time.perf_counter()
     q = shlex.quote
     shared = f"--device {q(s.device)}" + ("" if s.show_progress else " --no-progress")
@@ -52,66 +75,76 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         shared += f" --data-dir {q(str(s.data_dir))}"
     common = {"data_dir": s.data_dir, "device": s.device, "show_progress": s.show_progress}
     figures = run / "figures"
-    for preset in DEMO_PRESETS:
-        folder = run / preset
-        subset = "" if s.train_points is None else f" --train-points {s.train_points}"
-        echo(f"== {preset}: training {s.epochs} epoch(s) on {s.dataset}")
+    if s.train:
+        models = [(preset, run / preset) for preset in DEMO_PRESETS]
+    else:
+        models = [(ref.rsplit("/", 1)[1], ref) for ref in zoo_models(dataset)]
+    for name, model in models:
+        folder = run / name
+        if s.train:
+            subset = "" if s.train_points is None else f" --train-points {s.train_points}"
+            echo(f"== {name}: training {s.epochs} epoch(s) on {dataset}")
+            echo(
+                f"$ lpbench train --dataset {dataset} --preset {name} --epochs {s.epochs} "
+                f"--seed {s.seed}{subset} --out {q(str(folder))} --resume {shared}"
+            )
+            config = TrainConfig(
+                dataset=dataset,
+                objective=get_train_preset(name),
+                preset=name,
+                epochs=s.epochs,
+                seed=s.seed,
+                train_points=s.train_points,
+            )
+            train(
+                config,
+                folder,
+                data_dir=s.data_dir,
+                device=s.device,
+                resume=True,
+                show_progress=s.show_progress,
+            )
+        results = folder / "results.json"
+        echo(f"== {name}: baseline and strong attacks on {s.points} test points")
         echo(
-            f"$ lpbench train --dataset {s.dataset} --preset {preset} --epochs {s.epochs} "
-            f"--seed {s.seed}{subset} --out {q(str(folder))} --resume {shared}"
-        )
-        config = TrainConfig(
-            dataset=s.dataset,
-            objective=get_train_preset(preset),
-            preset=preset,
-            epochs=s.epochs,
-            seed=s.seed,
-            train_points=s.train_points,
-        )
-        train(
-            config,
-            folder,
-            data_dir=s.data_dir,
-            device=s.device,
-            resume=True,
-            show_progress=s.show_progress,
-        )
-
-        echo(f"== {preset}: baseline and strong attacks on {s.points} test points")
-        echo(
-            f"$ lpbench evaluate {q(str(folder))} --preset strong --eps {eps} "
-            f"--points {s.points} --name {preset} --resume {shared}"
+            f"$ lpbench evaluate {q(str(model))} --preset strong --eps {eps} "
+            f"--points {s.points} --name {name} --out {q(str(results))} --resume {shared}"
         )
         result, _ = steps.evaluate_checkpoint(
-            folder,
+            model,
             preset="strong",
             eps=eps,
             points=s.points,
-            name=preset,
+            name=name,
+            out=results,
             resume=True,
             **common,
         )
-        echo(f"   clean {result.clean_accuracy:.1%}, robust {result.robust_accuracy:.1%}")
+        baseline = result.attacks[0].robust_accuracy_after
+        echo(
+            f"   clean {result.clean_accuracy:.1%}, baseline {baseline:.1%}, "
+            f"strong {result.robust_accuracy:.1%}"
+        )
 
-        echo(f"== {preset}: restart study, histograms and step x iterations grid")
+        echo(f"== {name}: restart study, histograms and step x iterations grid")
         study = folder / "restarts.json"
         echo(
-            f"$ lpbench evaluate {q(str(folder))} --eps {eps} --step eps/4 --iters 40 "
+            f"$ lpbench evaluate {q(str(model))} --eps {eps} --step eps/4 --iters 40 "
             f"--restarts {s.restarts} --no-early-stop --points {s.restart_points} "
-            f"--name {preset} --out {q(str(study))} --resume {shared}"
+            f"--name {name} --out {q(str(study))} --resume {shared}"
         )
         attack = custom_pgd(eps, step="eps/4", iters=40, restarts=s.restarts, early_stop=False)
         steps.evaluate_checkpoint(
-            folder,
+            model,
             attacks=[attack],
             eps=eps,
             points=s.restart_points,
-            name=preset,
+            name=name,
             out=study,
             resume=True,
             **common,
         )
-        histograms = figures / f"histograms-{preset}.png"
+        histograms = figures / f"histograms-{name}.png"
         echo(f"$ lpbench histogram {q(str(study))} --out {q(str(histograms))}")
         hist = steps.histograms_for_results(study, out=histograms)
         curve = hist.summary.curve
@@ -119,14 +152,14 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             f"   robust accuracy on {s.restart_points} points: {curve[0]:.1%} with 1 restart, "
             f"{curve[-1]:.1%} with {len(curve)}"
         )
-        grid = figures / f"grid-{preset}.png"
+        grid = figures / f"grid-{name}.png"
         echo(
-            f"$ lpbench grid {q(str(folder))} --eps {eps} --points {s.grid_points} "
+            f"$ lpbench grid {q(str(model))} --eps {eps} --points {s.grid_points} "
             f"--steps eps/20 eps/10 eps/4 eps/2 eps --iters 5 10 20 50 "
             f"--out {q(str(grid))} {shared}"
         )
         cells = steps.grid_for_checkpoint(
-            folder,
+            model,
             steps=["eps/20", "eps/10", "eps/4", "eps/2", "eps"],
             iters=[5, 10, 20, 50],
             eps=eps,
@@ -138,23 +171,25 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             f"   grid: robust accuracy {cells.accuracy.min():.1%} .. {cells.accuracy.max():.1%}, "
             f"{cells.grad_evals:,} gradients (one run per cell: {cells.naive_grad_evals:,})"
         )
-    folders = [run / preset for preset in DEMO_PRESETS]
+    sources = [model for _, model in models]
     surface = figures / "surface.png"
     echo(
-        f"$ lpbench surface {' '.join(q(str(f)) for f in folders[:1])} --compare "
-        f"{' '.join(q(str(f)) for f in folders[1:])} --eps {eps} --out {q(str(surface))} "
+        f"$ lpbench surface {q(str(sources[0]))} --compare "
+        f"{' '.join(q(str(f)) for f in sources[1:])} --eps {eps} --out {q(str(surface))} "
         f"{shared}"
     )
-    planes = steps.surfaces_for_checkpoints(folders, eps=eps, out=surface, **common)
+    planes = steps.surfaces_for_checkpoints(sources, eps=eps, out=surface, **common)
     for name, plane, _ in planes.surfaces:
         echo(
             f"   {name}: loss {plane.loss.min():.3g} .. {plane.loss.max():.3g} on the plane "
             f"around point {planes.index}"
         )
-    title = (
-        f"lpbench demo: LeNet on {s.dataset}, eps {eps}, {s.epochs} epoch(s), "
-        f"{s.points} test points"
+    what = (
+        f"{s.epochs} epoch(s) of training"
+        if s.train
+        else "the model zoo (`lpbench zoo list` for how each was trained)"
     )
+    title = f"lpbench demo: LeNet on {dataset}, eps {eps}, {what}, {s.points} test points"
     echo(f"$ lpbench report {q(str(run))} --title {q(title)}")
     rows, written = steps.report_for([run], title=title)
     echo("")

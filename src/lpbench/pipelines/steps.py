@@ -6,6 +6,7 @@ the command line and the demo call the same functions, and print what they retur
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +43,25 @@ from lpbench.reporting import ResultRow, write_report
 from lpbench.reporting.collect import collect_results, figure_sections, read_results
 from lpbench.runtime import evaluation_mode, resolve_device
 from lpbench.training import TRAIN_PRESETS, load_checkpoint
+from lpbench.zoo import ZOO_PREFIX, get_entry, is_zoo_ref, list_entries
 
 
 def beside(checkpoint: str | Path, name: str) -> Path:
-    """A file next to a checkpoint (inside its run folder when given a folder)."""
+    """A file next to a checkpoint (inside its run folder when given a folder).
+
+    Zoo models live inside the installed package, so theirs go to ``runs/zoo/<name>/``.
+    """
+    if is_zoo_ref(checkpoint):
+        entry = str(checkpoint).removeprefix(ZOO_PREFIX).replace("/", "-")
+        return Path("runs") / "zoo" / entry / name
     path = Path(checkpoint)
     return (path if path.is_dir() else path.parent) / name
 
 
 def model_name(meta: dict[str, Any], checkpoint: str | Path) -> str:
     """The name a checkpoint goes by in tables: its preset, else its folder."""
+    if is_zoo_ref(checkpoint):
+        return str(checkpoint).removeprefix(ZOO_PREFIX)
     path = Path(checkpoint)
     return meta.get("preset") or (path.name if path.is_dir() else path.parent.name)
 
@@ -362,3 +372,29 @@ def check_checkpoint(
         {**report.to_dict(), "checkpoint": str(checkpoint), "dataset": dataset},
     )
     return report
+
+
+def zoo_listing(name: str | None = None) -> list[str]:
+    """``lpbench zoo``: a line per entry, or one entry's full record when ``name`` is given."""
+    if name is not None:
+        entry = get_entry(name)
+        return [json.dumps(entry.zoo, indent=2), f"weights: {entry.weights}"]
+    entries = list_entries()
+    if not entries:
+        return ["the zoo is empty"]
+    lines = [
+        f"{'name':<24} {'train images':>12} {'train time':>10} {'clean':>6} {'baseline':>8} "
+        f"{'strongest':>9}  attack"
+    ]
+    for entry in entries:
+        zoo = entry.zoo
+        robust = zoo.get("robust_accuracy", {})
+        strongest = min(robust, key=robust.get) if robust else None
+        lines.append(
+            f"{entry.name:<24} {zoo['training_images']:>12,} "
+            f"{zoo['training_seconds'] / 60:>8.1f} m {zoo['clean_accuracy']:>6.1%} "
+            f"{robust.get('baseline', float('nan')):>8.1%} "
+            f"{robust.get(strongest, float('nan')):>9.1%}  {strongest or '-'}"
+        )
+    lines.append("use as zoo:NAME, e.g. `lpbench evaluate zoo:" + entries[0].name + "`")
+    return lines

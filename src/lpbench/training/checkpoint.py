@@ -34,7 +34,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """Accept a run folder, the .safetensors file or its .json; return the weights' path."""
+    """Accept a run folder, the .safetensors file, its .json or ``zoo:<dataset>/<name>``."""
+    if str(path).startswith("zoo:"):
+        from lpbench.zoo import zoo_path  # the zoo builds on this module
+
+        return zoo_path(path)
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHTS_NAME

@@ -229,8 +229,8 @@ def get_train_preset(name: str) -> ObjectiveConfig:
 def get_recipe(name: str, dataset: str | None = None) -> Recipe:
     """The recipe ``name`` (``dataset/row`` or a short name, which needs MNIST-like data).
 
-    A short name with ``dataset`` "fashion-mnist" gives the MNIST recipe on Fashion-MNIST
-    (at that data set's eps, 0.1).
+    A short name with ``dataset`` "fashion-mnist" or "mnist-digits" gives the MNIST recipe on
+    that data set (at its eps: 0.1 for Fashion-MNIST).
     """
     if name in RECIPES:
         recipe = RECIPES[name]
@@ -239,9 +239,9 @@ def get_recipe(name: str, dataset: str | None = None) -> Recipe:
         return recipe
     if name in SHORT_NAMES:
         dataset = dataset or "fashion-mnist"
-        if dataset not in ("mnist", "fashion-mnist"):
+        if dataset not in ("mnist", "fashion-mnist", "mnist-digits"):
             raise ValueError(
-                f"short preset {name!r} is for MNIST and Fashion-MNIST; for {dataset} use "
+                f"short preset {name!r} is for MNIST-like data; for {dataset} use "
                 f"one of: {', '.join(n for n in RECIPES if n.startswith(dataset + '/'))}"
             )
         base = RECIPES[f"mnist/{SHORT_NAMES[name]}"]

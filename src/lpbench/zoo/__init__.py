@@ -1,0 +1,40 @@
+"""The model zoo: LeNets trained by lpbench, shipped as half-precision safetensors.
+
+Each entry is ``<dataset>/<name>`` (e.g. ``mnist-digits/clp``) and lives in
+``lpbench/zoo/files/<dataset>/<name>/`` as ``model.safetensors`` (float16) and
+``model.json``: the checkpoint metadata plus a ``zoo`` block with the exact training
+command, the training images and time, the clean accuracy of these float16 weights on the
+data set's evaluation subset, and the robust accuracies measured when the entry was made.
+Anywhere a checkpoint is expected, ``zoo:<dataset>/<name>`` names a zoo entry::
+
+    model = lpbench.zoo.load("mnist-digits/clp")        # float32, eval mode
+    lpbench evaluate zoo:mnist-digits/clp --preset strong
+"""
+
+from __future__ import annotations
+
+from lpbench.zoo.registry import (
+    ZOO_DIR,
+    ZOO_PREFIX,
+    ZooEntry,
+    ZooError,
+    export_to_zoo,
+    get_entry,
+    is_zoo_ref,
+    list_entries,
+    load,
+    zoo_path,
+)
+
+__all__ = [
+    "ZOO_DIR",
+    "ZOO_PREFIX",
+    "ZooEntry",
+    "ZooError",
+    "export_to_zoo",
+    "get_entry",
+    "is_zoo_ref",
+    "list_entries",
+    "load",
+    "zoo_path",
+]

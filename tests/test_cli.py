@@ -135,11 +135,12 @@ def test_corrupted_data_files_are_reported(trained, mnist_dir, capsys) -> None:
     assert "t10k-images-idx3-ubyte" in err
 
 
-def test_demo_writes_report_and_results(mnist_dir, tmp_path, capsys) -> None:
+def test_demo_train_writes_report_and_results(mnist_dir, tmp_path, capsys) -> None:
     run_dir = tmp_path / "demo"
     code, out, err = run(
         capsys,
         "demo",
+        "--train",
         "--dataset",
         "mnist",
         "--data-dir",
@@ -175,3 +176,31 @@ def test_demo_writes_report_and_results(mnist_dir, tmp_path, capsys) -> None:
     assert "(figures/surface.png)" in report and "(figures/grid-lsq.png)" in report
     assert "(figures/histograms-clp-restarts.png)" in report
     assert "baseline" in out and "$ lpbench surface" in out
+
+
+def test_demo_evaluates_the_zoo_without_training(tmp_path, capsys) -> None:
+    run_dir = tmp_path / "demo"
+    code, out, err = run(
+        capsys,
+        "demo",
+        "--points",
+        "12",
+        "--restarts",
+        "2",
+        "--restart-points",
+        "3",
+        "--grid-points",
+        "4",
+        "--out",
+        str(run_dir),
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "lpbench train" not in out and "$ lpbench evaluate zoo:mnist-digits/clp" in out
+    names = [p.name for p in run_dir.iterdir() if (p / "results.json").is_file()]
+    assert {"plain", "clp", "lsq"} <= set(names)
+    for name in names:
+        data = json.loads((run_dir / name / "results.json").read_text())
+        assert data["meta"]["checkpoint"] == f"zoo:mnist-digits/{name}"
+    assert (run_dir / "figures" / "surface.png").stat().st_size > 1000
+    assert "zoo" in (run_dir / "report.md").read_text()

@@ -29,7 +29,7 @@ def max_spend_per_point(attack: Attack) -> int:
     fewer other classes (they then spend less).
     """
     if isinstance(attack, PGD):
-        return attack.restarts * attack.iters
+        return attack.restarts * attack.iters * attack.eot_iter
     if isinstance(attack, APGD):  # APGDT included
         runs = attack.restarts * (attack.n_target_classes if attack.targeted else 1)
         return runs * (attack.n_iter + 1) * attack.eot_iter

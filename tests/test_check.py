@@ -10,7 +10,7 @@ from torch import nn
 
 import lpbench
 from lpbench.evaluation.check import CLEAN, SUSPECT
-from tests.attack_models import Scaled, trained_mlp
+from tests.attack_models import Noisy, Scaled, trained_mlp, unbreakable
 from tests.test_cli import run
 
 
@@ -23,6 +23,23 @@ class QuantisedScaled(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(torch.round(x * self.levels) / self.levels) * self.factor
+
+
+class SinModulated(nn.Module):
+    """Logits plus a fast sine of random projections of the input: a rough loss surface."""
+
+    def __init__(self, model: nn.Module, amp: float = 1.0, freq: float = 300.0) -> None:
+        super().__init__()
+        self.model, self.amp, self.freq = model, amp, freq
+        gen = torch.Generator().manual_seed(1)
+        self.register_buffer("proj", torch.randn(64, 5, generator=gen) / 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) + self.amp * torch.sin(self.freq * x.flatten(1) @ self.proj)
+
+
+def _finding(report: lpbench.CheckReport, probe: str) -> lpbench.evaluation.check.Finding:
+    return next(f for f in report.findings if f.probe == probe)
 
 
 def _labelled(model: nn.Module, n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,3 +129,87 @@ def test_check_runs_on_a_three_class_model():
         y = model(x).argmax(1)
     report = lpbench.check(model, x, y, 0.05, iters=10, queries=50)
     assert report.correct == 20 and report.exit_code in (CLEAN, SUSPECT)
+
+
+def test_loss_surface_flags_a_sin_modulated_model_and_passes_an_mlp():
+    model, _, _ = trained_mlp(5, 40)
+    x, y = _labelled(model)
+    smooth = _finding(lpbench.check(model, x, y, 0.05, iters=10, queries=50), "loss-surface")
+    assert smooth.ok, smooth.message
+    assert max(smooth.evidence["roughness"].values()) <= 2.0
+    assert smooth.evidence["points"] == 20
+    assert smooth.evidence["forwards"] == 2 * 20 * 33  # two directions, 33 samples each
+
+    rough_model = SinModulated(model)
+    x, y = _labelled(rough_model)
+    rough = _finding(lpbench.check(rough_model, x, y, 0.05, iters=10, queries=50), "loss-surface")
+    assert not rough.ok and "loss-surface" in rough.line()
+    assert rough.evidence["roughness"]["gradient"] > 3 * rough.evidence["limit"]
+
+
+def test_transfer_flags_a_masked_model_from_its_unmasked_surrogate_and_skips_without():
+    model, _, _ = trained_mlp(5, 40)
+    masked = QuantisedScaled(model)
+    x, y = _labelled(masked)
+    report = lpbench.check(masked, x, y, 0.1, iters=20, queries=50, surrogate=model)
+    transfer = _finding(report, "transfer")
+    assert not transfer.ok and not transfer.evidence["skipped"]
+    assert transfer.evidence["transfer_only"] > 0.3
+    assert transfer.evidence["points_tried"] == round(40 * report.accuracy["white-box"])
+    assert report.cost["transfer"]["gradients"] > 0
+
+    alone = _finding(lpbench.check(masked, x, y, 0.1, iters=20, queries=50), "transfer")
+    assert alone.ok and alone.evidence == {"skipped": True}
+    assert alone.message.startswith("skipped") and "surrogate" in alone.message
+
+
+def test_convergence_compares_doubled_iterations_and_restarts():
+    model, _, _ = trained_mlp(5, 40)
+    x, y = _labelled(model)
+    report = lpbench.check(model, x, y, 0.05, iters=10, restarts=2, queries=50)
+    conv = _finding(report, "convergence")
+    ev = conv.evidence
+    assert (ev["iters"], ev["restarts"]) == (10, 2)
+    assert ev["apgd_ce"] == report.accuracy["apgd-ce"]
+    # keyed restarts: the first two of the four are the probe's own, so four never do worse
+    assert ev["pgd_2x_restarts"] <= ev["pgd"]
+    assert ev["largest_drop"] == max(
+        ev["apgd_ce"] - ev["apgd_ce_2x_iters"], ev["pgd"] - ev["pgd_2x_restarts"]
+    )
+    assert (
+        report.cost["restarts"]["gradients"] == 40 * 4 * 40
+    )  # 4 restarts of PGD-40, no early stop
+
+
+def test_a_deterministic_model_gets_no_eot():
+    model, _, _ = trained_mlp(5, 20)
+    x, y = _labelled(model, 20)
+    report = lpbench.check(model, x, y, 0.05, iters=10, queries=50)
+    rand = _finding(report, "randomness")
+    assert rand.ok and rand.evidence == {"randomised": False, "eot_iter": 1, "reevals": 1}
+    assert report.cost["baseline"]["gradients"] <= 20 * 40
+
+
+def test_a_randomised_model_is_attacked_with_eot_and_re_evaluated():
+    noisy = Noisy(unbreakable(5), 0.1, on="logits")  # random, but never misclassified
+    _, x, _ = trained_mlp(5, 6)
+    y = torch.zeros(6, dtype=torch.long)
+    report = lpbench.check(noisy, x, y, 0.1, iters=10, queries=50, eot_iter=3, reevals=4)
+    rand = _finding(report, "randomness")
+    assert rand.ok and rand.evidence["randomised"]
+    assert (rand.evidence["eot_iter"], rand.evidence["reevals"]) == (3, 4)
+    assert rand.evidence["flips"]["apgd-ce"] == 0.0
+    # every point survives every step: each step costs eot_iter gradients per point
+    assert report.cost["apgd-ce"]["gradients"] == 6 * (10 + 1) * 3
+    assert report.cost["baseline"]["gradients"] == 6 * 40 * 3
+    assert report.cost["fgsm"]["gradients"] == 6 * 3
+    # the final examples are re-evaluated 4 times: 6 x 4 more forward passes than the attack
+    assert report.cost["square"]["forwards"] - report.cost["square"]["queries"] >= 6 * 4
+
+    model, _, _ = trained_mlp(5, 40)
+    shaky = Noisy(model, 0.05)
+    x, y = _labelled(model)
+    report = lpbench.check(shaky, x, y, 0.05, iters=10, queries=50, eot_iter=2, reevals=10)
+    rand = _finding(report, "randomness")
+    assert rand.evidence["randomised"] and rand.evidence["flips"]["apgd-ce"] > 0.1
+    assert not rand.ok and "flip" in rand.message

@@ -109,6 +109,31 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
     report = json.loads((tmp_path / "clp" / "check.json").read_text())
     assert report["exit_code"] == code and "verdict:" in out
     assert (tmp_path / "clp" / "check.png").exists()
+    transfer = next(f for f in report["findings"] if f["probe"] == "transfer")
+    assert transfer["evidence"] == {"skipped": True} and report["surrogate"] is None
+
+    code, out, err = run(
+        capsys,
+        "check",
+        str(tmp_path / "clp"),
+        "--data-dir",
+        str(mnist_dir),
+        "--points",
+        "16",
+        "--iters",
+        "5",
+        "--queries",
+        "20",
+        "--surrogate",
+        str(tmp_path / "clp"),
+        "--out",
+        str(tmp_path / "surrogate.png"),
+        "--no-progress",
+    )
+    assert code in (CLEAN, SUSPECT), err
+    report = json.loads((tmp_path / "surrogate.json").read_text())
+    transfer = next(f for f in report["findings"] if f["probe"] == "transfer")
+    assert not transfer["evidence"]["skipped"] and report["surrogate"] == str(tmp_path / "clp")
 
     res = tmp_path / "auto.json"
     base = [str(tmp_path / "clp"), "--data-dir", str(mnist_dir), "--points", "8"]
@@ -121,6 +146,27 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
     assert "auto budget 300" in out
     code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--budget", "300")
     assert code == 2 and "--budget" in err
+    code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--adapt")
+    assert code == 2 and "--adapt" in err
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        *base[:-1],
+        "16",  # the tiny model gets none of the first 8 right: check would have nothing to do
+        "--preset",
+        "auto",
+        "--budget",
+        "300",
+        "--adapt",
+        "--out",
+        str(res),
+    )
+    assert code == 0, err
+    schedule = json.loads(res.read_text())["schedule"]
+    assert "verdict:" in schedule["check"]["verdict"] and "verdict:" in out
+    assert schedule["budget_per_point"] == 300 + sum(
+        r["to"] - r["from"] for r in schedule["raised"]
+    )
 
 
 def test_check_runs_on_a_three_class_model():

@@ -203,3 +203,15 @@ def test_adapt_runs_check_and_raises_for_a_masked_model():
     assert report["budget_per_point"] > 600 and report["within_budget"]
     with pytest.raises(ValueError, match="adapt"):
         evaluate_model(masked, x, y, eps=0.1, preset="strong", adapt=True, show_progress=False)
+
+
+def test_adapt_skips_the_check_when_no_point_is_classified_correctly():
+    model = unbreakable(5)  # always class 0
+    _, x, _ = trained_mlp(5, 4)
+    y = torch.ones(4, dtype=torch.long)
+    result = evaluate_model(
+        model, x, y, eps=0.1, preset="auto", budget=300, adapt=True, show_progress=False
+    )
+    report = result.meta["schedule"]
+    assert report["check"]["verdict"].startswith("skipped") and report["raised"] == []
+    assert report["budget_per_point"] == 300 and result.robust_accuracy == 0.0

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lpbench.data import dataset_eval_subset, load_dataset
-from lpbench.evaluation.check import check
+from lpbench.evaluation.check import NothingToCheck, check
 from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
 from lpbench.evaluation.journal import discard_journal
 from lpbench.evaluation.protocol import NamedAttack, get_protocol, preset_attacks
@@ -155,15 +155,7 @@ def benchmark(
             num_classes=_num_classes(model, x, device),
         )
         if adapt:
-            report = check(
-                model, x, y, eps, dataset=dataset, seed=attack_seed, device=device, **ADAPT_CHECK
-            )
-            summary = {
-                "verdict": report.verdict,
-                "exit_code": report.exit_code,
-                "warnings": [f.probe for f in report.warnings],
-                "settings": ADAPT_CHECK,
-            }
+            summary = _adapt_check(model, x, y, eps, dataset, attack_seed, device)
             schedule = raise_budgets(schedule, summary["warnings"], summary)
         attacks = schedule.attacks
     manifest = build_manifest(
@@ -212,6 +204,28 @@ def benchmark(
         if journal is not None:
             discard_journal(journal)
     return result
+
+
+def _adapt_check(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    dataset: str | None,
+    seed: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """``check``'s verdict and warned probes on the evaluation points, for ``adapt``."""
+    try:
+        report = check(model, x, y, eps, dataset=dataset, seed=seed, device=device, **ADAPT_CHECK)
+    except NothingToCheck as error:  # robust accuracy is 0 anyway: nothing to raise
+        return {"verdict": f"skipped: {error}", "exit_code": None, "warnings": []}
+    return {
+        "verdict": report.verdict,
+        "exit_code": report.exit_code,
+        "warnings": [f.probe for f in report.warnings],
+        "settings": ADAPT_CHECK,
+    }
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:

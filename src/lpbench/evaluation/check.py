@@ -72,6 +72,10 @@ ROUGHNESS_LIMIT = 3.0
 FLIP_LIMIT = 0.1
 
 
+class NothingToCheck(ValueError):
+    """The model classifies none of the points correctly: no probe can run."""
+
+
 @dataclass
 class Finding:
     """One probe's outcome: ``ok`` or a warning, a sentence and the numbers behind it."""
@@ -190,7 +194,9 @@ def check(
         xc, yc = x[keep].to(device_t), y[keep].to(device_t)
         n = int(keep.sum())
         if n == 0:
-            raise ValueError("the model classifies none of the points correctly: nothing to check")
+            raise NothingToCheck(
+                "the model classifies none of the points correctly: nothing to check"
+            )
         index = torch.nonzero(keep).squeeze(1).to(device_t)
         random = randomised(model, xc[:8])
         probe = _Probe(

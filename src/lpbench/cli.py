@@ -343,6 +343,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         out=args.out,
         show_progress=not args.no_progress,
         surrogate=args.surrogate,
+        eot_iter=args.eot_iter,
+        reevals=args.reevals,
     )
     for line in report.lines():
         print(line)
@@ -694,6 +696,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="checkpoint of the same data set to transfer APGD-CE examples from (transfer "
         "probe; skipped without one)",
+    )
+    p.add_argument(
+        "--eot-iter",
+        type=_positive_int,
+        default=10,
+        help="randomised models: draws averaged per gradient in every gradient attack",
+    )
+    p.add_argument(
+        "--reevals",
+        type=_positive_int,
+        default=10,
+        help="randomised models: evaluations of each final example (broken only if "
+        "misclassified in all)",
     )
     p.add_argument(
         "--out",

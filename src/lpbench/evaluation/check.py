@@ -205,6 +205,7 @@ def check(
             yc,
             index,
             seed,
+            random=random,
             eot=eot_iter if random else 1,
             reevals=reevals if random else 1,
         )
@@ -226,9 +227,10 @@ def check(
 
 
 class _Probe:
-    """The model and the correctly classified points the probes share, the EOT draws per
-    gradient and evaluations per final example (both 1 for a deterministic model), what
-    each probe's attacks spent and, per attack, how often re-evaluated verdicts flipped."""
+    """The model and the correctly classified points the probes share, whether the model is
+    randomised, the EOT draws per gradient and evaluations per final example (both 1 for
+    a deterministic model), what each probe's attacks spent and, per attack, how often
+    re-evaluated verdicts flipped."""
 
     def __init__(
         self,
@@ -238,17 +240,14 @@ class _Probe:
         index: torch.Tensor,
         seed: int,
         *,
+        random: bool,
         eot: int,
         reevals: int,
     ) -> None:
         self.model, self.x, self.y, self.index, self.seed = model, x, y, index, seed
-        self.eot, self.reevals = eot, reevals
+        self.random, self.eot, self.reevals = random, eot, reevals
         self.cost: dict[str, Cost] = {}
         self.flips: dict[str, float] = {}
-
-    @property
-    def random(self) -> bool:
-        return self.reevals > 1
 
     def spend(self, name: str, cost: Cost) -> None:
         self.cost[name] = self.cost.get(name, Cost()) + cost
@@ -274,8 +273,9 @@ class _Probe:
             [forward(self.model, x_adv, 10_000).argmax(1) != y for _ in range(self.reevals)]
         )
         self.spend(name, Cost(forwards=len(x_adv) * self.reevals))
-        if self.random:
-            self.flips[name] = float((wrong.any(0) & ~wrong.all(0)).float().mean())
+        if self.random:  # the largest over the attack's runs (the sweep's radii)
+            flips = float((wrong.any(0) & ~wrong.all(0)).float().mean())
+            self.flips[name] = max(flips, self.flips.get(name, 0.0))
         return wrong.all(0).cpu()
 
 

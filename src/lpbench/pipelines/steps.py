@@ -345,11 +345,14 @@ def check_checkpoint(
     out: str | Path | None = None,
     show_progress: bool = True,
     surrogate: str | Path | None = None,
+    eot_iter: int = 10,
+    reevals: int = 10,
 ) -> CheckReport:
     """Masking probes of a checkpoint on its data set's fixed subset (``points`` points);
     writes the eps sweep figure (``out``, default ``check.png`` beside the checkpoint)
     and the report as JSON beside it. ``surrogate``: a checkpoint of the same data set to
-    transfer examples from (the transfer probe)."""
+    transfer examples from (the transfer probe); ``eot_iter`` and ``reevals`` apply to
+    randomised models only."""
     device_t = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
     dataset = meta["dataset"]
@@ -374,6 +377,8 @@ def check_checkpoint(
         device=device_t,
         plot=out.with_suffix(".png"),
         surrogate=source,
+        eot_iter=eot_iter,
+        reevals=reevals,
     )
     write_json(
         out.with_suffix(".json"),

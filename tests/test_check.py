@@ -185,6 +185,7 @@ def test_loss_surface_flags_a_sin_modulated_model_and_passes_an_mlp():
     assert max(smooth.evidence["roughness"].values()) <= 2.0
     assert smooth.evidence["points"] == 20
     assert smooth.evidence["forwards"] == 2 * 20 * 33  # two directions, 33 samples each
+    assert smooth.evidence["gradients"] == 20
 
     rough_model = SinModulated(model)
     x, y = _labelled(rough_model)

@@ -495,7 +495,8 @@ def _surface_probe(probe: _Probe, eps: float, points: int) -> Finding:
         variation = curve.diff(dim=1).abs().sum(1)
         net = (curve[:, -1] - curve[:, 0]).abs().clamp_min(1e-12)
         roughness[name] = float((variation / net).median())
-    probe.spend("loss-surface", Cost(forwards=forwards))
+    gradients = m * probe.eot  # the gradient-sign direction
+    probe.spend("loss-surface", Cost(gradients=gradients, forwards=forwards + gradients))
     worst = max(roughness.values())
     return Finding(
         "loss-surface",
@@ -510,6 +511,7 @@ def _surface_probe(probe: _Probe, eps: float, points: int) -> Finding:
             "points": m,
             "samples": SURFACE_SAMPLES,
             "forwards": forwards,
+            "gradients": gradients,
         },
     )
 

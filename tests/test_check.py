@@ -260,3 +260,19 @@ def test_a_randomised_model_is_attacked_with_eot_and_re_evaluated():
     rand = _finding(report, "randomness")
     assert rand.evidence["randomised"] and rand.evidence["flips"]["apgd-ce"] > 0.1
     assert not rand.ok and "flip" in rand.message
+
+
+def test_on_a_randomised_model_a_point_is_broken_only_if_misclassified_every_time():
+    coin = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))  # class 0 or 1, a coin flip per call
+    with torch.no_grad():
+        coin[1].weight.zero_()
+        coin[1].bias.copy_(torch.tensor([0.0, 0.0, -100.0, -100.0, -100.0]))
+    model = Noisy(coin, 10.0, on="logits")
+    _, x, _ = trained_mlp(5, 40)
+    y = torch.zeros(40, dtype=torch.long)
+    report = lpbench.check(model, x, y, 0.1, iters=5, restarts=1, queries=20, reevals=10)
+    assert 5 <= report.correct <= 35
+    # misclassified half the time: wrong in all 10 evaluations only by rare luck
+    assert report.accuracy["apgd-ce"] >= 0.8 and report.accuracy["baseline"] >= 0.8
+    rand = _finding(report, "randomness")
+    assert not rand.ok and rand.evidence["flips"]["apgd-ce"] >= 0.8

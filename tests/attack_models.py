@@ -20,6 +20,21 @@ class Scaled(nn.Module):
         return self.model(x) * self.factor
 
 
+class Noisy(nn.Module):
+    """A randomised model: Gaussian noise of std ``sigma`` on the inputs (``on="input"``)
+    or on the logits, in every mode (eval included)."""
+
+    def __init__(self, model: nn.Module, sigma: float, on: str = "input") -> None:
+        super().__init__()
+        self.model, self.sigma, self.on = model, sigma, on
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.on == "input":
+            return self.model(x + self.sigma * torch.randn_like(x))
+        out = self.model(x)
+        return out + self.sigma * torch.randn_like(out)
+
+
 @cache
 def _trained(classes: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)

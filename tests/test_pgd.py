@@ -410,3 +410,23 @@ def test_out_of_memory_halves_the_batch_and_keeps_results(monkeypatch) -> None:
         out = attack(model, x, y)
     assert attack.max_batch == 10
     assert torch.equal(out.x_adv, expected.x_adv) and torch.equal(out.success, expected.success)
+
+
+def test_eot_iter_counts_every_draw_and_keeps_a_deterministic_model_s_steps() -> None:
+    from lpbench.evaluation import max_spend_per_point
+
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    x = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    one = PGD(0.05, 0.01, 7, 2, early_stop=False)(model, x, y)
+    three = PGD(0.05, 0.01, 7, 2, early_stop=False, eot_iter=3)(model, x, y)
+    assert three.cost.gradients == 3 * one.cost.gradients == 3 * 6 * 2 * 7
+    assert three.cost.forwards == 3 * one.cost.forwards
+    assert torch.equal(one.success, three.success)  # the same gradients, summed: same signs
+    torch.testing.assert_close(one.x_adv, three.x_adv)
+    assert max_spend_per_point(PGD(0.05, 0.01, 7, 2, eot_iter=3)) == 42
+    assert PGD(0.05, 0.01, 7, eot_iter=3).config()["eot_iter"] == 3
+    with pytest.raises(ValueError, match="eot_iter"):
+        PGD(0.05, 0.01, 7, eot_iter=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -14,7 +16,9 @@ from lpbench.evaluation import (
     evaluate_model,
     max_spend_per_point,
     preset_attacks,
+    raise_budgets,
 )
+from lpbench.evaluation.check import CheckReport, Finding
 from tests.attack_models import Scaled, trained_mlp, unbreakable
 
 
@@ -111,3 +115,103 @@ def test_auto_on_a_three_class_model_spends_its_budget():
     report = result.meta["schedule"]
     assert [r["label"] for r in report["attacks"]] == ["apgd-ce", "square"]
     assert report["spent"] == 4 * 300 and report["within_budget"]
+
+
+def test_raise_budgets_doubles_the_setting_of_each_warned_probe_once():
+    base = auto_schedule(0.1, budget=2000, num_classes=10)
+    warned = ["black-box", "gap", "restarts", "convergence", "loss-surface", "eps-sweep"]
+    raised = raise_budgets(base, warned, {"verdict": "v"})
+    ce, t, square = (a.attack for a in raised.attacks)
+    assert (ce.restarts, ce.n_iter) == (2, 200)
+    assert t.n_iter == 200 and t.n_target_classes == 9
+    assert square.n_queries == 2 * 990
+    assert raised.caps == [2 * 201, 9 * 201, 1980]
+    assert raised.budget == raised.max_per_point == sum(raised.caps)
+    assert [(r["probe"], r["attack"], r["setting"], r["from"], r["to"]) for r in raised.raised] == [
+        ("black-box", "square", "n_queries", 990, 1980),
+        ("gap", "apgd-t", "n_iter", 909, 1809),
+        ("restarts", "apgd-ce", "restarts", 101, 202),
+        ("convergence", "apgd-ce", "n_iter", 202, 402),
+        ("loss-surface", "apgd-ce", "restarts", 402, 402),  # already doubled
+    ]
+    assert [a.attack.n_iter for a in base.attacks[:2]] == [100, 100]  # the base is untouched
+    assert base.attacks[2].attack.n_queries == 990
+    plan = raised.plan()
+    assert plan["check"] == {"verdict": "v"} and plan["raised"] == raised.raised
+    assert "raised" not in base.plan()
+
+
+#: The module (``lpbench.evaluation.benchmark`` names the function once the package loads).
+benchmark_module = sys.modules["lpbench.evaluation.benchmark"]
+
+
+def _fake_check(warned: list[str]):
+    def fake(model, x, y, eps, **kwargs) -> CheckReport:
+        findings = [Finding(p, False, "forced") for p in warned] + [Finding("gap", True, "ok")]
+        return CheckReport(eps, len(x), len(x), findings, {}, [])
+
+    return fake
+
+
+def test_adapt_raises_the_cap_of_the_attack_that_exposed_a_flag(monkeypatch):
+    model = unbreakable(5)
+    _, x, _ = trained_mlp(5, 6)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    kwargs = {"eps": 0.1, "preset": "auto", "budget": 600, "show_progress": False}
+    plain = evaluate_model(model, x, y, **kwargs).meta["schedule"]
+    assert "raised" not in plain and "check" not in plain
+
+    monkeypatch.setattr(benchmark_module, "check", _fake_check(["black-box"]))
+    result = evaluate_model(model, x, y, adapt=True, **kwargs)
+    report = result.meta["schedule"]
+    queries = plain["attacks"][-1]["cap_per_point"]
+    assert report["raised"] == [
+        {
+            "probe": "black-box",
+            "attack": "square",
+            "setting": "n_queries",
+            "from": queries,
+            "to": 2 * queries,
+        }
+    ]
+    assert report["budget_per_point"] == 600 + queries
+    assert report["spent"] == 6 * (600 + queries) and report["within_budget"]
+    assert report["check"]["warnings"] == ["black-box"] and report["check"]["exit_code"] == 1
+    assert "MASKING SUSPECTED" in report["check"]["verdict"]
+    config = {a["label"]: a for a in result.meta["manifest"]["attacks"]}
+    assert config["square"]["n_queries"] == 2 * queries
+
+    monkeypatch.setattr(benchmark_module, "check", _fake_check([]))
+    calm = evaluate_model(model, x, y, adapt=True, **kwargs).meta
+    assert calm["schedule"]["raised"] == [] and calm["schedule"]["check"]["exit_code"] == 0
+    assert calm["schedule"]["attacks"] == plain["attacks"]
+    assert calm["schedule"]["budget_per_point"] == 600
+
+
+def test_adapt_runs_check_and_raises_for_a_masked_model():
+    model, x, y = trained_mlp(5, 20)
+    masked = Scaled(model, 1e4)
+    result = evaluate_model(
+        masked, x, y, eps=0.1, preset="auto", budget=600, adapt=True, show_progress=False
+    )
+    report = result.meta["schedule"]
+    warned = set(report["check"]["warnings"])
+    assert {"gap", "gradients"} <= warned
+    raised = {(r["probe"], r["attack"]) for r in report["raised"]}
+    assert {("gap", "apgd-t"), ("gradients", "square")} <= raised
+    assert report["budget_per_point"] > 600 and report["within_budget"]
+    with pytest.raises(ValueError, match="adapt"):
+        evaluate_model(masked, x, y, eps=0.1, preset="strong", adapt=True, show_progress=False)
+
+
+def test_adapt_skips_the_check_when_no_point_is_classified_correctly():
+    model = unbreakable(5)  # always class 0
+    _, x, _ = trained_mlp(5, 4)
+    y = torch.ones(4, dtype=torch.long)
+    result = evaluate_model(
+        model, x, y, eps=0.1, preset="auto", budget=300, adapt=True, show_progress=False
+    )
+    report = result.meta["schedule"]
+    assert report["check"]["verdict"].startswith("skipped") and report["raised"] == []
+    assert report["budget_per_point"] == 300 and result.robust_accuracy == 0.0

@@ -264,6 +264,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.preset != "auto":
         raise ValueError("--budget applies to --preset auto only")
+    if args.adapt and args.preset != "auto":
+        raise ValueError("--adapt applies to --preset auto only")
     dataset = args.dataset or read_checkpoint_meta(args.checkpoint)["dataset"]
     eps = args.eps if args.eps is not None else default_eps(dataset)
     result, out = evaluate_checkpoint(
@@ -283,6 +285,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         resume=args.resume,
         show_progress=not args.no_progress,
         budget=args.budget,
+        adapt=args.adapt,
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -305,6 +308,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"spent {schedule['spent']:,} in all, {schedule['spent_per_point_mean']:.1f} "
             "per point on average"
         )
+        if "check" in schedule:
+            print(f"  {schedule['check']['verdict']}")
+        for r in schedule.get("raised", []):
+            print(
+                f"  {r['probe']} warned: {r['attack']} {r['setting']} raised, cap "
+                f"{r['from']:,} -> {r['to']:,} per point"
+            )
     if result.verification_mismatches:
         print(
             f"  {len(result.verification_mismatches)} adversarial example(s) failed the "
@@ -332,6 +342,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         device=args.device,
         out=args.out,
         show_progress=not args.no_progress,
+        surrogate=args.surrogate,
+        eot_iter=args.eot_iter,
+        reevals=args.reevals,
     )
     for line in report.lines():
         print(line)
@@ -587,6 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET})",
     )
     p.add_argument(
+        "--adapt",
+        action="store_true",
+        help="auto only: run `lpbench check` first; each probe that warns raises the budget "
+        "of the attack that can expose it (recorded in the results' schedule)",
+    )
+    p.add_argument(
         "--dataset",
         choices=sorted(DATASETS),
         default=None,
@@ -672,6 +691,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--restarts", type=_positive_int, default=5, help="PGD restarts of the restart probe"
     )
     p.add_argument("--queries", type=_positive_int, default=1000, help="Square's queries")
+    p.add_argument(
+        "--surrogate",
+        default=None,
+        help="checkpoint of the same data set to transfer APGD-CE examples from (transfer "
+        "probe; skipped without one)",
+    )
+    p.add_argument(
+        "--eot-iter",
+        type=_positive_int,
+        default=10,
+        help="randomised models: draws averaged per gradient in every gradient attack",
+    )
+    p.add_argument(
+        "--reevals",
+        type=_positive_int,
+        default=10,
+        help="randomised models: evaluations of each final example (broken only if "
+        "misclassified in all)",
+    )
     p.add_argument(
         "--out",
         type=Path,

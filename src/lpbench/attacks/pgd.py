@@ -57,6 +57,9 @@ class PGD(Attack):
     class drawn once per point, fixed across restarts); an explicit ``target`` passed to
     the call wins. A targeted attack steers towards its target, but a point counts as
     broken as soon as it is misclassified: robust accuracy is accuracy under attack.
+    ``eot_iter`` (randomised models): each iterate goes through the model that many times;
+    the step follows the sum of the loss gradients of the draws and the iterate is judged
+    on their mean logits (each draw's gradient is counted).
     """
 
     name = "pgd"
@@ -75,6 +78,7 @@ class PGD(Attack):
         keep_last: bool = False,
         targeted: str | None = None,
         record_at: Sequence[int] = (),
+        eot_iter: int = 1,
         seed: int = 0,
         stream: str | None = None,
         max_batch: int = 10_000,
@@ -91,6 +95,8 @@ class PGD(Attack):
             raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
         if targeted is not None and targeted not in TARGET_MODES:
             raise ValueError(f"targeted must be one of {', '.join(TARGET_MODES)} or None")
+        if eot_iter < 1:
+            raise ValueError(f"eot_iter must be >= 1, got {eot_iter}")
         bad = [k for k in record_at if not 0 <= k <= iters]
         if bad:
             raise ValueError(f"record_at iterations {bad} are outside 0..{iters}")
@@ -105,6 +111,7 @@ class PGD(Attack):
         self.early_stop = early_stop and not keep_last
         self.targeted = targeted
         self.record_at = tuple(sorted({int(k) for k in record_at}))
+        self.eot_iter = int(eot_iter)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -118,6 +125,7 @@ class PGD(Attack):
             "early_stop": self.early_stop,
             "keep_last": self.keep_last,
             "targeted": self.targeted,
+            "eot_iter": self.eot_iter,
         }
 
     def rows_per_point(self, points: int) -> int:
@@ -310,13 +318,10 @@ class PGD(Attack):
             needs_grad = it < self.iters
             xa = x_adv[idx].requires_grad_(needs_grad)
             t_idx = None if t_rep is None else t_rep[idx]
-            with torch.set_grad_enabled(needs_grad):
-                logits = model(xa)
-                loss = self.loss_fn(logits, y_rep[idx], t_idx)
-            cost.forwards += idx.numel()
-            out = logits.detach()
+            out, loss_now, grad = self._draws(model, xa, y_rep[idx], t_idx, needs_grad)
+            cost.forwards += idx.numel() * self.eot_iter
             hit = is_adversarial(out, y_rep[idx], None)  # misclassified, targeted or not
-            loss_now, margin_now = loss.detach(), margin(out, y_rep[idx], None)
+            margin_now = margin(out, y_rep[idx], None)
             last_loss[idx] = loss_now
             if it in adv_at:
                 adv_at[it][idx] = hit
@@ -336,13 +341,12 @@ class PGD(Attack):
             keep_x[rows_taken] = xa.detach()[take]
             keep_loss[rows_taken] = loss_now[take]
             keep_margin[rows_taken] = margin_now[take]
-            if not needs_grad:
+            if grad is None:
                 break
-            (grad,) = torch.autograd.grad(loss.sum(), xa)
-            cost.gradients += idx.numel()
+            cost.gradients += idx.numel() * self.eot_iter
             for k in self.record_at:
                 if it < k:
-                    within[k] += idx.numel()
+                    within[k] += idx.numel() * self.eot_iter
             stepped = xa.detach() + self.step * grad.sign()
             x_adv[idx] = clip(stepped, lower[idx], upper[idx])
             if self.early_stop and judge_every_iterate:
@@ -358,6 +362,28 @@ class PGD(Attack):
             gradients_within=within,
             cost=cost,
         )
+
+    def _draws(
+        self,
+        model: nn.Module,
+        xa: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        needs_grad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Logits and loss averaged over ``eot_iter`` passes, and the summed input gradient
+        (None without ``needs_grad``)."""
+        outs, losses, grad = [], [], None
+        for _ in range(self.eot_iter):
+            with torch.set_grad_enabled(needs_grad):
+                logits = model(xa)
+                loss = self.loss_fn(logits, y, target)
+            if needs_grad:
+                (g,) = torch.autograd.grad(loss.sum(), xa)
+                grad = g if grad is None else grad + g
+            outs.append(logits.detach())
+            losses.append(loss.detach())
+        return torch.stack(outs).mean(dim=0), torch.stack(losses).mean(dim=0), grad
 
     @staticmethod
     def _still_active(

@@ -34,9 +34,11 @@ from lpbench.evaluation.protocol import (
 )
 from lpbench.evaluation.schedule import (
     DEFAULT_BUDGET,
+    RAISES,
     Schedule,
     auto_schedule,
     max_spend_per_point,
+    raise_budgets,
 )
 from lpbench.evaluation.shards import Shard, shard_from_env
 
@@ -45,6 +47,7 @@ __all__ = [
     "DEFAULT_EPS",
     "PRESETS",
     "PROTOCOLS",
+    "RAISES",
     "AttackSpec",
     "AttackSummary",
     "DatasetProtocol",
@@ -72,6 +75,7 @@ __all__ = [
     "parse_step",
     "predict",
     "preset_attacks",
+    "raise_budgets",
     "shard_from_env",
     "verify_adversarial",
     "weights_sha256",

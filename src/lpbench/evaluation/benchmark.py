@@ -14,13 +14,17 @@ import torch
 from torch import nn
 
 from lpbench.data import dataset_eval_subset, load_dataset
+from lpbench.evaluation.check import NothingToCheck, check
 from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
 from lpbench.evaluation.journal import discard_journal
 from lpbench.evaluation.protocol import NamedAttack, get_protocol, preset_attacks
-from lpbench.evaluation.schedule import DEFAULT_BUDGET, auto_schedule
+from lpbench.evaluation.schedule import DEFAULT_BUDGET, auto_schedule, raise_budgets
 from lpbench.evaluation.shards import init_distributed, shard_device, shard_from_env
 from lpbench.runtime import default_batch_rows, evaluation_mode, resolve_device
 from lpbench.version import __version__
+
+#: Settings of the check ``adapt`` runs before building ``auto`` (cheaper than the CLI's).
+ADAPT_CHECK: dict[str, int] = {"iters": 20, "restarts": 3, "queries": 250, "reevals": 5}
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -83,6 +87,7 @@ def benchmark(
     resume: bool = False,
     meta: dict[str, Any] | None = None,
     budget: int | None = None,
+    adapt: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
@@ -97,13 +102,18 @@ def benchmark(
     processes and rank 0 writes the file. The caller's model keeps its mode and device.
     ``preset="auto"`` runs the budgeted schedule (``budget`` gradients + queries per
     point); ``result.meta["schedule"]`` then holds the budget, each attack's cap and the
-    exact spend.
+    exact spend. With ``adapt`` (``auto`` only), :func:`lpbench.check` first probes the
+    evaluation points (:data:`ADAPT_CHECK` settings) and each warning raises the budget of
+    the attack that can expose it (:func:`raise_budgets`); the schedule report then holds
+    the check's verdict and ``raised``.
     """
     dataset = data if isinstance(data, str) else None
     protocol = get_protocol(dataset)
     eps = protocol.eps if eps is None else float(eps)
     if not 0 < eps <= 1:
         raise ValueError(f"eps must be in (0, 1], got {eps}")
+    if adapt and (attacks is not None or preset != "auto"):
+        raise ValueError("adapt applies to preset='auto' only")
     schedule = None
     if attacks is None and preset == "auto":
         pass  # built once the data is known (the schedule depends on the class count)
@@ -144,6 +154,9 @@ def benchmark(
             seed=attack_seed,
             num_classes=_num_classes(model, x, device),
         )
+        if adapt:
+            summary = _adapt_check(model, x, y, eps, dataset, attack_seed, device)
+            schedule = raise_budgets(schedule, summary["warnings"], summary)
         attacks = schedule.attacks
     manifest = build_manifest(
         model,
@@ -193,6 +206,28 @@ def benchmark(
     return result
 
 
+def _adapt_check(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    dataset: str | None,
+    seed: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """``check``'s verdict and warned probes on the evaluation points, for ``adapt``."""
+    try:
+        report = check(model, x, y, eps, dataset=dataset, seed=seed, device=device, **ADAPT_CHECK)
+    except NothingToCheck as error:  # robust accuracy is 0 anyway: nothing to raise
+        return {"verdict": f"skipped: {error}", "exit_code": None, "warnings": []}
+    return {
+        "verdict": report.verdict,
+        "exit_code": report.exit_code,
+        "warnings": [f.probe for f in report.warnings],
+        "settings": ADAPT_CHECK,
+    }
+
+
 def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:
     """The number of logits the model gives (None without points)."""
     if len(x) == 0:
@@ -214,6 +249,7 @@ def evaluate_model(
     batch_size: int | None = None,
     show_progress: bool = True,
     budget: int | None = None,
+    adapt: bool = False,
 ) -> EvaluationResult:
     """Robust accuracy of any torch model on ``(x, y)`` (AutoAttack-style entry point).
 
@@ -232,4 +268,5 @@ def evaluate_model(
         batch_size=batch_size,
         show_progress=show_progress,
         budget=budget,
+        adapt=adapt,
     )

@@ -18,7 +18,18 @@ attack failure of Pintor et al. (2022):
 - ``silent-success``: an iterate was adversarial but the last one is not;
 - ``incomplete``: the attack loss is still rising at the last iterations;
 - ``no-progress`` (non-converging loss): the attack loss never rose above its start on
-  points that stayed robust.
+  points that stayed robust;
+- ``loss-surface``: the cross-entropy sampled along the segment from the point to the
+  eps-ball's boundary (gradient-sign and keyed random sign directions) is rough: its total
+  variation is many times its net change (a smooth monotone curve gives 1);
+- ``transfer`` (transfer failure): examples crafted on a surrogate model break points the
+  white-box attacks on the model left robust (skipped without a surrogate);
+- ``convergence``: APGD-CE with twice the iterations, or PGD with twice the restarts,
+  lowers robust accuracy: the probe's own attacks had not converged;
+- ``randomness``: a randomised model (two identical calls differ) is attacked with
+  expectation over transformation (EOT) in every gradient attack, and each final example
+  is evaluated several times; a point counts as broken only when misclassified in every
+  evaluation. Warns when verdicts flip between evaluations on many points.
 
 A clean report is no proof of robustness; a warning is a reason to distrust a number.
 """
@@ -26,6 +37,7 @@ A clean report is no proof of robustness; a warning is a reason to distrust a nu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -37,8 +49,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lpbench.attacks import APGD, APGDT, FGSM, PGD, Square
-from lpbench.attacks.base import COMPLETE, attack_mode
-from lpbench.evaluation.contract import check_inputs
+from lpbench.attacks._common import forward
+from lpbench.attacks.base import COMPLETE, Attack, AttackResult, Cost, attack_mode
+from lpbench.attacks.keyed import derive_key, keyed_uniform
+from lpbench.evaluation.contract import check_inputs, randomised
 from lpbench.evaluation.evaluate import predict
 from lpbench.evaluation.protocol import get_protocol, parse_step
 from lpbench.runtime import evaluation_mode, resolve_device
@@ -48,6 +62,18 @@ CLEAN, SUSPECT = 0, 1
 
 #: Multiples of eps of the sweep (capped at 1; eps = 1 is always added).
 SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+#: Loss samples per direction of the loss-surface probe (the point and 32 steps to the
+#: ball's boundary) and the median roughness above which it warns.
+SURFACE_SAMPLES = 33
+ROUGHNESS_LIMIT = 3.0
+
+#: Fraction of points whose verdict may flip between re-evaluations of a randomised model.
+FLIP_LIMIT = 0.1
+
+
+class NothingToCheck(ValueError):
+    """The model classifies none of the points correctly: no probe can run."""
 
 
 @dataclass
@@ -73,6 +99,7 @@ class CheckReport:
     findings: list[Finding]
     accuracy: dict[str, float]
     sweep: list[tuple[float, float]]
+    cost: dict[str, dict[str, int]] = field(default_factory=dict)
     figure: Path | None = None
 
     @property
@@ -117,6 +144,7 @@ class CheckReport:
             "warnings": len(self.warnings),
             "verdict": self.verdict,
             "exit_code": self.exit_code,
+            "cost": self.cost,
             "figure": None if self.figure is None else str(self.figure),
         }
 
@@ -134,47 +162,121 @@ def check(
     seed: int = 0,
     device: str | torch.device | None = None,
     plot: str | Path | None = None,
+    surrogate: nn.Module | None = None,
+    eot_iter: int = 10,
+    reevals: int = 10,
+    surface_points: int = 20,
 ) -> CheckReport:
     """Probe ``model`` on ``(x, y)`` at radius ``eps`` for gradient masking; see the module.
 
     ``dataset`` picks the baseline attack of the gap probe (None: PGD-40, step eps/10).
     ``iters``: iterations of the APGD probes and of the traced PGD; ``restarts``: PGD
     restarts of the restart probe; ``queries``: Square's queries. ``plot``: where to draw
-    robust accuracy against eps (PNG). The model's mode and device are restored.
+    robust accuracy against eps (PNG). ``surrogate``: a model to transfer APGD-CE examples
+    from (the transfer probe is skipped without one). A randomised model gets ``eot_iter``
+    draws per gradient in every gradient attack and ``reevals`` evaluations of each final
+    example. ``surface_points``: points of the loss-surface probe. The model's (and the
+    surrogate's) mode and device are restored.
     """
     check_inputs(x, y)
     if not 0 < eps <= 1:
         raise ValueError(f"eps must be in (0, 1], got {eps}")
+    if min(eot_iter, reevals, surface_points) < 1:
+        raise ValueError("eot_iter, reevals and surface_points must be >= 1")
     device_t = resolve_device(device) if not isinstance(device, torch.device) else device
     x, y = x.detach().cpu(), y.detach().cpu()
-    with evaluation_mode(model, device_t):
+    with ExitStack() as stack:
+        stack.enter_context(evaluation_mode(model, device_t))
+        if surrogate is not None:
+            stack.enter_context(evaluation_mode(surrogate, device_t))
         pred = predict(model, x, 1000, device_t)
         keep = pred == y
         xc, yc = x[keep].to(device_t), y[keep].to(device_t)
         n = int(keep.sum())
         if n == 0:
-            raise ValueError("the model classifies none of the points correctly: nothing to check")
+            raise NothingToCheck(
+                "the model classifies none of the points correctly: nothing to check"
+            )
         index = torch.nonzero(keep).squeeze(1).to(device_t)
-        probe = _Probe(model, xc, yc, index, seed)
-        findings, accuracy, sweep = _run_probes(
-            probe, eps, dataset, iters=iters, restarts=restarts, queries=queries
+        random = randomised(model, xc[:8])
+        probe = _Probe(
+            model,
+            xc,
+            yc,
+            index,
+            seed,
+            random=random,
+            eot=eot_iter if random else 1,
+            reevals=reevals if random else 1,
         )
-    report = CheckReport(eps, len(x), n, findings, accuracy, sweep)
+        findings, accuracy, sweep = _run_probes(
+            probe,
+            eps,
+            dataset,
+            iters=iters,
+            restarts=restarts,
+            queries=queries,
+            surrogate=surrogate,
+            surface_points=surface_points,
+        )
+    cost = {name: c.to_dict() for name, c in probe.cost.items()}
+    report = CheckReport(eps, len(x), n, findings, accuracy, sweep, cost)
     if plot is not None:
         report.figure = plot_sweep(sweep, plot, eps=eps)
     return report
 
 
 class _Probe:
-    """The model and the correctly classified points the probes share."""
+    """The model and the correctly classified points the probes share, whether the model is
+    randomised, the EOT draws per gradient and evaluations per final example (both 1 for
+    a deterministic model), what each probe's attacks spent and, per attack, how often
+    re-evaluated verdicts flipped."""
 
     def __init__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, seed: int
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        seed: int,
+        *,
+        random: bool,
+        eot: int,
+        reevals: int,
     ) -> None:
         self.model, self.x, self.y, self.index, self.seed = model, x, y, index, seed
+        self.random, self.eot, self.reevals = random, eot, reevals
+        self.cost: dict[str, Cost] = {}
+        self.flips: dict[str, float] = {}
 
-    def broken(self, attack: Any) -> torch.Tensor:
-        return attack(self.model, self.x, self.y, index=self.index).success.cpu()
+    def spend(self, name: str, cost: Cost) -> None:
+        self.cost[name] = self.cost.get(name, Cost()) + cost
+
+    def run(self, name: str, attack: Attack, model: nn.Module | None = None) -> AttackResult:
+        """``attack`` on every point (against ``model``, default the probed one), counted."""
+        result = attack(model or self.model, self.x, self.y, index=self.index)
+        self.spend(name, result.cost)
+        return result
+
+    def broken(self, name: str, attack: Attack) -> torch.Tensor:
+        """Per point (CPU): broken by ``attack``; on a randomised model, misclassified in
+        every re-evaluation of the final example."""
+        result = self.run(name, attack)
+        if not self.random:
+            return result.success.cpu()
+        return self.misclassified(name, result.x_adv, self.y)
+
+    def misclassified(self, name: str, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Whether the model misclassifies ``x_adv`` in all ``reevals`` evaluations (CPU);
+        records the fraction of points whose verdict flips between them."""
+        wrong = torch.stack(
+            [forward(self.model, x_adv, 10_000).argmax(1) != y for _ in range(self.reevals)]
+        )
+        self.spend(name, Cost(forwards=len(x_adv) * self.reevals))
+        if self.random:  # the largest over the attack's runs (the sweep's radii)
+            flips = float((wrong.any(0) & ~wrong.all(0)).float().mean())
+            self.flips[name] = max(flips, self.flips.get(name, 0.0))
+        return wrong.all(0).cpu()
 
 
 def _acc(broken: torch.Tensor) -> float:
@@ -182,22 +284,36 @@ def _acc(broken: torch.Tensor) -> float:
 
 
 def _run_probes(
-    probe: _Probe, eps: float, dataset: str | None, *, iters: int, restarts: int, queries: int
+    probe: _Probe,
+    eps: float,
+    dataset: str | None,
+    *,
+    iters: int,
+    restarts: int,
+    queries: int,
+    surrogate: nn.Module | None,
+    surface_points: int,
 ) -> tuple[list[Finding], dict[str, float], list[tuple[float, float]]]:
-    seed, n = probe.seed, probe.x.shape[0]
+    seed, n, eot = probe.seed, probe.x.shape[0], probe.eot
     tol = max(0.02, 1.5 / n)  # differences below this are noise on n points
     findings: list[Finding] = []
     spec = get_protocol(dataset).presets["baseline"][0]
-    base_attack = spec.build(eps, seed=seed, max_batch=10_000).attack
-    base = probe.broken(base_attack)
-    ce = probe.broken(APGD(eps, iters, loss="ce", seed=seed, stream="check-apgd-ce"))
+    base = probe.broken(
+        "baseline", spec.build(eps, seed=seed, max_batch=10_000, eot_iter=eot).attack
+    )
+    ce = probe.broken(
+        "apgd-ce", APGD(eps, iters, loss="ce", eot_iter=eot, seed=seed, stream="check-apgd-ce")
+    )
     with torch.no_grad():
         classes = probe.model(probe.x[:1]).shape[1]
     tgt = torch.zeros_like(ce)
     if classes >= 4:  # the targeted DLR loss needs four classes
-        tgt = probe.broken(APGDT(eps, iters, n_target_classes=3, seed=seed, stream="check-apgd-t"))
+        apgd_t = APGDT(
+            eps, iters, n_target_classes=3, eot_iter=eot, seed=seed, stream="check-apgd-t"
+        )
+        tgt = probe.broken("apgd-t", apgd_t)
     white = base | ce | tgt
-    fgsm = probe.broken(FGSM(eps, seed=seed, stream="check-fgsm"))
+    fgsm = probe.broken("fgsm", FGSM(eps, eot_iter=eot, seed=seed, stream="check-fgsm"))
     accuracy = {
         "fgsm": _acc(fgsm),
         "baseline": _acc(base),
@@ -220,7 +336,7 @@ def _run_probes(
     )
 
     if probe.x.dim() == 4 and min(probe.x.shape[2:]) >= 2:
-        square = probe.broken(Square(eps, queries, seed=seed, stream="check-square"))
+        square = probe.broken("square", Square(eps, queries, seed=seed, stream="check-square"))
         accuracy["square"] = _acc(square)
         only = float((square & ~white).float().mean())
         findings.append(
@@ -244,21 +360,25 @@ def _run_probes(
         )
     )
 
+    # Twice the restarts, each run to the end: the first half is the restart probe's run
+    # (restarts are keyed, so the first ``restarts`` are those of a shorter run).
     pgd = PGD(
         eps,
         parse_step(spec.step, eps),
         spec.iters,
-        restarts,
+        2 * restarts,
         score="any",
         early_stop=False,
+        eot_iter=eot,
         seed=seed,
         stream="check-restarts",
     )
-    rec = pgd(probe.model, probe.x, probe.y, index=probe.index).restarts
+    rec = probe.run("restarts", pgd).restarts
     assert rec is not None
     ran = rec.status.cpu() == COMPLETE
     wins = rec.success.cpu() & ran
-    mixed = wins.any(1) & (wins.sum(1) < ran.sum(1))
+    first, first_ran = wins[:, :restarts], ran[:, :restarts]
+    mixed = first.any(1) & (first.sum(1) < first_ran.sum(1))
     frac = float(mixed.float().mean())
     findings.append(
         Finding(
@@ -269,6 +389,17 @@ def _run_probes(
             {"mixed": frac, "restarts": restarts},
         )
     )
+    ce_long = probe.broken(
+        "convergence",
+        APGD(eps, 2 * iters, loss="ce", eot_iter=eot, seed=seed, stream="check-apgd-ce"),
+    )
+    findings.append(
+        _convergence(
+            (accuracy["apgd-ce"], _acc(ce_long), iters),
+            (_acc(first.any(1)), _acc(wins.any(1)), restarts),
+            tol,
+        )
+    )
 
     findings += _gradient_and_logit_probes(probe, eps)
 
@@ -277,8 +408,8 @@ def _run_probes(
         if abs(e - eps) < 1e-12:
             sweep.append((e, accuracy["apgd-ce"]))
             continue
-        attack = APGD(e, iters, loss="ce", seed=seed, stream="check-apgd-ce")
-        sweep.append((e, _acc(probe.broken(attack))))
+        attack = APGD(e, iters, loss="ce", eot_iter=eot, seed=seed, stream="check-apgd-ce")
+        sweep.append((e, _acc(probe.broken("eps-sweep", attack))))
     sweep = [(0.0, 1.0), *sweep]
     unbounded = sweep[-1][1]
     accuracy["eps=1"] = unbounded
@@ -306,16 +437,172 @@ def _run_probes(
     )
 
     findings += _trace_probes(probe, eps, max(iters, 8), tol)
+    findings.append(_surface_probe(probe, eps, surface_points))
+    findings.append(_transfer_probe(probe, eps, surrogate, white, iters, tol))
+    findings.append(_randomness(probe))
     return findings, accuracy, sweep
 
 
-def _input_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _convergence(
+    apgd: tuple[float, float, int], pgd_runs: tuple[float, float, int], tol: float
+) -> Finding:
+    """Robust accuracy (APGD-CE, PGD) with the probe's budget and with twice its
+    iterations (APGD-CE) or restarts (PGD): (accuracy, accuracy doubled, iterations)."""
+    (ce, ce_long, iters), (pgd, pgd_long, runs) = apgd, pgd_runs
+    drop = max(ce - ce_long, pgd - pgd_long)
+    return Finding(
+        "convergence",
+        drop <= tol,
+        f"APGD-CE leaves {ce:.1%} robust with {iters} iterations, {ce_long:.1%} with "
+        f"{2 * iters}; PGD {pgd:.1%} with {runs} restarts, {pgd_long:.1%} with {2 * runs}",
+        {
+            "apgd_ce": ce,
+            "apgd_ce_2x_iters": ce_long,
+            "iters": iters,
+            "pgd": pgd,
+            "pgd_2x_restarts": pgd_long,
+            "restarts": runs,
+            "largest_drop": drop,
+        },
+    )
+
+
+def _surface_probe(probe: _Probe, eps: float, points: int) -> Finding:
+    """Cross-entropy sampled from each point to the ball's boundary along the gradient's
+    sign and a keyed random sign; roughness = total variation / net change."""
+    m = min(points, probe.x.shape[0])
+    x, y, index = probe.x[:m], probe.y[:m], probe.index[:m]
+    grad, _, _ = _input_grad(probe.model, x, y, probe.eot)
+    key = derive_key(probe.seed, "check-surface")
+    unit = keyed_uniform(key, index, 0, tuple(x.shape[1:]), dtype=x.dtype)
+    directions = {"gradient": grad.sign(), "random": torch.where(unit < 0.5, -1.0, 1.0)}
+    t = torch.linspace(0.0, eps, SURFACE_SAMPLES, dtype=x.dtype, device=x.device)
+    steps = t.view(1, -1, *([1] * (x.dim() - 1)))
+    labels = y.repeat_interleave(SURFACE_SAMPLES)
+    roughness, forwards = {}, 0
+    for name, d in directions.items():
+        path = (x[:, None] + steps * d[:, None]).clamp(0, 1).flatten(0, 1)
+        loss = torch.stack(
+            [
+                F.cross_entropy(
+                    forward(probe.model, path, 10_000).double(), labels, reduction="none"
+                )
+                for _ in range(probe.eot)
+            ]
+        ).mean(0)
+        forwards += len(path) * probe.eot
+        curve = loss.view(m, SURFACE_SAMPLES)
+        variation = curve.diff(dim=1).abs().sum(1)
+        net = (curve[:, -1] - curve[:, 0]).abs().clamp_min(1e-12)
+        roughness[name] = float((variation / net).median())
+    gradients = m * probe.eot  # the gradient-sign direction
+    probe.spend("loss-surface", Cost(gradients=gradients, forwards=forwards + gradients))
+    worst = max(roughness.values())
+    return Finding(
+        "loss-surface",
+        worst <= ROUGHNESS_LIMIT,
+        f"along {SURFACE_SAMPLES} samples to the ball's boundary the loss varies "
+        f"{roughness['gradient']:.3g}x its net change in the gradient-sign direction and "
+        f"{roughness['random']:.3g}x in a random one (median of {m} points; smooth "
+        f"monotone: 1, warns above {ROUGHNESS_LIMIT:g})",
+        {
+            "roughness": roughness,
+            "limit": ROUGHNESS_LIMIT,
+            "points": m,
+            "samples": SURFACE_SAMPLES,
+            "forwards": forwards,
+            "gradients": gradients,
+        },
+    )
+
+
+def _transfer_probe(
+    probe: _Probe,
+    eps: float,
+    surrogate: nn.Module | None,
+    white: torch.Tensor,
+    iters: int,
+    tol: float,
+) -> Finding:
+    """APGD-CE examples crafted on ``surrogate`` for the points the white-box attacks left
+    robust, evaluated on the model."""
+    if surrogate is None:
+        return Finding(
+            "transfer",
+            True,
+            "skipped: no surrogate model given (--surrogate), transfer failure not probed",
+            {"skipped": True},
+        )
+    left = (~white).nonzero().squeeze(1).to(probe.x.device)
+    if left.numel() == 0:
+        return Finding(
+            "transfer",
+            True,
+            "the white-box attacks broke every point: none left to transfer to",
+            {"skipped": False, "points_tried": 0, "transfer_only": 0.0},
+        )
+    attack = APGD(eps, iters, loss="ce", seed=probe.seed, stream="check-transfer")
+    crafted = attack(surrogate, probe.x[left], probe.y[left], index=probe.index[left])
+    probe.spend("transfer", crafted.cost)
+    broken = probe.misclassified("transfer", crafted.x_adv, probe.y[left])
+    only = float(broken.sum()) / probe.x.shape[0]
+    return Finding(
+        "transfer",
+        only <= tol,
+        f"APGD-CE examples crafted on the surrogate break {only:.1%} of points the "
+        f"white-box attacks on the model left robust ({left.numel()} tried; they break "
+        f"{float(crafted.success.float().mean()):.1%} of those on the surrogate)",
+        {
+            "skipped": False,
+            "points_tried": int(left.numel()),
+            "transfer_only": only,
+            "surrogate_broken": float(crafted.success.float().mean()),
+        },
+    )
+
+
+def _randomness(probe: _Probe) -> Finding:
+    """Whether the model is randomised and how stable the final verdicts were."""
+    if not probe.random:
+        return Finding(
+            "randomness",
+            True,
+            "deterministic: two identical calls give the same logits (no EOT needed)",
+            {"randomised": False, "eot_iter": 1, "reevals": 1},
+        )
+    worst = max(probe.flips.values())
+    return Finding(
+        "randomness",
+        worst <= FLIP_LIMIT,
+        f"randomised model: every gradient attack averaged {probe.eot} draws (EOT) and each "
+        f"final example was evaluated {probe.reevals} times; verdicts flip on "
+        f"{probe.flips['apgd-ce']:.1%} of APGD-CE's examples, at most {worst:.1%} for any "
+        "attack (broken = misclassified in every evaluation)",
+        {
+            "randomised": True,
+            "eot_iter": probe.eot,
+            "reevals": probe.reevals,
+            "flips": dict(probe.flips),
+        },
+    )
+
+
+def _input_grad(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eot: int = 1
+) -> tuple[torch.Tensor, ...]:
+    """Input gradient, loss and logits of the cross-entropy, each averaged over ``eot``
+    draws (float32, as a naive attack computes them)."""
+    grads, losses, outs = [], [], []
     with attack_mode(model, eval_mode=True):
         xg = x.clone().requires_grad_(True)
-        logits = model(xg)
-        loss = F.cross_entropy(logits, y, reduction="none")
-        (grad,) = torch.autograd.grad(loss.sum(), xg)
-    return grad.detach(), loss.detach(), logits.detach()
+        for _ in range(eot):
+            logits = model(xg)
+            loss = F.cross_entropy(logits, y, reduction="none")
+            (grad,) = torch.autograd.grad(loss.sum(), xg)
+            grads.append(grad.detach())
+            losses.append(loss.detach())
+            outs.append(logits.detach())
+    return tuple(torch.stack(v).mean(dim=0) for v in (grads, losses, outs))
 
 
 def _gradient_and_logit_probes(probe: _Probe, eps: float) -> list[Finding]:
@@ -324,7 +611,7 @@ def _gradient_and_logit_probes(probe: _Probe, eps: float) -> list[Finding]:
     starts = {"clean": probe.x, "random": (probe.x + eps * noise).clamp(0, 1)}
     zero, bad, ce_zero, logits = {}, {}, 0.0, None
     for name, xs in starts.items():
-        grad, loss, out = _input_grad(probe.model, xs, probe.y)
+        grad, loss, out = _input_grad(probe.model, xs, probe.y, probe.eot)
         flat = grad.flatten(1)
         bad[name] = float((~torch.isfinite(flat)).any(1).float().mean())
         zero[name] = float((flat.abs().amax(1) == 0).float().mean())
@@ -367,7 +654,7 @@ def _trace_probes(probe: _Probe, eps: float, iters: int, tol: float) -> list[Fin
     history, any_adv = [], torch.zeros(len(x), dtype=torch.bool, device=x.device)
     last_adv = any_adv
     for it in range(iters + 1):
-        grad, loss, logits = _input_grad(model, xa, y)
+        grad, loss, logits = _input_grad(model, xa, y, probe.eot)
         history.append(loss)
         last_adv = logits.argmax(1) != y
         any_adv = any_adv | last_adv

@@ -48,6 +48,15 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
 
 
+def randomised(model: nn.Module, x: torch.Tensor, *, tol: float = 1e-4) -> bool:
+    """Whether two identical calls of ``model`` on ``x`` give different logits (dropout
+    left on, a stochastic defense): the test :func:`check_model_contract` refuses on."""
+    with torch.no_grad():
+        out, again = model(x), model(x)
+    scale = max(1.0, float(out.abs().max()))
+    return not torch.allclose(out, again, atol=tol * scale, rtol=0)
+
+
 def check_model_contract(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, tol: float = 1e-4
 ) -> int:

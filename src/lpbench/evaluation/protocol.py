@@ -33,7 +33,7 @@ class AttackSpec:
     score: str = "any"
     targeted: str | None = None
 
-    def build(self, eps: float, *, seed: int, max_batch: int) -> NamedAttack:
+    def build(self, eps: float, *, seed: int, max_batch: int, eot_iter: int = 1) -> NamedAttack:
         attack = PGD(
             eps,
             parse_step(self.step, eps),
@@ -42,6 +42,7 @@ class AttackSpec:
             loss=self.loss,
             score=self.score,
             targeted=self.targeted,
+            eot_iter=eot_iter,
             seed=seed,
             stream=self.label,
             max_batch=max_batch,

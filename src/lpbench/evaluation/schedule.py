@@ -6,11 +6,17 @@ schedule has a per-point cap, its most gradients + queries on one point, fixed w
 schedule is built; the caps add up to at most the budget, so no point can spend more
 whatever the attacks do, and the spend reported is the exact sum of what the attacks
 counted. Points broken early spend less: later attacks only see the points still robust.
+
+With ``adapt`` (:func:`raise_budgets`), ``lpbench check`` runs first and every probe that
+warns doubles one setting of the attack able to expose what it found (:data:`RAISES`);
+the budget grows by exactly the caps' growth.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square
@@ -22,6 +28,23 @@ from lpbench.evaluation.protocol import NamedAttack
 DEFAULT_BUDGET = 2000
 
 
+#: Per ``check`` probe: the attack of ``auto`` a warning raises and the setting doubled.
+#: Failing gradients (black-box, gradients, transfer) give Square twice the queries;
+#: verdicts that depend on the start (restarts, loss-surface) give APGD-CE twice the
+#: restarts; an unconverged loss (convergence, incomplete) gives it twice the iterations;
+#: a baseline gap gives APGD-T twice the iterations. Other probes raise nothing.
+RAISES: dict[str, tuple[str, str]] = {
+    "black-box": ("square", "n_queries"),
+    "gradients": ("square", "n_queries"),
+    "transfer": ("square", "n_queries"),
+    "restarts": ("apgd-ce", "restarts"),
+    "loss-surface": ("apgd-ce", "restarts"),
+    "convergence": ("apgd-ce", "n_iter"),
+    "incomplete": ("apgd-ce", "n_iter"),
+    "gap": ("apgd-t", "n_iter"),
+}
+
+
 def max_spend_per_point(attack: Attack) -> int:
     """The most gradients + queries ``attack`` can spend on one point (its per-point cap).
 
@@ -29,7 +52,7 @@ def max_spend_per_point(attack: Attack) -> int:
     fewer other classes (they then spend less).
     """
     if isinstance(attack, PGD):
-        return attack.restarts * attack.iters
+        return attack.restarts * attack.iters * attack.eot_iter
     if isinstance(attack, APGD):  # APGDT included
         runs = attack.restarts * (attack.n_target_classes if attack.targeted else 1)
         return runs * (attack.n_iter + 1) * attack.eot_iter
@@ -51,6 +74,8 @@ class Schedule:
     budget: int
     attacks: list[NamedAttack]
     caps: list[int]
+    raised: list[dict[str, Any]] = field(default_factory=list)
+    check: dict[str, Any] | None = None
 
     @property
     def max_per_point(self) -> int:
@@ -58,8 +83,9 @@ class Schedule:
         return sum(self.caps)
 
     def plan(self) -> dict[str, Any]:
-        """The budget and each attack's cap, JSON-serialisable."""
-        return {
+        """The budget and each attack's cap, JSON-serialisable; after :func:`raise_budgets`
+        also the check's verdict and what it raised."""
+        plan = {
             "budget_per_point": self.budget,
             "unit": "gradients + queries per point",
             "max_per_point": self.max_per_point,
@@ -68,6 +94,9 @@ class Schedule:
                 for a, cap in zip(self.attacks, self.caps, strict=True)
             ],
         }
+        if self.check is not None:
+            plan |= {"check": self.check, "raised": self.raised}
+        return plan
 
     def report(self, result: Any) -> dict[str, Any]:
         """The plan with what an :class:`EvaluationResult` of this schedule spent.
@@ -159,3 +188,35 @@ def auto_schedule(
     caps = [max_spend_per_point(a.attack) for a in attacks]
     assert sum(caps) == budget, (caps, budget)
     return Schedule(budget, attacks, caps)
+
+
+def raise_budgets(
+    schedule: Schedule, warned: Sequence[str], check: dict[str, Any] | None = None
+) -> Schedule:
+    """``schedule`` with the setting :data:`RAISES` names doubled for each probe in
+    ``warned`` (once per setting), its caps recomputed and the budget their sum.
+
+    ``raised`` gets one entry per mapped probe: the attack, the setting and the attack's
+    per-point cap before and after (equal when an earlier probe already doubled it).
+    ``check`` (the check's verdict) is recorded as given (an empty dict when None).
+    """
+    attacks = {a.label: a for a in schedule.attacks}
+    done: set[tuple[str, str]] = set()
+    raised = []
+    for probe in warned:
+        label, setting = RAISES.get(probe, ("", ""))
+        if label not in attacks:
+            continue
+        before = max_spend_per_point(attacks[label].attack)
+        if (label, setting) not in done:
+            attack = copy.copy(attacks[label].attack)
+            setattr(attack, setting, 2 * getattr(attack, setting))
+            attacks[label] = NamedAttack(label, attack)
+            done.add((label, setting))
+        after = max_spend_per_point(attacks[label].attack)
+        raised.append(
+            {"probe": probe, "attack": label, "setting": setting, "from": before, "to": after}
+        )
+    named = list(attacks.values())
+    caps = [max_spend_per_point(a.attack) for a in named]
+    return Schedule(sum(caps), named, caps, raised, check or {})

@@ -84,6 +84,7 @@ def evaluate_checkpoint(
     resume: bool = False,
     show_progress: bool = True,
     budget: int | None = None,
+    adapt: bool = False,
 ) -> tuple[EvaluationResult, Path]:
     """Evaluate a checkpoint on its data set's fixed subset; save to ``out``."""
     model, meta = load_checkpoint(checkpoint, dataset=dataset)
@@ -104,6 +105,7 @@ def evaluate_checkpoint(
         out=out,
         resume=resume,
         budget=budget,
+        adapt=adapt,
         meta={
             "name": name or meta.get("preset") or Path(checkpoint).stem,
             "checkpoint": str(checkpoint),
@@ -342,13 +344,21 @@ def check_checkpoint(
     device: str | None = None,
     out: str | Path | None = None,
     show_progress: bool = True,
+    surrogate: str | Path | None = None,
+    eot_iter: int = 10,
+    reevals: int = 10,
 ) -> CheckReport:
     """Masking probes of a checkpoint on its data set's fixed subset (``points`` points);
     writes the eps sweep figure (``out``, default ``check.png`` beside the checkpoint)
-    and the report as JSON beside it."""
+    and the report as JSON beside it. ``surrogate``: a checkpoint of the same data set to
+    transfer examples from (the transfer probe); ``eot_iter`` and ``reevals`` apply to
+    randomised models only."""
     device_t = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
     dataset = meta["dataset"]
+    source = None
+    if surrogate is not None:
+        source, _ = load_checkpoint(surrogate, dataset=dataset, device=device_t)
     eps = eps if eps is not None else default_eps(dataset)
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
     indices = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
@@ -366,10 +376,18 @@ def check_checkpoint(
         seed=seed,
         device=device_t,
         plot=out.with_suffix(".png"),
+        surrogate=source,
+        eot_iter=eot_iter,
+        reevals=reevals,
     )
     write_json(
         out.with_suffix(".json"),
-        {**report.to_dict(), "checkpoint": str(checkpoint), "dataset": dataset},
+        {
+            **report.to_dict(),
+            "checkpoint": str(checkpoint),
+            "dataset": dataset,
+            "surrogate": None if surrogate is None else str(surrogate),
+        },
     )
     return report
 

@@ -201,6 +201,6 @@ def test_demo_evaluates_the_zoo_without_training(tmp_path, capsys) -> None:
     assert {"plain", "clp", "lsq"} <= set(names)
     for name in names:
         data = json.loads((run_dir / name / "results.json").read_text())
-        assert data["meta"]["checkpoint"] == f"zoo:mnist-digits/{name}"
+        assert data["checkpoint"] == f"zoo:mnist-digits/{name}"
     assert (run_dir / "figures" / "surface.png").stat().st_size > 1000
     assert "zoo" in (run_dir / "report.md").read_text()

@@ -61,7 +61,7 @@ def beside(checkpoint: str | Path, name: str) -> Path:
 def model_name(meta: dict[str, Any], checkpoint: str | Path) -> str:
     """The name a checkpoint goes by in tables: its preset, else its folder."""
     if is_zoo_ref(checkpoint):
-        return str(checkpoint).removeprefix(ZOO_PREFIX)
+        return str(checkpoint).rsplit("/", 1)[-1]
     path = Path(checkpoint)
     return meta.get("preset") or (path.name if path.is_dir() else path.parent.name)
 
@@ -407,7 +407,7 @@ def zoo_listing(name: str | None = None) -> list[str]:
     for entry in entries:
         zoo = entry.zoo
         robust = zoo.get("robust_accuracy", {})
-        strongest = min(robust, key=robust.get) if robust else None
+        strongest = min((k for k in robust if k != "baseline"), key=robust.get, default=None)
         lines.append(
             f"{entry.name:<24} {zoo['training_images']:>12,} "
             f"{zoo['training_seconds'] / 60:>8.1f} m {zoo['clean_accuracy']:>6.1%} "

@@ -392,6 +392,10 @@ def check_checkpoint(
     return report
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def zoo_listing(name: str | None = None) -> list[str]:
     """``lpbench zoo``: a line per entry, or one entry's full record when ``name`` is given."""
     if name is not None:
@@ -406,13 +410,13 @@ def zoo_listing(name: str | None = None) -> list[str]:
     ]
     for entry in entries:
         zoo = entry.zoo
-        robust = zoo.get("robust_accuracy", {})
+        robust = zoo.get("robust_accuracy") or {}
         strongest = min((k for k in robust if k != "baseline"), key=robust.get, default=None)
         lines.append(
             f"{entry.name:<24} {zoo['training_images']:>12,} "
-            f"{zoo['training_seconds'] / 60:>8.1f} m {zoo['clean_accuracy']:>6.1%} "
-            f"{robust.get('baseline', float('nan')):>8.1%} "
-            f"{robust.get(strongest, float('nan')):>9.1%}  {strongest or '-'}"
+            f"{zoo['training_seconds'] / 60:>8.1f} m {_percent(zoo.get('clean_accuracy')):>6} "
+            f"{_percent(robust.get('baseline')):>8} {_percent(robust.get(strongest)):>9}  "
+            f"{strongest or '-'}"
         )
     lines.append("use as zoo:NAME, e.g. `lpbench evaluate zoo:" + entries[0].name + "`")
     return lines

@@ -18,7 +18,7 @@ from lpbench.attacks._common import (
     rows_view,
     score_and_loss,
 )
-from lpbench.attacks.base import Attack, AttackResult, Cost
+from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
 from lpbench.attacks.targets import top_other_classes
@@ -73,23 +73,15 @@ class APGD(Attack):
         model_mode: str = "eval",
     ) -> None:
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        if n_iter < 1:
-            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
-        if restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {restarts}")
-        if n_target_classes < 1:
-            raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
-        if eot_iter < 1:
-            raise ValueError(f"eot_iter must be >= 1, got {eot_iter}")
         if not 0 < rho < 1:
             raise ValueError(f"rho must be in (0, 1), got {rho}")
-        self.n_iter = int(n_iter)
-        self.restarts = int(restarts)
+        self.n_iter = count_at_least("n_iter", n_iter, 1)
+        self.restarts = count_at_least("restarts", restarts, 1)
         self.loss_name = loss
         self.loss_fn = get_loss(loss)
         self.targeted = bool(targeted)
-        self.n_target_classes = int(n_target_classes)
-        self.eot_iter = int(eot_iter)
+        self.n_target_classes = count_at_least("n_target_classes", n_target_classes, 1)
+        self.eot_iter = count_at_least("eot_iter", eot_iter, 1)
         self.rho = float(rho)
 
     def config(self) -> dict[str, Any]:

@@ -104,6 +104,13 @@ class AttackResult:
         )
 
 
+def count_at_least(name: str, value: int, minimum: int) -> int:
+    """``value`` as an int; ValueError naming ``name`` when it is below ``minimum``."""
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
 @contextmanager
 def attack_mode(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
     """Input gradients only (weights frozen) and, when asked, eval mode; both restored."""
@@ -150,14 +157,12 @@ class Attack(ABC):
     ) -> None:
         if not 0 <= eps <= 1:
             raise ValueError(f"eps must be in [0, 1] (inputs are in [0, 1]), got {eps}")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if model_mode not in ("eval", "caller"):
             raise ValueError(f"model_mode must be 'eval' or 'caller', got {model_mode!r}")
         self.eps = float(eps)
         self.seed = int(seed)
         self.stream = stream or self.name
-        self.max_batch = int(max_batch)
+        self.max_batch = count_at_least("max_batch", max_batch, 1)
         self.model_mode = model_mode
 
     @property

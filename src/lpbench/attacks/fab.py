@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward, rows_view
-from lpbench.attacks.base import Attack, AttackResult, Cost
+from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import is_adversarial, margin
 from lpbench.attacks.targets import top_other_classes
@@ -81,15 +81,9 @@ class FAB(Attack):
         model_mode: str = "eval",
     ) -> None:
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        if n_iter < 1:
-            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
-        if restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {restarts}")
-        if n_target_classes < 1:
-            raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
-        self.n_iter = int(n_iter)
-        self.restarts = int(restarts)
-        self.n_target_classes = int(n_target_classes)
+        self.n_iter = count_at_least("n_iter", n_iter, 1)
+        self.restarts = count_at_least("restarts", restarts, 1)
+        self.n_target_classes = count_at_least("n_target_classes", n_target_classes, 1)
         self.alpha_max = float(alpha_max)
         self.eta = float(eta)
         self.beta = float(beta)

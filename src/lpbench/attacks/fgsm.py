@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lpbench.attacks._common import ball, clip, loss_and_grad, rows_view
-from lpbench.attacks.base import Attack, AttackResult, Cost
+from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
 
@@ -40,13 +40,11 @@ class FGSM(Attack):
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
         if step is not None and not 0 < step <= 1:
             raise ValueError(f"step must be in (0, 1], got {step}")
-        if eot_iter < 1:
-            raise ValueError(f"eot_iter must be >= 1, got {eot_iter}")
         self.step = self.eps if step is None else float(step)
         self.random_start = random_start
         self.loss_name = loss
         self.loss_fn = get_loss(loss)
-        self.eot_iter = int(eot_iter)
+        self.eot_iter = count_at_least("eot_iter", eot_iter, 1)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -10,7 +10,15 @@ import torch
 from torch import nn
 
 from lpbench.attacks._common import ball, clip
-from lpbench.attacks.base import COMPLETE, SKIPPED, Attack, AttackResult, Cost, RestartRecords
+from lpbench.attacks.base import (
+    COMPLETE,
+    SKIPPED,
+    Attack,
+    AttackResult,
+    Cost,
+    RestartRecords,
+    count_at_least,
+)
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
 from lpbench.attacks.targets import TARGET_MODES, choose_targets
@@ -87,22 +95,16 @@ class PGD(Attack):
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
         if not 0 < step <= 1:
             raise ValueError(f"step must be in (0, 1], got {step}")
-        if iters < 0:
-            raise ValueError(f"iters must be >= 0, got {iters}")
-        if restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {restarts}")
         if score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
         if targeted is not None and targeted not in TARGET_MODES:
             raise ValueError(f"targeted must be one of {', '.join(TARGET_MODES)} or None")
-        if eot_iter < 1:
-            raise ValueError(f"eot_iter must be >= 1, got {eot_iter}")
         bad = [k for k in record_at if not 0 <= k <= iters]
         if bad:
             raise ValueError(f"record_at iterations {bad} are outside 0..{iters}")
         self.step = float(step)
-        self.iters = int(iters)
-        self.restarts = int(restarts)
+        self.iters = count_at_least("iters", iters, 0)
+        self.restarts = count_at_least("restarts", restarts, 1)
         self.loss_name = loss
         self.loss_fn = get_loss(loss)
         self.score = score
@@ -111,7 +113,7 @@ class PGD(Attack):
         self.early_stop = early_stop and not keep_last
         self.targeted = targeted
         self.record_at = tuple(sorted({int(k) for k in record_at}))
-        self.eot_iter = int(eot_iter)
+        self.eot_iter = count_at_least("eot_iter", eot_iter, 1)
 
     def config(self) -> dict[str, Any]:
         return {

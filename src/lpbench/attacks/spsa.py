@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward
-from lpbench.attacks.base import Attack, AttackResult, Cost
+from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
 from lpbench.attacks.keyed import keyed_signs, keyed_uniform
 from lpbench.attacks.losses import is_adversarial, margin
 
@@ -46,16 +46,12 @@ class SPSA(Attack):
         model_mode: str = "eval",
     ) -> None:
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        if n_iter < 0:
-            raise ValueError(f"n_iter must be >= 0, got {n_iter}")
-        if restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {restarts}")
         if samples < 2 or samples % 2:
             raise ValueError(f"samples must be even and >= 2, got {samples}")
         if lr <= 0 or delta <= 0:
             raise ValueError("lr and delta must be positive")
-        self.n_iter = int(n_iter)
-        self.restarts = int(restarts)
+        self.n_iter = count_at_least("n_iter", n_iter, 0)
+        self.restarts = count_at_least("restarts", restarts, 1)
         self.samples = int(samples)
         self.lr = float(lr)
         self.delta = float(delta)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward
-from lpbench.attacks.base import Attack, AttackResult, Cost
+from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
 from lpbench.attacks.keyed import keyed_randint, keyed_signs
 from lpbench.attacks.losses import is_adversarial, margin
 
@@ -61,14 +61,10 @@ class Square(Attack):
         model_mode: str = "eval",
     ) -> None:
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        if n_queries < 1:
-            raise ValueError(f"n_queries must be >= 1, got {n_queries}")
-        if restarts < 1:
-            raise ValueError(f"restarts must be >= 1, got {restarts}")
         if not 0 < p_init <= 1:
             raise ValueError(f"p_init must be in (0, 1], got {p_init}")
-        self.n_queries = int(n_queries)
-        self.restarts = int(restarts)
+        self.n_queries = count_at_least("n_queries", n_queries, 1)
+        self.restarts = count_at_least("restarts", restarts, 1)
         self.p_init = float(p_init)
 
     def config(self) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from lpbench.reporting import ResultRow, write_report
 from lpbench.reporting.collect import collect_results, figure_sections, read_results
 from lpbench.runtime import evaluation_mode, resolve_device
 from lpbench.training import TRAIN_PRESETS, load_checkpoint
-from lpbench.zoo import ZOO_PREFIX, get_entry, is_zoo_ref, list_entries
+from lpbench.zoo import entry_name, get_entry, is_zoo_ref, list_entries
 
 
 def beside(checkpoint: str | Path, name: str) -> Path:
@@ -52,8 +52,7 @@ def beside(checkpoint: str | Path, name: str) -> Path:
     Zoo models live inside the installed package, so theirs go to ``runs/zoo/<name>/``.
     """
     if is_zoo_ref(checkpoint):
-        entry = str(checkpoint).removeprefix(ZOO_PREFIX).replace("/", "-")
-        return Path("runs") / "zoo" / entry / name
+        return Path("runs") / "zoo" / entry_name(checkpoint).replace("/", "-") / name
     path = Path(checkpoint)
     return (path if path.is_dir() else path.parent) / name
 

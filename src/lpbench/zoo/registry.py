@@ -52,6 +52,11 @@ def is_zoo_ref(ref: str | Path) -> bool:
     return str(ref).startswith(ZOO_PREFIX)
 
 
+def entry_name(ref: str | Path) -> str:
+    """``dataset/name`` of a zoo reference, with or without ``zoo:``."""
+    return str(ref).removeprefix(ZOO_PREFIX)
+
+
 def _names() -> list[str]:
     return sorted(
         f"{path.parent.parent.name}/{path.parent.name}"
@@ -61,7 +66,7 @@ def _names() -> list[str]:
 
 def zoo_path(name: str | Path) -> Path:
     """The weights file of entry ``name`` (with or without ``zoo:``); ZooError if unknown."""
-    name = str(name).removeprefix(ZOO_PREFIX)
+    name = entry_name(name)
     if name not in _names():
         raise ZooError(
             f"no zoo model {name!r}; the zoo has: {', '.join(_names()) or 'nothing'} "
@@ -76,7 +81,7 @@ def get_entry(name: str) -> ZooEntry:
     meta = read_checkpoint_meta(weights)
     if "zoo" not in meta:
         raise ZooError(f"{weights.with_suffix('.json')} has no 'zoo' block")
-    return ZooEntry(str(name).removeprefix(ZOO_PREFIX), weights.parent, meta)
+    return ZooEntry(entry_name(name), weights.parent, meta)
 
 
 def list_entries() -> list[ZooEntry]:

@@ -75,3 +75,32 @@ def test_budget_and_target_count_from_the_logits() -> None:
     runs = 5 * 3 * 2
     assert out.cost.gradients == runs * 6
     assert out.cost.forwards == 5 + runs * (6 + 6 + 1)  # clean, per step 1 + 1, final clip
+
+
+def test_target_ranks_split_over_two_attacks_run_as_in_one() -> None:
+    """``auto`` splits FAB-T's ranks (top 3, then the next 6): per point, the later ranks'
+    runs (random restarts included) must be those of one FAB-T over all ranks."""
+    model, x, y = trained_mlp(classes=10, n=40)
+    index = torch.arange(100, 140)
+    whole = FAB(0.04, n_iter=8, restarts=2, n_target_classes=9)(model, x, y, index=index)
+    first = FAB(0.04, n_iter=8, restarts=2, n_target_classes=3)(model, x, y, index=index)
+    left = (~first.success).nonzero().squeeze(1)
+    rest = FAB(0.04, n_iter=8, restarts=2, n_target_classes=6, skip_targets=3)(
+        model, x[left], y[left], index=index[left]
+    )
+    split = first.success.clone()
+    split[left] = rest.success
+    assert 0 < len(left) < len(x)
+    assert torch.equal(split, whole.success)
+    assert torch.equal(rest.restarts.status, whole.restarts.status[left][:, 6:])
+    assert torch.equal(rest.restarts.loss, whole.restarts.loss[left][:, 6:])
+
+
+def test_skipping_every_target_is_an_error() -> None:
+    model, x, y = trained_mlp(classes=4, n=3)
+    try:
+        FAB(0.1, skip_targets=3)(model, x, y)
+    except ValueError as err:
+        assert "leaves no target" in str(err)
+    else:
+        raise AssertionError("FAB with every target skipped ran")

@@ -19,6 +19,7 @@ from lpbench.evaluation import (
     raise_budgets,
 )
 from lpbench.evaluation.check import CheckReport, Finding
+from lpbench.evaluation.schedule import AA_STANDARD_BUDGET
 from tests.attack_models import Scaled, trained_mlp, unbreakable
 
 
@@ -52,18 +53,64 @@ def test_presets_and_budget_errors():
     with pytest.raises(ValueError, match="auto preset only"):
         preset_attacks("strong", "mnist", budget=100)
     with pytest.raises(ValueError, match="too small"):
-        auto_schedule(0.3, budget=200)
+        auto_schedule(0.3, budget=101)
 
 
-@pytest.mark.parametrize("budget", [2000, 700, 243])
-def test_auto_caps_add_up_to_the_budget(budget):
+LADDER = ["apgd-ce", "fab-t", "apgd-t", "fab-t-more", "square"]
+
+
+@pytest.mark.parametrize(
+    ("budget", "labels"),
+    [
+        (6910, LADDER),
+        (2000, LADDER),
+        (1000, [*LADDER[:3], "square"]),
+        (700, [*LADDER[:2], "square"]),
+        (102, ["apgd-ce", "square"]),
+    ],
+)
+def test_auto_caps_add_up_to_the_budget(budget, labels):
     schedule = auto_schedule(0.3, budget=budget)
-    labels = [a.label for a in schedule.attacks]
-    assert labels == ["apgd-ce", "apgd-t", "square"]
+    assert [a.label for a in schedule.attacks] == labels
     assert schedule.caps == [max_spend_per_point(a.attack) for a in schedule.attacks]
     assert sum(schedule.caps) == budget
     assert schedule.caps[0] == 101  # APGD-CE: 100 steps and the start
-    assert schedule.caps[2] >= 1
+    assert schedule.caps[-1] >= min(500, (budget - 101) // 2)  # Square keeps its floor
+
+
+def test_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_full():
+    """At AA_STANDARD_BUDGET, auto holds each aa-standard attack with its settings, stream
+    and target ranks (FAB-T's split 3 + 6), so it breaks every point aa-standard breaks."""
+    auto = {
+        a.label: a.attack for a in auto_schedule(0.3, budget=AA_STANDARD_BUDGET, seed=4).attacks
+    }
+    aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3, seed=4)}
+    assert AA_STANDARD_BUDGET == sum(max_spend_per_point(a) for a in aa.values()) == 6910
+    for label in ("apgd-ce", "apgd-t", "square"):
+        assert auto[label].config() == aa[label].config()
+    fab, more = auto["fab-t"], auto["fab-t-more"]
+    assert (fab.skip_targets, fab.n_target_classes) == (0, 3)
+    assert (more.skip_targets, more.n_target_classes) == (3, 6)
+    for part in (fab, more):
+        assert part.key == aa["fab-t"].key
+        assert {
+            k: v for k, v in part.config().items() if k not in ("skip_targets", "n_target_classes")
+        } == {
+            k: v
+            for k, v in aa["fab-t"].config().items()
+            if k not in ("skip_targets", "n_target_classes")
+        }
+
+
+def test_auto_at_aa_standard_budget_leaves_no_point_aa_standard_breaks():
+    model, x, y = trained_mlp(10, 40)
+    kwargs = {"eps": 0.06, "show_progress": False}
+    aa = evaluate_model(model, x, y, preset="aa-standard", **kwargs)
+    auto = evaluate_model(model, x, y, preset="auto", budget=AA_STANDARD_BUDGET, **kwargs)
+    aa_robust = {i for i, robust in zip(aa.indices, aa.robust, strict=True) if robust}
+    auto_robust = {i for i, robust in zip(auto.indices, auto.robust, strict=True) if robust}
+    assert 0 < len(aa_robust) < len(x)
+    assert auto_robust <= aa_robust
 
 
 def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
@@ -92,18 +139,21 @@ def test_auto_breaks_undefended_and_logit_scaled_models_within_budget():
     assert auto.robust_accuracy <= 0.1 < base.robust_accuracy
     report = auto.meta["schedule"]
     assert report["within_budget"] and report["spent"] <= 30 * 600
-    assert {b for b in auto.broken_by if b} <= {"apgd-ce", "apgd-t", "square"}
+    assert {b for b in auto.broken_by if b} <= set(LADDER)
 
 
-def test_auto_fits_apgd_t_to_the_class_count():
-    ten = auto_schedule(0.1, budget=2000, num_classes=10)
-    five = auto_schedule(0.1, budget=2000, num_classes=5)
-    three = auto_schedule(0.1, budget=2000, num_classes=3)
-    assert ten.attacks[1].attack.n_target_classes == 9
-    assert five.attacks[1].attack.n_target_classes == 4
-    assert [a.label for a in three.attacks] == ["apgd-ce", "square"]
-    assert sum(ten.caps) == sum(five.caps) == sum(three.caps) == 2000
-    assert three.caps[-1] == 2000 - 101
+def test_auto_fits_its_targets_to_the_class_count():
+    ten = auto_schedule(0.1, budget=3000, num_classes=10)
+    five = auto_schedule(0.1, budget=3000, num_classes=5)
+    three = auto_schedule(0.1, budget=3000, num_classes=3)
+    targets = {
+        n: [getattr(a.attack, "n_target_classes", 0) for a in s.attacks[1:-1]]
+        for n, s in ((10, ten), (5, five), (3, three))
+    }
+    assert targets == {10: [3, 9, 6], 5: [3, 4, 1], 3: [2]}
+    assert [a.label for a in three.attacks] == ["apgd-ce", "fab-t", "square"]  # no APGD-T
+    assert sum(ten.caps) == sum(five.caps) == sum(three.caps) == 3000
+    assert three.caps[-1] == 3000 - 101 - 200
 
 
 def test_auto_on_a_three_class_model_spends_its_budget():
@@ -113,7 +163,7 @@ def test_auto_on_a_three_class_model_spends_its_budget():
         y = model(x).argmax(1)
     result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=300, show_progress=False)
     report = result.meta["schedule"]
-    assert [r["label"] for r in report["attacks"]] == ["apgd-ce", "square"]
+    assert [r["label"] for r in report["attacks"]] == ["apgd-ce", "fab-t", "square"]
     assert report["spent"] == 4 * 300 and report["within_budget"]
 
 
@@ -121,21 +171,22 @@ def test_raise_budgets_doubles_the_setting_of_each_warned_probe_once():
     base = auto_schedule(0.1, budget=2000, num_classes=10)
     warned = ["black-box", "gap", "restarts", "convergence", "loss-surface", "eps-sweep"]
     raised = raise_budgets(base, warned, {"verdict": "v"})
-    ce, t, square = (a.attack for a in raised.attacks)
+    ce, fab, t, more, square = (a.attack for a in raised.attacks)
     assert (ce.restarts, ce.n_iter) == (2, 200)
     assert t.n_iter == 200 and t.n_target_classes == 9
-    assert square.n_queries == 2 * 990
-    assert raised.caps == [2 * 201, 9 * 201, 1980]
+    assert square.n_queries == 2 * 590
+    assert (fab.n_target_classes, more.n_target_classes) == (3, 1)  # not raised
+    assert raised.caps == [2 * 201, 300, 9 * 201, 100, 1180]
     assert raised.budget == raised.max_per_point == sum(raised.caps)
     assert [(r["probe"], r["attack"], r["setting"], r["from"], r["to"]) for r in raised.raised] == [
-        ("black-box", "square", "n_queries", 990, 1980),
+        ("black-box", "square", "n_queries", 590, 1180),
         ("gap", "apgd-t", "n_iter", 909, 1809),
         ("restarts", "apgd-ce", "restarts", 101, 202),
         ("convergence", "apgd-ce", "n_iter", 202, 402),
         ("loss-surface", "apgd-ce", "restarts", 402, 402),  # already doubled
     ]
-    assert [a.attack.n_iter for a in base.attacks[:2]] == [100, 100]  # the base is untouched
-    assert base.attacks[2].attack.n_queries == 990
+    assert [a.attack.n_iter for a in base.attacks[:3]] == [100, 100, 100]  # base untouched
+    assert base.attacks[-1].attack.n_queries == 590
     plan = raised.plan()
     assert plan["check"] == {"verdict": "v"} and plan["raised"] == raised.raised
     assert "raised" not in base.plan()
@@ -193,14 +244,14 @@ def test_adapt_runs_check_and_raises_for_a_masked_model():
     model, x, y = trained_mlp(5, 20)
     masked = Scaled(model, 1e4)
     result = evaluate_model(
-        masked, x, y, eps=0.1, preset="auto", budget=600, adapt=True, show_progress=False
+        masked, x, y, eps=0.1, preset="auto", budget=1200, adapt=True, show_progress=False
     )
     report = result.meta["schedule"]
     warned = set(report["check"]["warnings"])
     assert {"gap", "gradients"} <= warned
     raised = {(r["probe"], r["attack"]) for r in report["raised"]}
     assert {("gap", "apgd-t"), ("gradients", "square")} <= raised
-    assert report["budget_per_point"] > 600 and report["within_budget"]
+    assert report["budget_per_point"] > 1200 and report["within_budget"]
     with pytest.raises(ValueError, match="adapt"):
         evaluate_model(masked, x, y, eps=0.1, preset="strong", adapt=True, show_progress=False)
 

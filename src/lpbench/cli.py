@@ -17,6 +17,7 @@ from lpbench.data import (
     DatasetNotFoundError,
 )
 from lpbench.evaluation import (
+    AA_STANDARD_BUDGET,
     DEFAULT_BUDGET,
     PRESETS,
     NamedAttack,
@@ -591,13 +592,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRESETS,
         default=None,
         help="attack preset (default: strong, which includes the baseline); aa-standard: "
-        "AutoAttack's standard version; auto: budgeted schedule, cheapest attack first",
+        "AutoAttack's standard version; auto: budgeted ladder of APGD-CE, FAB-T, APGD-T, "
+        "Square",
     )
     p.add_argument(
         "--budget",
         type=_positive_int,
         default=None,
-        help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET})",
+        help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET}; "
+        f"{AA_STANDARD_BUDGET} or more runs everything aa-standard runs)",
     )
     p.add_argument(
         "--adapt",

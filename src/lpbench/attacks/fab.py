@@ -50,9 +50,11 @@ class FAB(Attack):
     """FAB-T, L-infinity (Croce & Hein 2020): always targeted.
 
     Each run targets one class: each point's ``n_target_classes`` highest-scoring other
-    classes of the clean input (capped at ``classes - 1``), in that order, ``restarts``
-    runs each (the first from the clean point, later ones from a random point at eps/2,
-    keyed per point and run); an explicit ``target`` passed to the call is the only target.
+    classes of the clean input after the first ``skip_targets`` of them (capped at
+    ``classes - 1`` in all), in that order, ``restarts`` runs each (the first from the
+    clean point, later ones from a random point at eps/2, keyed per point and run, the
+    run numbered by the target's rank, so that ranks split over two attacks run exactly
+    as in one); an explicit ``target`` passed to the call is the only target.
     An iteration linearises ``logit[target] - logit[y]`` at the iterate, projects both the
     iterate and the clean point onto the approximate boundary within [0, 1], mixes the two
     (weight at most ``alpha_max`` on the clean side), overshoots by ``eta`` and, once
@@ -72,6 +74,7 @@ class FAB(Attack):
         restarts: int = 1,
         *,
         n_target_classes: int = 9,
+        skip_targets: int = 0,
         alpha_max: float = 0.1,
         eta: float = 1.05,
         beta: float = 0.9,
@@ -84,6 +87,7 @@ class FAB(Attack):
         self.n_iter = count_at_least("n_iter", n_iter, 1)
         self.restarts = count_at_least("restarts", restarts, 1)
         self.n_target_classes = count_at_least("n_target_classes", n_target_classes, 1)
+        self.skip_targets = count_at_least("skip_targets", skip_targets, 0)
         self.alpha_max = float(alpha_max)
         self.eta = float(eta)
         self.beta = float(beta)
@@ -95,6 +99,7 @@ class FAB(Attack):
             "restarts": self.restarts,
             "targeted": True,
             "n_target_classes": self.n_target_classes,
+            "skip_targets": self.skip_targets,
             "alpha_max": self.alpha_max,
             "eta": self.eta,
             "beta": self.beta,
@@ -109,11 +114,15 @@ class FAB(Attack):
         target: torch.Tensor | None,
     ) -> AttackResult:
         clean = forward(model, x, self.max_batch)
-        targets = (
-            target[:, None]
-            if target is not None
-            else top_other_classes(clean, y, self.n_target_classes)
-        )
+        skip = 0 if target is not None else self.skip_targets
+        if target is not None:
+            targets = target[:, None]
+        elif skip >= clean.shape[1] - 1:
+            raise ValueError(
+                f"skip_targets={skip} leaves no target: the model has {clean.shape[1]} classes"
+            )
+        else:
+            targets = top_other_classes(clean, y, skip + self.n_target_classes)[:, skip:]
         track = Tracker(x, targets.shape[1] * self.restarts)
         track.cost.forwards += x.shape[0]
         clean_margin = margin(clean, y, None)
@@ -124,7 +133,14 @@ class FAB(Attack):
                 if points.numel() == 0:
                     break
                 run = j * self.restarts + r
-                out = self._run(model, x[points], y[points], targets[points, j], index[points], run)
+                out = self._run(
+                    model,
+                    x[points],
+                    y[points],
+                    targets[points, j],
+                    index[points],
+                    (skip + j) * self.restarts + r,
+                )
                 track.add(points, run, out)
         return track.result()
 

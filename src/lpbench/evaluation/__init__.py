@@ -33,6 +33,7 @@ from lpbench.evaluation.protocol import (
     preset_attacks,
 )
 from lpbench.evaluation.schedule import (
+    AA_STANDARD_BUDGET,
     DEFAULT_BUDGET,
     RAISES,
     Schedule,
@@ -43,6 +44,7 @@ from lpbench.evaluation.schedule import (
 from lpbench.evaluation.shards import Shard, shard_from_env
 
 __all__ = [
+    "AA_STANDARD_BUDGET",
     "DEFAULT_BUDGET",
     "DEFAULT_EPS",
     "PRESETS",

@@ -1,4 +1,4 @@
-"""``auto``: a budgeted schedule of attacks, cheapest first, each on the points still robust.
+"""``auto``: a budgeted ladder of attacks, each on the points still robust.
 
 The budget is per point, in gradients + queries (forward passes without a gradient that
 a white-box attack makes, e.g. on the clean input, are not charged). Every attack of the
@@ -22,9 +22,16 @@ from typing import Any
 from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square
 from lpbench.evaluation.protocol import NamedAttack
 
-#: Default per-point budget of ``auto``, in gradients + queries: APGD-CE, APGD-T over 9
-#: targets and 990 Square queries (AutoAttack's standard version may spend ~6,900 on a
-#: point that survives: 101 + 909 + 900 + 5000).
+#: Iterations of ``auto``'s APGD and FAB-T runs (as in AutoAttack's standard version).
+APGD_ITERS = FAB_ITERS = 100
+#: Most target classes of ``auto``'s targeted attacks, and FAB-T's first share of them.
+MAX_TARGETS, FIRST_FAB_TARGETS = 9, 3
+#: Square's least share of the budget while the budget allows (gradient attacks stop there).
+SQUARE_FLOOR = 500
+#: The most ``aa-standard`` spends on one point of a 10-class model: APGD-CE 101, APGD-T
+#: 9 x 101, FAB-T 9 x 100 and Square 5,000. ``auto`` at this budget runs all of it.
+AA_STANDARD_BUDGET = 101 + 9 * 101 + 9 * 100 + 5000
+#: Default per-point budget of ``auto``, in gradients + queries.
 DEFAULT_BUDGET = 2000
 
 
@@ -139,50 +146,78 @@ def auto_schedule(
     budget: int = DEFAULT_BUDGET,
     seed: int = 0,
     max_batch: int = 10_000,
-    apgd_iters: int = 100,
-    max_targets: int = 9,
     num_classes: int | None = None,
 ) -> Schedule:
-    """``auto`` for ``dataset`` at ``eps`` with ``budget`` gradients + queries per point.
+    """``auto`` at ``eps`` with ``budget`` gradients + queries per point.
 
-    In order, each on the points still robust: APGD-CE (``apgd_iters``, 1 restart), APGD-T
-    (targeted DLR over each point's top-k other classes, k as large as fits half of what
-    is left, at most ``max_targets``) and Square on the margin loss with exactly the rest
-    of the budget. Each stops on a point at its first adversarial iterate, so a point
-    broken early costs a few gradients. The seed's baseline is not part of ``auto`` (its
-    40 fixed, last-iterate-scored steps would cost more than APGD-CE on most points); the
-    ``strong`` preset runs it first for its column.
-    With ``num_classes`` known, APGD-T gets at most ``num_classes - 1`` targets, and none
-    below 4 classes (the targeted DLR loss needs four); Square then gets its share.
+    A ladder of attacks, each on the points still robust and each stopping on a point at
+    its first adversarial iterate: APGD-CE (100 iterations); FAB-T on each point's top
+    :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9); FAB-T on the
+    next-ranked classes up to the 9th; Square on the margin loss with exactly the rest.
+    The gradient attacks are taken in that order, each whole while it leaves Square at
+    least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
+    does not fit whole gets as many targets as fit and the later ones are dropped.
+
+    Every attack uses the stream, settings and target ranks of its ``aa-standard``
+    counterpart (FAB-T's ranks split over two attacks run exactly as in one), so at
+    :data:`AA_STANDARD_BUDGET` or more with 10 classes ``auto`` runs each of
+    ``aa-standard``'s attacks in full and leaves robust no point that ``aa-standard``
+    breaks; at smaller budgets it trades the attacks' lengths for cost. With
+    ``num_classes`` known, targets are capped at ``num_classes - 1`` and APGD-T (whose
+    targeted DLR loss needs four classes) is dropped below 4 classes.
     """
     if budget < 1:
         raise ValueError(f"budget must be a positive number of gradients + queries, got {budget}")
-    apgd_ce = APGD(eps, apgd_iters, 1, loss="ce", seed=seed, stream="apgd-ce", max_batch=max_batch)
-    fixed = max_spend_per_point(apgd_ce)
-    per_target = apgd_iters + 1
-    if num_classes is not None:
-        max_targets = min(max_targets, num_classes - 1) if num_classes >= 4 else 0
-    need = per_target + 1 if max_targets else 1
-    left = budget - fixed
-    if left < need:
-        raise ValueError(
-            f"budget {budget} is too small for auto: APGD-CE takes {fixed}, "
-            f"APGD-T and Square at least {need} more; give at least {fixed + need}"
-        )
+    apgd_ce = APGD(eps, APGD_ITERS, 1, loss="ce", seed=seed, stream="apgd-ce", max_batch=max_batch)
     attacks = [NamedAttack("apgd-ce", apgd_ce)]
-    targets = min(max(left // 2 // per_target, 1), max_targets)
-    if targets:
-        apgd_t = APGDT(
-            eps,
-            apgd_iters,
-            1,
-            n_target_classes=targets,
-            seed=seed,
-            stream="apgd-t",
-            max_batch=max_batch,
+    left = budget - max_spend_per_point(apgd_ce)
+    if left < 1:
+        raise ValueError(
+            f"budget {budget} is too small for auto: APGD-CE takes "
+            f"{max_spend_per_point(apgd_ce)} and Square at least 1 more; give at least "
+            f"{max_spend_per_point(apgd_ce) + 1}"
         )
-        attacks.append(NamedAttack("apgd-t", apgd_t))
-    queries = left - targets * per_target
+    others = MAX_TARGETS if num_classes is None else min(MAX_TARGETS, num_classes - 1)
+    first_fab = min(FIRST_FAB_TARGETS, others)
+    apgd_t = others if num_classes is None or num_classes >= 4 else 0
+    ladder = [
+        ("fab-t", FAB_ITERS, first_fab, 0),
+        ("apgd-t", APGD_ITERS + 1, apgd_t, 0),
+        ("fab-t-more", FAB_ITERS, others - first_fab, first_fab),
+    ]
+    room = left - min(SQUARE_FLOOR, left // 2 or 1)
+    for label, per_target, targets, skip in ladder:
+        fits = min(targets, room // per_target)
+        if fits < 1:
+            if targets:
+                break
+            continue
+        if label == "apgd-t":
+            attack: Attack = APGDT(
+                eps,
+                APGD_ITERS,
+                1,
+                n_target_classes=fits,
+                seed=seed,
+                stream="apgd-t",
+                max_batch=max_batch,
+            )
+        else:
+            attack = FAB(
+                eps,
+                FAB_ITERS,
+                1,
+                n_target_classes=fits,
+                skip_targets=skip,
+                seed=seed,
+                stream="fab-t",
+                max_batch=max_batch,
+            )
+        attacks.append(NamedAttack(label, attack))
+        room -= fits * per_target
+        if fits < targets:
+            break
+    queries = budget - sum(max_spend_per_point(a.attack) for a in attacks)
     square = Square(eps, queries, 1, seed=seed, stream="square", max_batch=max_batch)
     attacks.append(NamedAttack("square", square))
     caps = [max_spend_per_point(a.attack) for a in attacks]

@@ -19,18 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square
-from lpbench.evaluation.protocol import NamedAttack
+from lpbench.attacks import APGD, FAB, FGSM, PGD, SPSA, Attack, Square
+from lpbench.evaluation.protocol import AA_STANDARD, NamedAttack
 
-#: Iterations of ``auto``'s APGD and FAB-T runs (as in AutoAttack's standard version).
-APGD_ITERS = FAB_ITERS = 100
 #: Most target classes of ``auto``'s targeted attacks, and FAB-T's first share of them.
 MAX_TARGETS, FIRST_FAB_TARGETS = 9, 3
 #: Square's least share of the budget while the budget allows (gradient attacks stop there).
 SQUARE_FLOOR = 500
-#: The most ``aa-standard`` spends on one point of a 10-class model: APGD-CE 101, APGD-T
-#: 9 x 101, FAB-T 9 x 100 and Square 5,000. ``auto`` at this budget runs all of it.
-AA_STANDARD_BUDGET = 101 + 9 * 101 + 9 * 100 + 5000
 #: Default per-point budget of ``auto``, in gradients + queries.
 DEFAULT_BUDGET = 2000
 
@@ -72,6 +67,13 @@ def max_spend_per_point(attack: Attack) -> int:
     if isinstance(attack, FGSM):
         return attack.eot_iter
     raise ValueError(f"no per-point cost bound known for {type(attack).__name__}")
+
+
+#: The most ``aa-standard`` spends on one point of a 10-class model (6,910: APGD-CE 101,
+#: APGD-T 9 x 101, FAB-T 9 x 100, Square 5,000). ``auto`` at this budget runs all of it.
+AA_STANDARD_BUDGET = sum(
+    max_spend_per_point(s.build(1.0, seed=0, max_batch=1).attack) for s in AA_STANDARD
+)
 
 
 @dataclass
@@ -158,8 +160,9 @@ def auto_schedule(
     least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
     does not fit whole gets as many targets as fit and the later ones are dropped.
 
-    Every attack uses the stream, settings and target ranks of its ``aa-standard``
-    counterpart (FAB-T's ranks split over two attacks run exactly as in one), so at
+    Every attack is a copy of its ``aa-standard`` counterpart (same settings and random
+    stream) with fewer targets or queries; FAB-T's target ranks split over two attacks
+    run exactly as in one. So at
     :data:`AA_STANDARD_BUDGET` or more with 10 classes ``auto`` runs each of
     ``aa-standard``'s attacks in full and leaves robust no point that ``aa-standard``
     breaks; at smaller budgets it trades the attacks' lengths for cost. With
@@ -168,57 +171,42 @@ def auto_schedule(
     """
     if budget < 1:
         raise ValueError(f"budget must be a positive number of gradients + queries, got {budget}")
-    apgd_ce = APGD(eps, APGD_ITERS, 1, loss="ce", seed=seed, stream="apgd-ce", max_batch=max_batch)
-    attacks = [NamedAttack("apgd-ce", apgd_ce)]
-    left = budget - max_spend_per_point(apgd_ce)
+    aa = {s.label: s.build(eps, seed=seed, max_batch=max_batch).attack for s in AA_STANDARD}
+    attacks = [NamedAttack("apgd-ce", aa["apgd-ce"])]
+    left = budget - max_spend_per_point(aa["apgd-ce"])
     if left < 1:
         raise ValueError(
             f"budget {budget} is too small for auto: APGD-CE takes "
-            f"{max_spend_per_point(apgd_ce)} and Square at least 1 more; give at least "
-            f"{max_spend_per_point(apgd_ce) + 1}"
+            f"{max_spend_per_point(aa['apgd-ce'])} and Square at least 1 more; give at least "
+            f"{budget - left + 1}"
         )
     others = MAX_TARGETS if num_classes is None else min(MAX_TARGETS, num_classes - 1)
     first_fab = min(FIRST_FAB_TARGETS, others)
     apgd_t = others if num_classes is None or num_classes >= 4 else 0
-    ladder = [
-        ("fab-t", FAB_ITERS, first_fab, 0),
-        ("apgd-t", APGD_ITERS + 1, apgd_t, 0),
-        ("fab-t-more", FAB_ITERS, others - first_fab, first_fab),
+    ladder = [  # label, the aa-standard attack it runs a part of, targets, ranks skipped
+        ("fab-t", "fab-t", first_fab, 0),
+        ("apgd-t", "apgd-t", apgd_t, 0),
+        ("fab-t-more", "fab-t", others - first_fab, first_fab),
     ]
     room = left - min(SQUARE_FLOOR, left // 2 or 1)
-    for label, per_target, targets, skip in ladder:
+    for label, part_of, targets, skip in ladder:
+        attack = copy.copy(aa[part_of])
+        attack.n_target_classes = 1
+        per_target = max_spend_per_point(attack)
         fits = min(targets, room // per_target)
         if fits < 1:
             if targets:
                 break
             continue
-        if label == "apgd-t":
-            attack: Attack = APGDT(
-                eps,
-                APGD_ITERS,
-                1,
-                n_target_classes=fits,
-                seed=seed,
-                stream="apgd-t",
-                max_batch=max_batch,
-            )
-        else:
-            attack = FAB(
-                eps,
-                FAB_ITERS,
-                1,
-                n_target_classes=fits,
-                skip_targets=skip,
-                seed=seed,
-                stream="fab-t",
-                max_batch=max_batch,
-            )
+        attack.n_target_classes = fits
+        if skip:
+            attack.skip_targets = skip
         attacks.append(NamedAttack(label, attack))
         room -= fits * per_target
         if fits < targets:
             break
-    queries = budget - sum(max_spend_per_point(a.attack) for a in attacks)
-    square = Square(eps, queries, 1, seed=seed, stream="square", max_batch=max_batch)
+    square = copy.copy(aa["square"])
+    square.n_queries = budget - sum(max_spend_per_point(a.attack) for a in attacks)
     attacks.append(NamedAttack("square", square))
     caps = [max_spend_per_point(a.attack) for a in attacks]
     assert sum(caps) == budget, (caps, budget)

@@ -9,11 +9,15 @@ targets); Square (5,000 queries); ``aa-standard``; and ``auto`` at each of ``--b
 (default: its default budget and ``aa-standard``'s per-point maximum). Each row gives robust
 accuracy (worst case per point; clean mistakes count as broken), gradients and queries
 per point (over all points), and wall time. Per-point results go to ``--out`` (one JSON per
-row), the table to ``--out/attack_cost.md`` and ``.json``. The goal lines check whether
-``auto`` is at or below ``aa-standard`` and the best PGD row, at most half
-``aa-standard``'s gradients + queries.
+row), the table to ``--out/attack_cost.md`` and ``.json``, the figure (robust accuracy
+against gradients + queries) to ``--out/attack_cost.png``. The goal lines say, per ``auto``
+row, whether it is at or below ``aa-standard`` and the best PGD row, and its gradients +
+queries as a share of ``aa-standard``'s. ``--reuse`` keeps rows of earlier tables (same
+model, label and points) instead of running them again, e.g. to add ``auto`` budgets;
+``--plot-from`` redraws the figure from saved tables.
 
     python benchmarks/attack_cost.py [--models zoo:mnist-digits/clp runs/x] [--points 1000]
+        [--budgets 2000 6910] [--reuse OLD/attack_cost.json] [--plot-from A.json B.json]
 """
 
 from __future__ import annotations
@@ -140,6 +144,61 @@ def markdown(table: dict[str, list[dict[str, Any]]], goals: dict[str, dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def plot(table: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Robust accuracy against gradients + queries per point, one panel per model: PGD-100
+    with doubling restarts as a line, auto's budgets as a line, the other attacks as points."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
+
+    cols = min(len(table), 2)
+    grid_rows = -(-len(table) // cols)
+    fig = Figure(figsize=(5.2 * cols, 3.8 * grid_rows), layout="constrained")
+    axes = fig.subplots(grid_rows, cols, squeeze=False).flatten()
+    for ax in axes[len(table) :]:
+        ax.set_visible(False)
+    for ax, (model, rows) in zip(axes, table.items(), strict=False):
+        for prefix, style in (("PGD-100", "o-"), ("auto", "s-")):
+            line = [r for r in rows if r["attack"].startswith(prefix)]
+            if line:
+                ax.plot(
+                    [max(r["cost_per_point"], 1.0) for r in line],
+                    [100 * r["robust_accuracy"] for r in line],
+                    style,
+                    label=f"{prefix}: {line[0]['attack'].split()[-1]} to "
+                    f"{line[-1]['attack'].split()[-1]}"
+                    + (" restarts" if prefix == "PGD-100" else " per point"),
+                    markersize=4,
+                )
+        for r in rows:
+            if not r["attack"].startswith(("PGD-100", "auto")):
+                ax.plot(max(r["cost_per_point"], 1.0), 100 * r["robust_accuracy"], "x")
+                ax.annotate(
+                    r["attack"],
+                    (max(r["cost_per_point"], 1.0), 100 * r["robust_accuracy"]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        top = max(100 * r["robust_accuracy"] for r in rows)
+        ax.set_ylim(-2, max(5.0, 1.08 * top))
+        aa = [r for r in rows if r["attack"] == "aa-standard"]
+        if aa:
+            ax.axvline(
+                max(0.5 * aa[0]["cost_per_point"], 1.0),
+                ls=":",
+                color="grey",
+                label="half of aa-standard's cost",
+            )
+        ax.set_title(model.removeprefix("zoo:"), fontsize=9)
+        ax.set_xlabel("gradients + queries per point")
+        ax.set_ylabel("robust accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.savefig(path, dpi=110)
+
+
 def reused_rows(paths: list[Path]) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Rows of earlier tables by (model, label, points), each marked with its source."""
     rows = {}
@@ -173,7 +232,19 @@ def main() -> None:
         default=[],
         help="earlier attack_cost.json files whose rows (same model, label, points) are kept",
     )
+    parser.add_argument(
+        "--plot-from",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="draw --out/attack_cost.png from saved attack_cost.json tables; run nothing",
+    )
     args = parser.parse_args()
+    if args.plot_from:
+        tables = [json.loads(p.read_text())["rows"] for p in args.plot_from]
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot({m: rows for t in tables for m, rows in t.items()}, args.out / "attack_cost.png")
+        return
     args.reused = reused_rows(args.reuse)
     if args.models is None:
         zoo = {e.name for e in list_entries()}
@@ -192,6 +263,7 @@ def main() -> None:
     text = markdown(table, goals)
     print(text)
     (args.out / "attack_cost.md").write_text(text)
+    plot(table, args.out / "attack_cost.png")
     (args.out / "attack_cost.json").write_text(
         json.dumps(
             {

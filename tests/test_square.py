@@ -64,3 +64,20 @@ def test_non_image_inputs_are_a_clear_error() -> None:
     model = unbreakable()
     with pytest.raises(ValueError, match="images"):
         Square(0.1, n_queries=5)(model, torch.rand(2, 64), torch.zeros(2, dtype=torch.long))
+
+
+def test_keyed_rows_draw_per_row_whatever_the_selection() -> None:
+    """Square draws every iteration through KeyedRows: a selected row's numbers must be
+    those it has in the whole batch and those of the one-shot keyed functions."""
+    from lpbench.attacks import KeyedRows, keyed_randint, keyed_signs
+
+    index = torch.tensor([3, 2**33 + 5, 11, 0])
+    rows = KeyedRows(123, index, 2)
+    picked = torch.tensor([2, 0])
+    assert torch.equal(rows[picked].signs((4, 3), stream=9), rows.signs((4, 3), stream=9)[picked])
+    assert torch.equal(rows.signs((4, 3), stream=9), keyed_signs(123, index, 2, (4, 3), stream=9))
+    assert torch.equal(rows.randint(17, 2, stream=5), keyed_randint(123, index, 2, 17, 2, stream=5))
+    assert not torch.equal(rows.signs((8,), stream=1), rows.signs((8,), stream=2))
+    assert not torch.equal(
+        rows.signs((8,), stream=1), KeyedRows(123, index, 3).signs((8,), stream=1)
+    )

@@ -4,7 +4,7 @@ from lpbench.attacks.apgd import APGD, APGDT
 from lpbench.attacks.base import Attack, AttackResult, Cost, RestartRecords
 from lpbench.attacks.fab import FAB
 from lpbench.attacks.fgsm import FGSM
-from lpbench.attacks.keyed import derive_key, keyed_randint, keyed_signs, keyed_uniform
+from lpbench.attacks.keyed import KeyedRows, derive_key, keyed_randint, keyed_signs, keyed_uniform
 from lpbench.attacks.losses import LOSSES, get_loss, is_adversarial, margin
 from lpbench.attacks.pgd import PGD
 from lpbench.attacks.spsa import SPSA
@@ -27,6 +27,7 @@ __all__ = [
     "Attack",
     "AttackResult",
     "Cost",
+    "KeyedRows",
     "RestartRecords",
     "Square",
     "choose_targets",

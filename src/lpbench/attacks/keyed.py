@@ -42,6 +42,63 @@ def _combine(h: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
     return _mix(h ^ _mix((torch.as_tensor(value, device=h.device) + _GOLDEN) & _MASK32))
 
 
+class KeyedRows:
+    """The random streams of a batch of rows, each keyed by (key, data-set index, restart).
+
+    The row keys are hashed once, so an attack that draws every iteration (Square, SPSA)
+    pays one hash of (stream, position) per draw; ``rows[i]`` keeps the streams of the
+    selected rows. Row ``i`` depends only on its own key, never on the other rows.
+    """
+
+    def __init__(self, key: int, index: torch.Tensor, restart: torch.Tensor | int) -> None:
+        index = index.to(torch.int64).reshape(-1)
+        h = torch.full_like(index, key & _MASK32)
+        h = _combine(h, index & _MASK32)
+        h = _combine(h, (index >> 32) & _MASK32)
+        restart_t = torch.as_tensor(restart, dtype=torch.int64, device=index.device)
+        self.hashes = _combine(h, restart_t.expand_as(index) & _MASK32)
+
+    def __getitem__(self, rows: torch.Tensor) -> KeyedRows:
+        selected = object.__new__(KeyedRows)
+        selected.hashes = self.hashes[rows]
+        return selected
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def bits(self, stream: int, numel: int) -> torch.Tensor:
+        """Uniform 32-bit integers (int64 tensor, shape ``(rows, numel)``)."""
+        h = _combine(self.hashes, stream & _MASK32)
+        position = torch.arange(numel, dtype=torch.int64, device=h.device)
+        return _mix(_combine(h[:, None], position[None, :]))
+
+    def _shaped(self, shape: tuple[int, ...], stream: int) -> torch.Tensor:
+        numel = 1
+        for size in shape:
+            numel *= size
+        return self.bits(stream, numel).reshape(len(self), *shape)
+
+    def uniform(
+        self, shape: tuple[int, ...], *, stream: int = 0, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Uniform numbers in [0, 1), shape ``(rows, *shape)``, 24 random bits each."""
+        return (self._shaped(shape, stream) >> 8).to(dtype) * (1.0 / (1 << 24))
+
+    def signs(
+        self, shape: tuple[int, ...], *, stream: int = 0, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Random -1/+1 entries (Rademacher), shape ``(rows, *shape)``."""
+        return ((self._shaped(shape, stream) >> 31) * 2 - 1).to(dtype)
+
+    def randint(self, high: int | torch.Tensor, count: int = 1, *, stream: int = 0) -> torch.Tensor:
+        """Integers uniform in ``[0, high)`` (``high`` per row or shared), shape (rows, count)."""
+        bits = self.bits(stream, count)
+        high_t = torch.as_tensor(high, dtype=torch.int64, device=bits.device)
+        if high_t.dim() == 1:
+            high_t = high_t[:, None]
+        return (bits * high_t) >> 32
+
+
 def keyed_bits(
     key: int, index: torch.Tensor, restart: torch.Tensor | int, stream: int, numel: int
 ) -> torch.Tensor:
@@ -50,25 +107,7 @@ def keyed_bits(
     Row ``i`` depends only on ``(key, index[i], restart[i], stream)`` and column ``j`` on
     its position, never on the other rows.
     """
-    index = index.to(torch.int64).reshape(-1)
-    device = index.device
-    h = torch.full_like(index, key & _MASK32)
-    h = _combine(h, index & _MASK32)
-    h = _combine(h, (index >> 32) & _MASK32)
-    restart_t = torch.as_tensor(restart, dtype=torch.int64, device=device).expand_as(index)
-    h = _combine(h, restart_t & _MASK32)
-    h = _combine(h, stream & _MASK32)
-    position = torch.arange(numel, dtype=torch.int64, device=device)
-    return _mix(_combine(h[:, None], position[None, :]))
-
-
-def _shaped_bits(
-    key: int, index: torch.Tensor, restart: torch.Tensor | int, shape: tuple[int, ...], stream: int
-) -> torch.Tensor:
-    numel = 1
-    for size in shape:
-        numel *= size
-    return keyed_bits(key, index, restart, stream, numel).reshape(len(index), *shape)
+    return KeyedRows(key, index, restart).bits(stream, numel)
 
 
 def keyed_uniform(
@@ -81,8 +120,7 @@ def keyed_uniform(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Uniform numbers in [0, 1), shape ``(len(index), *shape)``, 24 random bits each."""
-    bits = _shaped_bits(key, index, restart, shape, stream)
-    return (bits >> 8).to(dtype) * (1.0 / (1 << 24))
+    return KeyedRows(key, index, restart).uniform(shape, stream=stream, dtype=dtype)
 
 
 def keyed_signs(
@@ -95,8 +133,7 @@ def keyed_signs(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Random -1/+1 entries (Rademacher), shape ``(len(index), *shape)``."""
-    bits = _shaped_bits(key, index, restart, shape, stream)
-    return ((bits >> 31) * 2 - 1).to(dtype)
+    return KeyedRows(key, index, restart).signs(shape, stream=stream, dtype=dtype)
 
 
 def keyed_randint(
@@ -109,8 +146,4 @@ def keyed_randint(
     stream: int = 0,
 ) -> torch.Tensor:
     """Integers uniform in ``[0, high)`` (``high`` per row or shared), shape ``(n, count)``."""
-    bits = keyed_bits(key, index, restart, stream, count)
-    high_t = torch.as_tensor(high, dtype=torch.int64, device=bits.device)
-    if high_t.dim() == 1:
-        high_t = high_t[:, None]
-    return (bits * high_t) >> 32
+    return KeyedRows(key, index, restart).randint(high, count, stream=stream)

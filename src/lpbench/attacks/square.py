@@ -10,7 +10,7 @@ from torch import nn
 
 from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward
 from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
-from lpbench.attacks.keyed import keyed_randint, keyed_signs
+from lpbench.attacks.keyed import KeyedRows
 from lpbench.attacks.losses import is_adversarial, margin
 
 #: Colour draws per iteration to find one that changes the square (the paper resamples
@@ -114,7 +114,8 @@ class Square(Attack):
         m, c, h, w = x.shape
         cost = Cost()
         lower, upper = ball(x, self.eps)
-        stripes = keyed_signs(self.key, index, restart, (c, 1, w), stream=0, dtype=x.dtype)
+        streams = KeyedRows(self.key, index, restart)
+        stripes = streams.signs((c, 1, w), stream=0, dtype=x.dtype)
         best = clip(x + self.eps * stripes, lower, upper)
         logits = forward(model, best, self.max_batch)
         cost.queries += m
@@ -129,16 +130,14 @@ class Square(Attack):
                 break
             p = p_selection(self.p_init, it - 1, self.n_queries)
             side = min(max(round(math.sqrt(p * h * w)), 1), min(h, w) - 1)
-            pts = index[idx]
-            top = keyed_randint(self.key, pts, restart, h - side, stream=4 * it + 1)
-            left = keyed_randint(self.key, pts, restart, w - side, stream=4 * it + 2)
+            rows = streams[idx]
+            top = rows.randint(h - side, stream=4 * it + 1)
+            left = rows.randint(w - side, stream=4 * it + 2)
             inside_h = (rows_h[None, :] >= top) & (rows_h[None, :] < top + side)
             inside_w = (rows_w[None, :] >= left) & (rows_w[None, :] < left + side)
             window = (inside_h[:, :, None] & inside_w[:, None, :])[:, None]  # (k, 1, h, w)
             xi, bi, lo, hi = x[idx], best[idx], lower[idx], upper[idx]
-            colours = keyed_signs(
-                self.key, pts, restart, (COLOUR_TRIES, c), stream=4 * it + 3, dtype=x.dtype
-            )
+            colours = rows.signs((COLOUR_TRIES, c), stream=4 * it + 3, dtype=x.dtype)
             signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)
             painted_both = clip(
                 xi[:, None] + self.eps * signs[None, :, None, None, None], lo[:, None], hi[:, None]

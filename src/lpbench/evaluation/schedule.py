@@ -162,10 +162,10 @@ def auto_schedule(
 
     Every attack is a copy of its ``aa-standard`` counterpart (same settings and random
     stream) with fewer targets or queries; FAB-T's target ranks split over two attacks
-    run exactly as in one. So at
-    :data:`AA_STANDARD_BUDGET` or more with 10 classes ``auto`` runs each of
-    ``aa-standard``'s attacks in full and leaves robust no point that ``aa-standard``
-    breaks; at smaller budgets it trades the attacks' lengths for cost. With
+    run exactly as in one. So at :data:`AA_STANDARD_BUDGET` or more with 10 classes
+    ``auto`` runs each of ``aa-standard``'s attacks in full and leaves robust no point
+    that ``aa-standard`` breaks; at smaller budgets it trades the attacks' lengths for
+    cost. With
     ``num_classes`` known, targets are capped at ``num_classes - 1`` and APGD-T (whose
     targeted DLR loss needs four classes) is dropped below 4 classes.
     """
@@ -173,12 +173,12 @@ def auto_schedule(
         raise ValueError(f"budget must be a positive number of gradients + queries, got {budget}")
     aa = {s.label: s.build(eps, seed=seed, max_batch=max_batch).attack for s in AA_STANDARD}
     attacks = [NamedAttack("apgd-ce", aa["apgd-ce"])]
-    left = budget - max_spend_per_point(aa["apgd-ce"])
+    ce_cost = max_spend_per_point(aa["apgd-ce"])
+    left = budget - ce_cost
     if left < 1:
         raise ValueError(
-            f"budget {budget} is too small for auto: APGD-CE takes "
-            f"{max_spend_per_point(aa['apgd-ce'])} and Square at least 1 more; give at least "
-            f"{budget - left + 1}"
+            f"budget {budget} is too small for auto: APGD-CE takes {ce_cost} and Square at "
+            f"least 1 more; give at least {ce_cost + 1}"
         )
     others = MAX_TARGETS if num_classes is None else min(MAX_TARGETS, num_classes - 1)
     first_fab = min(FIRST_FAB_TARGETS, others)

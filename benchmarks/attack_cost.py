@@ -61,8 +61,10 @@ def run_row(model: str, label: str, out: Path, points: int, **kwargs: Any) -> di
     }
 
 
-def model_rows(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every row of the table for one model."""
+def model_rows(
+    model: str, args: argparse.Namespace, reused: dict[tuple[str, str, int], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Every row of the table for one model (rows found in ``reused`` are not run again)."""
     dataset = read_checkpoint_meta(model)["dataset"]
     eps = default_eps(dataset)
     stem = args.out / model.removeprefix("zoo:").replace("/", "-").strip("-.")
@@ -70,7 +72,7 @@ def model_rows(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
     def row(label: str, **kwargs: Any) -> dict[str, Any]:
         out = Path(f"{stem}-{label.replace(' ', '_')}.json")
-        record = args.reused.get((model, label, args.points))
+        record = reused.get((model, label, args.points))
         if record is None:
             record = run_row(model, label, out, args.points, **kwargs)
         print(
@@ -150,6 +152,9 @@ def plot(table: dict[str, list[dict[str, Any]]], path: Path) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter
 
+    def cost(r: dict[str, Any]) -> float:  # log axis: 0-cost rows drawn at 1
+        return max(r["cost_per_point"], 1.0)
+
     cols = min(len(table), 2)
     grid_rows = -(-len(table) // cols)
     fig = Figure(figsize=(5.2 * cols, 3.8 * grid_rows), layout="constrained")
@@ -161,7 +166,7 @@ def plot(table: dict[str, list[dict[str, Any]]], path: Path) -> None:
             line = [r for r in rows if r["attack"].startswith(prefix)]
             if line:
                 ax.plot(
-                    [max(r["cost_per_point"], 1.0) for r in line],
+                    [cost(r) for r in line],
                     [100 * r["robust_accuracy"] for r in line],
                     style,
                     label=f"{prefix}: {line[0]['attack'].split()[-1]} to "
@@ -171,10 +176,10 @@ def plot(table: dict[str, list[dict[str, Any]]], path: Path) -> None:
                 )
         for r in rows:
             if not r["attack"].startswith(("PGD-100", "auto")):
-                ax.plot(max(r["cost_per_point"], 1.0), 100 * r["robust_accuracy"], "x")
+                ax.plot(cost(r), 100 * r["robust_accuracy"], "x")
                 ax.annotate(
                     r["attack"],
-                    (max(r["cost_per_point"], 1.0), 100 * r["robust_accuracy"]),
+                    (cost(r), 100 * r["robust_accuracy"]),
                     fontsize=7,
                     xytext=(3, 3),
                     textcoords="offset points",
@@ -245,7 +250,7 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         plot({m: rows for t in tables for m, rows in t.items()}, args.out / "attack_cost.png")
         return
-    args.reused = reused_rows(args.reuse)
+    reused = reused_rows(args.reuse)
     if args.models is None:
         zoo = {e.name for e in list_entries()}
         args.models = [f"zoo:mnist-digits/{m}" for m in DEFAULT_ZOO if f"mnist-digits/{m}" in zoo]
@@ -258,7 +263,7 @@ def main() -> None:
     table, goals = {}, {}
     for model in args.models:
         print(model, flush=True)
-        table[model] = model_rows(model, args)
+        table[model] = model_rows(model, args, reused)
         goals[model] = goal(table[model])
     text = markdown(table, goals)
     print(text)
@@ -271,7 +276,7 @@ def main() -> None:
                     **vars(args),
                     "out": str(args.out),
                     "reuse": [str(p) for p in args.reuse],
-                    "reused": len(args.reused),
+                    "reused": len(reused),
                 },
                 "rows": table,
                 "goals": goals,

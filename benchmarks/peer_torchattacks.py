@@ -54,22 +54,29 @@ class Counting(nn.Module):
         return self.model(x)
 
 
-def stages(model: nn.Module, eps: float, seed: int) -> dict[str, list[tuple[str, Any]]]:
+def stages(
+    model: nn.Module, eps: float, classes: int, seed: int
+) -> dict[str, list[tuple[str, Any]]]:
     """The peer's attack sequences: the reference budgets, and AutoAttack as shipped."""
     import torchattacks as ta
 
     return {
         "reference": [
             ("APGD-CE", ta.APGD(model, eps=eps, steps=100, loss="ce", seed=seed)),
-            ("APGD-T", ta.APGDT(model, eps=eps, steps=100, n_classes=10, seed=seed)),
+            ("APGD-T", ta.APGDT(model, eps=eps, steps=100, n_classes=classes, seed=seed)),
             (
                 "FAB-T",
-                ta.FAB(model, eps=eps, steps=100, multi_targeted=True, n_classes=10, seed=seed),
+                ta.FAB(
+                    model, eps=eps, steps=100, multi_targeted=True, n_classes=classes, seed=seed
+                ),
             ),
             ("Square", ta.Square(model, eps=eps, n_queries=5000, seed=seed)),
         ],
         "as shipped": [
-            ("AutoAttack", ta.AutoAttack(model, eps=eps, version="standard", seed=seed))
+            (
+                "AutoAttack",
+                ta.AutoAttack(model, eps=eps, version="standard", n_classes=classes, seed=seed),
+            )
         ],
     }
 
@@ -86,7 +93,7 @@ def run_model(name: str, points: int, seed: int) -> list[dict[str, Any]]:
     with torch.no_grad():
         robust = model(x).argmax(1) == y
     rows = []
-    for sequence, attacks in stages(counted, eps, seed).items():
+    for sequence, attacks in stages(counted, eps, meta["num_classes"], seed).items():
         alive = robust.clone()
         for label, attack in attacks:
             counted.gradient_rows = counted.forward_rows = 0

@@ -114,9 +114,9 @@ class FAB(Attack):
         target: torch.Tensor | None,
     ) -> AttackResult:
         clean = forward(model, x, self.max_batch)
-        skip = 0 if target is not None else self.skip_targets
+        skip = self.skip_targets
         if target is not None:
-            targets = target[:, None]
+            skip, targets = 0, target[:, None]
         elif skip >= clean.shape[1] - 1:
             raise ValueError(
                 f"skip_targets={skip} leaves no target: the model has {clean.shape[1]} classes"

@@ -9,6 +9,7 @@ their key and position, computed with 32-bit integer hashing in int64 tensor ari
 from __future__ import annotations
 
 import hashlib
+import math
 
 import torch
 
@@ -45,8 +46,8 @@ def _combine(h: torch.Tensor, value: torch.Tensor | int) -> torch.Tensor:
 class KeyedRows:
     """The random streams of a batch of rows, each keyed by (key, data-set index, restart).
 
-    The row keys are hashed once, so an attack that draws every iteration (Square, SPSA)
-    pays one hash of (stream, position) per draw; ``rows[i]`` keeps the streams of the
+    The row keys are hashed once, so an attack that draws every iteration (Square) pays
+    one hash of (stream, position) per draw; ``rows[i]`` keeps the streams of the
     selected rows. Row ``i`` depends only on its own key, never on the other rows.
     """
 
@@ -73,10 +74,7 @@ class KeyedRows:
         return _mix(_combine(h[:, None], position[None, :]))
 
     def _shaped(self, shape: tuple[int, ...], stream: int) -> torch.Tensor:
-        numel = 1
-        for size in shape:
-            numel *= size
-        return self.bits(stream, numel).reshape(len(self), *shape)
+        return self.bits(stream, math.prod(shape)).reshape(len(self), *shape)
 
     def uniform(
         self, shape: tuple[int, ...], *, stream: int = 0, dtype: torch.dtype = torch.float32

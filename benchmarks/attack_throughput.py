@@ -1,7 +1,9 @@
-"""Throughput of LeNet forward+backward and of PGD with 1 and 10 batched restarts.
+"""Throughput of LeNet forward+backward, of PGD with 1 and 10 batched restarts, and of Square.
 
 Prints images/s (one image-gradient = one image) and the overhead of PGD per gradient
-relative to a bare forward+backward pass. Run: python benchmarks/attack_throughput.py
+relative to a bare forward+backward pass; then Square's queries/s against a bare forward
+pass (eps so small that no point breaks, so every query runs).
+Run: python benchmarks/attack_throughput.py
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 
 import torch
 
-from lpbench.attacks import PGD
+from lpbench.attacks import PGD, Square
 from lpbench.models import build_model
 from lpbench.runtime import resolve_device
 
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--square-queries", type=int, default=200)
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -64,6 +67,21 @@ def main() -> None:
         print(f"{label:>24} | {bare_ips:14.0f} | {pgd_ips:14.0f} | {bare_ips / pgd_ips:7.2f}x")
     speedup = rows[1][2] / rows[0][2]
     print(f"10 batched restarts vs 1 restart: {speedup:.2f}x the gradients per second")
+
+    def bare_forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    forward_ips = args.points / _time(bare_forward, args.repeats * 3)
+    with torch.no_grad():
+        predicted = model(x).argmax(1)  # every point starts correct, so every query runs
+    square = Square(1e-4, args.square_queries)
+    square_s = _time(lambda: square(model, x, predicted), args.repeats)
+    square_qps = args.points * args.square_queries / square_s
+    print(
+        f"Square, {args.points} points x {args.square_queries} queries: {square_qps:.0f} "
+        f"queries/s, bare forward {forward_ips:.0f} img/s, overhead {forward_ips / square_qps:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ row), the table to ``--out/attack_cost.md`` and ``.json``, the figure (robust ac
 against gradients + queries) to ``--out/attack_cost.png``. The goal lines say, per ``auto``
 row, whether it is at or below ``aa-standard`` and the best PGD row, and its gradients +
 queries as a share of ``aa-standard``'s. ``--reuse`` keeps rows of earlier tables (same
-model, label and points) instead of running them again, e.g. to add ``auto`` budgets;
-``--plot-from`` redraws the figure from saved tables.
+model, label and points) instead of running them again, e.g. to add ``auto`` budgets,
+except the labels ``--fresh`` names (or starts, e.g. ``auto``); ``--plot-from`` redraws
+the figure from saved tables.
 
     python benchmarks/attack_cost.py [--models zoo:mnist-digits/clp runs/x] [--points 1000]
-        [--budgets 2000 6910] [--reuse OLD/attack_cost.json] [--plot-from A.json B.json]
+        [--budgets 2000 6910] [--reuse OLD/attack_cost.json [--fresh auto]]
+        [--plot-from A.json B.json]
 """
 
 from __future__ import annotations
@@ -204,15 +206,17 @@ def plot(table: dict[str, list[dict[str, Any]]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def reused_rows(paths: list[Path]) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """Rows of earlier tables by (model, label, points), each marked with its source."""
+def reused_rows(paths: list[Path], fresh: list[str]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Rows of earlier tables by (model, label, points), each marked with its source;
+    rows whose label starts with one of ``fresh`` are left out (they run again)."""
     rows = {}
     for path in paths:
         table = json.loads(path.read_text())
         points = table["args"]["points"]
         for model, model_rows in table["rows"].items():
             for r in model_rows:
-                rows[(model, r["attack"], points)] = {**r, "reused_from": str(path)}
+                if not r["attack"].startswith(tuple(fresh)):
+                    rows[(model, r["attack"], points)] = {**r, "reused_from": str(path)}
     return rows
 
 
@@ -238,6 +242,12 @@ def main() -> None:
         help="earlier attack_cost.json files whose rows (same model, label, points) are kept",
     )
     parser.add_argument(
+        "--fresh",
+        nargs="*",
+        default=[],
+        help="labels, or their beginnings (e.g. auto), run again even when --reuse has them",
+    )
+    parser.add_argument(
         "--plot-from",
         type=Path,
         nargs="+",
@@ -250,7 +260,7 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         plot({m: rows for t in tables for m, rows in t.items()}, args.out / "attack_cost.png")
         return
-    reused = reused_rows(args.reuse)
+    reused = reused_rows(args.reuse, args.fresh)
     if args.models is None:
         zoo = {e.name for e in list_entries()}
         args.models = [f"zoo:mnist-digits/{m}" for m in DEFAULT_ZOO if f"mnist-digits/{m}" in zoo]

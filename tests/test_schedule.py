@@ -102,15 +102,27 @@ def test_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_full():
         }
 
 
-def test_auto_at_aa_standard_budget_leaves_no_point_aa_standard_breaks():
+@pytest.mark.parametrize("budget", [AA_STANDARD_BUDGET, AA_STANDARD_BUDGET + 1000])
+def test_auto_at_aa_standard_budget_or_more_leaves_no_point_aa_standard_breaks(budget):
     model, x, y = trained_mlp(10, 40)
     kwargs = {"eps": 0.06, "show_progress": False}
     aa = evaluate_model(model, x, y, preset="aa-standard", **kwargs)
-    auto = evaluate_model(model, x, y, preset="auto", budget=AA_STANDARD_BUDGET, **kwargs)
+    auto = evaluate_model(model, x, y, preset="auto", budget=budget, **kwargs)
     aa_robust = {i for i, robust in zip(aa.indices, aa.robust, strict=True) if robust}
     auto_robust = {i for i, robust in zip(auto.indices, auto.robust, strict=True) if robust}
     assert 0 < len(aa_robust) < len(x)
     assert auto_robust <= aa_robust
+
+
+@pytest.mark.parametrize("budget", [700, 2000, AA_STANDARD_BUDGET, AA_STANDARD_BUDGET + 1000])
+def test_autos_square_runs_the_beginning_of_aa_standards_square(budget):
+    """Square's window schedule is aa-standard's at every budget, so on each point auto's
+    Square is the start of aa-standard's run (or all of it and more)."""
+    square = auto_schedule(0.3, budget=budget).attacks[-1].attack
+    aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3)}["square"]
+    assert square.schedule_queries == aa.n_queries == 5000
+    assert square.n_queries == budget - sum(auto_schedule(0.3, budget=budget).caps[:-1])
+    assert square.key == aa.key and square.p_init == aa.p_init
 
 
 def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():

@@ -17,6 +17,24 @@ def test_p_schedule_halves_at_the_papers_budget_shares() -> None:
     assert p_selection(0.8, 51, 10_000) == 0.2
     assert p_selection(0.8, 9_999, 10_000) == 0.8 / 512
     assert p_selection(0.8, 5, 1000) == 0.8 / 2  # shares of the budget, not iterations
+    assert p_selection(0.8, 10_011, 10_000) == 0.4  # past the budget the schedule starts over
+
+
+def test_a_shorter_run_on_a_longer_schedule_is_the_beginning_of_the_longer_run() -> None:
+    model, x, y = trained_mlp(n=40)
+    long = Square(0.05, n_queries=400)(model, x, y)
+    short = Square(0.05, n_queries=40, schedule_queries=400)(model, x, y)
+    assert 0 < short.success.sum() < long.success.sum()
+    assert not (short.success & ~long.success).any()
+    assert torch.equal(short.x_adv[short.success], long.x_adv[short.success])
+    assert short.cost.queries <= 40 * 40
+    assert Square(0.05, n_queries=40, schedule_queries=400).config()["schedule_queries"] == 400
+    assert Square(0.05, n_queries=40).config()["schedule_queries"] == 40
+    # its own schedule over 40 queries shrinks the windows sooner: a different search
+    squeezed = Square(0.05, n_queries=40)(model, x, y)
+    assert not torch.equal(squeezed.x_adv[squeezed.success], long.x_adv[squeezed.success])
+    with pytest.raises(ValueError, match="schedule_queries"):
+        Square(0.05, schedule_queries=0)
 
 
 def test_breaks_an_undefended_model() -> None:

@@ -24,8 +24,9 @@ _SCHEDULE = (
 
 
 def p_selection(p_init: float, it: int, n_queries: int) -> float:
-    """Fraction of pixels changed at iteration ``it``: p_init halved at fixed budget shares."""
-    progress = int(it / n_queries * 10000)
+    """Fraction of pixels changed at iteration ``it``: p_init halved at fixed shares of
+    ``n_queries``; past ``n_queries`` the schedule starts over."""
+    progress = int(it % n_queries / n_queries * 10000)
     for bound, divisor in _SCHEDULE:
         if progress <= bound:
             return p_init / divisor
@@ -44,6 +45,11 @@ class Square(Attack):
     first misclassified query. Points misclassified as given are broken by the clean
     input: one forward pass each, outside the query budget (as in the reference, which
     attacks correctly classified points only). Inputs must be images ``(N, C, H, W)``.
+
+    ``schedule_queries`` (default ``n_queries``, as in the reference) is the length the
+    window schedule is laid over. A run with fewer queries is then, point by point, the
+    beginning of the run with ``schedule_queries``; a longer run starts the schedule over
+    from its best point every ``schedule_queries`` queries.
     """
 
     name = "square"
@@ -55,6 +61,7 @@ class Square(Attack):
         restarts: int = 1,
         *,
         p_init: float = 0.8,
+        schedule_queries: int | None = None,
         seed: int = 0,
         stream: str | None = None,
         max_batch: int = 10_000,
@@ -66,6 +73,9 @@ class Square(Attack):
         self.n_queries = count_at_least("n_queries", n_queries, 1)
         self.restarts = count_at_least("restarts", restarts, 1)
         self.p_init = float(p_init)
+        if schedule_queries is not None:
+            count_at_least("schedule_queries", schedule_queries, 1)
+        self.schedule_queries = schedule_queries
 
     def config(self) -> dict[str, Any]:
         return {
@@ -73,6 +83,7 @@ class Square(Attack):
             "n_queries": self.n_queries,
             "restarts": self.restarts,
             "p_init": self.p_init,
+            "schedule_queries": self.schedule_queries or self.n_queries,
         }
 
     def perturb(
@@ -124,11 +135,12 @@ class Square(Attack):
         success = is_adversarial(logits, y, None)
         rows_h = torch.arange(h, device=x.device)
         rows_w = torch.arange(w, device=x.device)
+        horizon = self.schedule_queries or self.n_queries
         for it in range(1, self.n_queries):
             idx = (~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            p = p_selection(self.p_init, it - 1, self.n_queries)
+            p = p_selection(self.p_init, it - 1, horizon)
             side = min(max(round(math.sqrt(p * h * w)), 1), min(h, w) - 1)
             rows = streams[idx]
             top = rows.randint(h - side, stream=4 * it + 1)

@@ -155,7 +155,9 @@ def auto_schedule(
     A ladder of attacks, each on the points still robust and each stopping on a point at
     its first adversarial iterate: APGD-CE (100 iterations); FAB-T on each point's top
     :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9); FAB-T on the
-    next-ranked classes up to the 9th; Square on the margin loss with exactly the rest.
+    next-ranked classes up to the 9th; Square on the margin loss with exactly the rest,
+    its window schedule laid over ``aa-standard``'s 5,000 queries (so that on every point
+    it runs the beginning of ``aa-standard``'s Square, or all of it and more).
     The gradient attacks are taken in that order, each whole while it leaves Square at
     least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
     does not fit whole gets as many targets as fit and the later ones are dropped.
@@ -207,6 +209,7 @@ def auto_schedule(
             break
     square = copy.copy(aa["square"])
     square.n_queries = budget - sum(max_spend_per_point(a.attack) for a in attacks)
+    square.schedule_queries = aa["square"].n_queries
     attacks.append(NamedAttack("square", square))
     caps = [max_spend_per_point(a.attack) for a in attacks]
     assert sum(caps) == budget, (caps, budget)

@@ -1,23 +1,30 @@
 """Robust accuracy against compute: every attack and preset of lpbench on the same models.
 
-For each model (default: the zoo's Plain, CLP, LSQ and 50% AT LeNets on the shipped MNIST
-digits; any run folders or ``zoo:`` references with ``--models``, e.g. Fashion-MNIST runs)
-it evaluates the data set's fixed evaluation subset with: the seed's baseline; PGD-100
-(step eps/4, cross-entropy) with R = 1, 2, 4, ... restarts, doubling while the next run
-is predicted to fit ``--pgd-minutes`` (30 by default) for that model; APGD-CE; APGD-T (9
-targets); Square (5,000 queries); ``aa-standard``; and ``auto`` at each of ``--budgets``
-(default: its default budget and ``aa-standard``'s per-point maximum). Each row gives robust
-accuracy (worst case per point; clean mistakes count as broken), gradients and queries
-per point (over all points), and wall time. Per-point results go to ``--out`` (one JSON per
-row), the table to ``--out/attack_cost.md`` and ``.json``, the figure (robust accuracy
-against gradients + queries) to ``--out/attack_cost.png``. The goal lines say, per ``auto``
-row, whether it is at or below ``aa-standard`` and the best PGD row, and its gradients +
-queries as a share of ``aa-standard``'s. ``--reuse`` keeps rows of earlier tables (same
-model, label and points) instead of running them again, e.g. to add ``auto`` budgets,
-except the labels ``--fresh`` names (or starts, e.g. ``auto``); ``--plot-from`` redraws
-the figure from saved tables.
+For each model it evaluates the data set's fixed evaluation subset with: the seed's
+baseline; PGD-100 (step eps/4, cross-entropy) with R = 1, 2, 4, ... restarts, doubling
+while the next run is predicted to fit ``--pgd-minutes`` (30 by default) for that model;
+APGD-CE; APGD-T (9 targets); Square (5,000 queries); ``aa-standard``; and ``auto`` at each
+of ``--budgets`` (default: its default budget and ``aa-standard``'s per-point maximum).
 
-    python benchmarks/attack_cost.py [--models zoo:mnist-digits/clp runs/x] [--points 1000]
+The models: without ``--models``, the Plain, CLP, LSQ and 50% AT LeNets of ``--dataset``
+(Fashion-MNIST by default; ``mnist`` once its files are in ``--data-dir``), trained with
+``lpbench train``'s recipes for the epochs of :data:`TRAINED` into ``--out/models`` (a
+finished run is reused, a killed one resumed; about two hours on one CPU thread for
+Fashion-MNIST). ``--models zoo`` takes the zoo's LeNets on the shipped MNIST digits
+instead; any run folders or ``zoo:`` references can be given too.
+
+Each row gives robust accuracy (worst case per point; clean mistakes count as broken),
+gradients and queries per point (over all points), and wall time. Per-point results go to
+``--out`` (one JSON per row), the table to ``--out/attack_cost.md`` and ``.json``, the
+figure (robust accuracy against gradients + queries) to ``--out/attack_cost.png``. The
+goal lines say, per ``auto`` row, whether it is at or below ``aa-standard`` and the best
+PGD row, and its gradients + queries as a share of ``aa-standard``'s. ``--reuse`` keeps
+rows of earlier tables (same model, label and points) instead of running them again, e.g.
+to add ``auto`` budgets, except the labels ``--fresh`` names (or starts, e.g. ``auto``);
+``--plot-from`` redraws the figure from saved tables.
+
+    python benchmarks/attack_cost.py [--dataset fashion-mnist | --models zoo | --models
+        zoo:mnist-digits/clp runs/x] [--points 1000]
         [--budgets 2000 6910] [--reuse OLD/attack_cost.json [--fresh auto]]
         [--plot-from A.json B.json]
 """
@@ -36,10 +43,24 @@ import torch
 from lpbench.evaluation import AA_STANDARD_BUDGET, DEFAULT_BUDGET, default_eps
 from lpbench.evaluation.protocol import AA_STANDARD, AttackSpec
 from lpbench.pipelines.steps import evaluate_checkpoint
-from lpbench.training import read_checkpoint_meta
+from lpbench.training import read_checkpoint_meta, recipe_config, train
 from lpbench.zoo import list_entries
 
-DEFAULT_ZOO = ("plain", "clp", "lsq", "at50")
+ZOO = ("plain", "clp", "lsq", "at50")
+#: Recipe (``lpbench train --preset``) and epochs of each model trained without --models.
+TRAINED = {"plain": 10, "clp": 40, "lsq": 40, "at50": 3}
+
+
+def trained_models(dataset: str, folder: Path, data_dir: Path | None) -> list[str]:
+    """Train the :data:`TRAINED` LeNets on ``dataset`` under ``folder`` (a finished run is
+    kept as it is, a killed one resumed); their run folders."""
+    runs = []
+    for recipe, epochs in TRAINED.items():
+        run = folder / f"{dataset}-{recipe}-e{epochs}"
+        print(f"training {run} (lpbench train --preset {recipe} --epochs {epochs})", flush=True)
+        train(recipe_config(recipe, dataset, epochs=epochs), run, data_dir=data_dir, resume=True)
+        runs.append(str(run))
+    return runs
 
 
 def run_row(model: str, label: str, out: Path, points: int, **kwargs: Any) -> dict[str, Any]:
@@ -76,7 +97,7 @@ def model_rows(
         out = Path(f"{stem}-{label.replace(' ', '_')}.json")
         record = reused.get((model, label, args.points))
         if record is None:
-            record = run_row(model, label, out, args.points, **kwargs)
+            record = run_row(model, label, out, args.points, data_dir=args.data_dir, **kwargs)
         print(
             f"  {label:<22} {record['robust_accuracy']:>7.1%} {record['cost_per_point']:>10.1f}"
             f" {record['wall_s']:>7.1f} s",
@@ -222,7 +243,20 @@ def reused_rows(paths: list[Path], fresh: list[str]) -> dict[tuple[str, str, int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=None, help="run folders or zoo:NAME")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="run folders or zoo:NAME; 'zoo' for the zoo's four MNIST-digit LeNets "
+        "(default: train the four LeNets on --dataset)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        choices=["fashion-mnist", "mnist"],
+        help="data set of the LeNets trained without --models",
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the data set is")
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--pgd-minutes", type=float, default=30.0)
     parser.add_argument("--max-restarts", type=int, default=4096)
@@ -262,8 +296,10 @@ def main() -> None:
         return
     reused = reused_rows(args.reuse, args.fresh)
     if args.models is None:
+        args.models = trained_models(args.dataset, args.out / "models", args.data_dir)
+    elif args.models == ["zoo"]:
         zoo = {e.name for e in list_entries()}
-        args.models = [f"zoo:mnist-digits/{m}" for m in DEFAULT_ZOO if f"mnist-digits/{m}" in zoo]
+        args.models = [f"zoo:mnist-digits/{m}" for m in ZOO if f"mnist-digits/{m}" in zoo]
     args.out.mkdir(parents=True, exist_ok=True)
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "

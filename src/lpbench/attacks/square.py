@@ -83,8 +83,13 @@ class Square(Attack):
             "n_queries": self.n_queries,
             "restarts": self.restarts,
             "p_init": self.p_init,
-            "schedule_queries": self.schedule_queries or self.n_queries,
+            "schedule_queries": self.horizon,
         }
+
+    @property
+    def horizon(self) -> int:
+        """The queries the window schedule is laid over (``schedule_queries`` or the run's)."""
+        return self.schedule_queries or self.n_queries
 
     def perturb(
         self,
@@ -135,12 +140,11 @@ class Square(Attack):
         success = is_adversarial(logits, y, None)
         rows_h = torch.arange(h, device=x.device)
         rows_w = torch.arange(w, device=x.device)
-        horizon = self.schedule_queries or self.n_queries
         for it in range(1, self.n_queries):
             idx = (~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            p = p_selection(self.p_init, it - 1, horizon)
+            p = p_selection(self.p_init, it - 1, self.horizon)
             side = min(max(round(math.sqrt(p * h * w)), 1), min(h, w) - 1)
             rows = streams[idx]
             top = rows.randint(h - side, stream=4 * it + 1)

@@ -19,7 +19,7 @@ from lpbench.evaluation import (
     raise_budgets,
 )
 from lpbench.evaluation.check import CheckReport, Finding
-from lpbench.evaluation.schedule import AA_STANDARD_BUDGET
+from lpbench.evaluation.schedule import AA_STANDARD_BUDGET, AUTO_GIVE_UP
 from tests.attack_models import Scaled, trained_mlp, unbreakable
 
 
@@ -78,11 +78,15 @@ def test_auto_caps_add_up_to_the_budget(budget, labels):
     assert schedule.caps[-1] >= min(500, (budget - 101) // 2)  # Square keeps its floor
 
 
-def test_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_full():
-    """At AA_STANDARD_BUDGET, auto holds each aa-standard attack with its settings, stream
-    and target ranks (FAB-T's split 3 + 6), so it breaks every point aa-standard breaks."""
-    auto = {
-        a.label: a.attack for a in auto_schedule(0.3, budget=AA_STANDARD_BUDGET, seed=4).attacks
+def test_exhaustive_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_full():
+    """At AA_STANDARD_BUDGET, exhaustive auto holds each aa-standard attack with its
+    settings, stream and target ranks (FAB-T's split 3 + 6), so it breaks every point
+    aa-standard breaks; giving up differs from it in Square's give_up only."""
+    schedule = auto_schedule(0.3, budget=AA_STANDARD_BUDGET, seed=4, exhaustive=True)
+    auto = {a.label: a.attack for a in schedule.attacks}
+    giving_up = auto_schedule(0.3, budget=AA_STANDARD_BUDGET, seed=4).attacks[-1].attack
+    assert giving_up.config() == auto["square"].config() | {
+        "give_up": [list(pair) for pair in AUTO_GIVE_UP]
     }
     aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3, seed=4)}
     assert AA_STANDARD_BUDGET == sum(max_spend_per_point(a) for a in aa.values()) == 6910
@@ -103,11 +107,13 @@ def test_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_full():
 
 
 @pytest.mark.parametrize("budget", [AA_STANDARD_BUDGET, AA_STANDARD_BUDGET + 1000])
-def test_auto_at_aa_standard_budget_or_more_leaves_no_point_aa_standard_breaks(budget):
+def test_exhaustive_auto_at_aa_standard_budget_or_more_leaves_no_point_aa_standard_breaks(
+    budget,
+):
     model, x, y = trained_mlp(10, 40)
     kwargs = {"eps": 0.06, "show_progress": False}
     aa = evaluate_model(model, x, y, preset="aa-standard", **kwargs)
-    auto = evaluate_model(model, x, y, preset="auto", budget=budget, **kwargs)
+    auto = evaluate_model(model, x, y, preset="auto", budget=budget, exhaustive=True, **kwargs)
     aa_robust = {i for i, robust in zip(aa.indices, aa.robust, strict=True) if robust}
     auto_robust = {i for i, robust in zip(auto.indices, auto.robust, strict=True) if robust}
     assert 0 < len(aa_robust) < len(x)
@@ -123,6 +129,17 @@ def test_autos_square_runs_the_beginning_of_aa_standards_square(budget):
     assert square.schedule_queries == aa.n_queries == 5000
     assert square.n_queries == budget - sum(auto_schedule(0.3, budget=budget).caps[:-1])
     assert square.key == aa.key and square.p_init == aa.p_init
+    assert square.give_up == AUTO_GIVE_UP and not aa.give_up
+    exhaustive = auto_schedule(0.3, budget=budget, exhaustive=True).attacks[-1].attack
+    assert exhaustive.give_up == () and exhaustive.n_queries == square.n_queries
+
+
+def test_exhaustive_is_for_auto_only():
+    model, x, y = trained_mlp(5, 4)
+    with pytest.raises(ValueError, match="exhaustive"):
+        evaluate_model(model, x, y, eps=0.1, preset="strong", exhaustive=True)
+    with pytest.raises(ValueError, match="exhaustive"):
+        preset_attacks("aa-standard", "mnist", 0.3, exhaustive=True)
 
 
 def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
@@ -139,6 +156,22 @@ def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
     assert report["within_budget"]
     assert sum(a.grad_evals + a.queries for a in result.attacks) == report["spent"]
     assert [r["spent"] for r in report["attacks"]] == [r["cap_total"] for r in report["attacks"]]
+
+
+def test_autos_square_gives_up_points_that_do_not_move():
+    """On a model whose margin Square cannot move, every point stops at the first
+    checkpoint: the gradient attacks' caps plus 500 queries each, within the budget."""
+    model = unbreakable(5)
+    _, x, _ = trained_mlp(5, 6)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=2000, show_progress=False)
+    report = result.meta["schedule"]
+    first_checkpoint = AUTO_GIVE_UP[0][0]
+    assert report["attacks"][-1]["cap_per_point"] > first_checkpoint
+    gradient_caps = sum(r["cap_per_point"] for r in report["attacks"][:-1])
+    assert report["spent"] == 6 * (gradient_caps + first_checkpoint) < 6 * 2000
+    assert report["within_budget"] and result.robust_accuracy == 1.0
 
 
 def test_auto_breaks_undefended_and_logit_scaled_models_within_budget():
@@ -222,6 +255,7 @@ def test_adapt_raises_the_cap_of_the_attack_that_exposed_a_flag(monkeypatch):
     with torch.no_grad():
         y = model(x).argmax(1)
     kwargs = {"eps": 0.1, "preset": "auto", "budget": 600, "show_progress": False}
+    kwargs["exhaustive"] = True  # every point spends its whole cap: the spend is exact
     plain = evaluate_model(model, x, y, **kwargs).meta["schedule"]
     assert "raised" not in plain and "check" not in plain
 

@@ -37,6 +37,42 @@ def test_a_shorter_run_on_a_longer_schedule_is_the_beginning_of_the_longer_run()
         Square(0.05, schedule_queries=0)
 
 
+def test_give_up_stops_points_that_make_too_little_progress() -> None:
+    model, x, y = trained_mlp(n=40)
+    full = Square(0.05, n_queries=400)(model, x, y)
+    # share 0 gives up every robust point at 40 queries: exactly the run cut at 40
+    cut = Square(0.05, n_queries=400, give_up=[(40, 0.0)])(model, x, y)
+    short = Square(0.05, n_queries=40, schedule_queries=400)(model, x, y)
+    assert torch.equal(cut.success, short.success) and torch.equal(cut.x_adv, short.x_adv)
+    assert cut.cost == short.cost
+    # share 1 never gives up (the loss never falls below its first value)
+    kept = Square(0.05, n_queries=400, give_up=[(40, 1.0)])(model, x, y)
+    assert torch.equal(kept.x_adv, full.x_adv) and kept.cost == full.cost
+    # in between: some points stop, those that go on are the full run's
+    half = Square(0.05, n_queries=400, give_up=[(40, 0.6), (100, 0.3)])(model, x, y)
+    assert short.cost.queries < half.cost.queries < full.cost.queries
+    assert short.success.sum() < half.success.sum() <= full.success.sum()
+    assert not (half.success & ~full.success).any()
+    assert torch.equal(half.x_adv[half.success], full.x_adv[half.success])
+    # the same per point in any batch
+    rows = torch.arange(40)
+    split = [
+        Square(0.05, n_queries=400, give_up=[(40, 0.6), (100, 0.3)])(
+            model, x[part], y[part], index=rows[part]
+        )
+        for part in (rows[::2], rows[1::2])
+    ]
+    assert torch.equal(split[0].x_adv, half.x_adv[::2])
+    assert torch.equal(split[1].success, half.success[1::2])
+    assert Square(0.05, give_up=[(100, 0.3), (40, 0.6)]).config()["give_up"] == [
+        [40, 0.6],
+        [100, 0.3],
+    ]
+    for bad in ([(0, 0.5)], [(10, 1.5)], [(10, 0.5), (10, 0.2)], [(2.5, 0.5)]):
+        with pytest.raises(ValueError, match="give_up"):
+            Square(0.05, give_up=bad)
+
+
 def test_breaks_an_undefended_model() -> None:
     model, x, y = trained_mlp(n=20)
     out = Square(0.15, n_queries=100)(model, x, y)

@@ -265,8 +265,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.preset != "auto":
         raise ValueError("--budget applies to --preset auto only")
-    if args.adapt and args.preset != "auto":
-        raise ValueError("--adapt applies to --preset auto only")
+    for flag in ("adapt", "exhaustive"):
+        if getattr(args, flag) and args.preset != "auto":
+            raise ValueError(f"--{flag} applies to --preset auto only")
     dataset = args.dataset or read_checkpoint_meta(args.checkpoint)["dataset"]
     eps = args.eps if args.eps is not None else default_eps(dataset)
     result, out = evaluate_checkpoint(
@@ -287,6 +288,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         show_progress=not args.no_progress,
         budget=args.budget,
         adapt=args.adapt,
+        exhaustive=args.exhaustive,
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -599,8 +601,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget",
         type=_positive_int,
         default=None,
-        help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET}; "
-        f"{AA_STANDARD_BUDGET} or more runs everything aa-standard runs)",
+        help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET}; with "
+        f"--exhaustive, {AA_STANDARD_BUDGET} or more runs everything aa-standard runs)",
+    )
+    p.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="auto only: its Square runs every point to the end instead of giving up "
+        "points that make too little progress",
     )
     p.add_argument(
         "--adapt",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -21,6 +22,20 @@ _SCHEDULE = (
     (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16),
     (2000, 32), (4000, 64), (6000, 128), (8000, 256), (10000, 512),
 )  # fmt: skip
+
+
+def checked_give_up(pairs: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """``give_up`` checkpoints as sorted ``(queries, share)`` pairs, rejecting bad ones."""
+    checked = []
+    for queries, share in pairs:
+        if int(queries) != queries or queries < 1:
+            raise ValueError(f"give_up queries must be positive integers, got {queries}")
+        if not 0 <= share <= 1:
+            raise ValueError(f"give_up shares must be in [0, 1], got {share}")
+        checked.append((int(queries), float(share)))
+    if len({q for q, _ in checked}) != len(checked):
+        raise ValueError(f"give_up has repeated query counts: {pairs}")
+    return tuple(sorted(checked))
 
 
 def p_selection(p_init: float, it: int, n_queries: int) -> float:
@@ -50,6 +65,14 @@ class Square(Attack):
     window schedule is laid over. A run with fewer queries is then, point by point, the
     beginning of the run with ``schedule_queries``; a longer run starts the schedule over
     from its best point every ``schedule_queries`` queries.
+
+    ``give_up`` (default none, as in the reference) stops a run early on points that make
+    too little progress: for each ``(queries, share)`` pair, a point still robust after
+    ``queries`` queries stops there if its loss is still below ``share`` times its loss at
+    the first query (margins are negative while robust, so ``share=0.4`` asks the run to
+    have closed 60% of the distance to the boundary). The decision depends only on the
+    point's own run, so it is the same in any batch. Stopped points count as robust; the
+    query budget stays the most a point can spend.
     """
 
     name = "square"
@@ -62,6 +85,7 @@ class Square(Attack):
         *,
         p_init: float = 0.8,
         schedule_queries: int | None = None,
+        give_up: Sequence[tuple[int, float]] = (),
         seed: int = 0,
         stream: str | None = None,
         max_batch: int = 10_000,
@@ -76,6 +100,7 @@ class Square(Attack):
         if schedule_queries is not None:
             count_at_least("schedule_queries", schedule_queries, 1)
         self.schedule_queries = schedule_queries
+        self.give_up = checked_give_up(give_up)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -84,6 +109,7 @@ class Square(Attack):
             "restarts": self.restarts,
             "p_init": self.p_init,
             "schedule_queries": self.horizon,
+            "give_up": [list(pair) for pair in self.give_up],
         }
 
     @property
@@ -138,10 +164,15 @@ class Square(Attack):
         cost.forwards += m
         best_loss, best_margin = margin(logits, y, t), margin(logits, y, None)
         success = is_adversarial(logits, y, None)
+        running = ~success
+        first_loss = best_loss.clone()
+        give_up = dict(self.give_up)
         rows_h = torch.arange(h, device=x.device)
         rows_w = torch.arange(w, device=x.device)
         for it in range(1, self.n_queries):
-            idx = (~success).nonzero().squeeze(1)
+            if it in give_up:
+                running &= success | (best_loss >= give_up[it] * first_loss)
+            idx = (running & ~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             p = p_selection(self.p_init, it - 1, self.horizon)

@@ -88,6 +88,7 @@ def benchmark(
     meta: dict[str, Any] | None = None,
     budget: int | None = None,
     adapt: bool = False,
+    exhaustive: bool = False,
 ) -> EvaluationResult:
     """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
@@ -101,10 +102,11 @@ def benchmark(
     continues with ``resume=True``. Under ``torchrun`` the points are split over the
     processes and rank 0 writes the file. The caller's model keeps its mode and device.
     ``preset="auto"`` runs the budgeted schedule (``budget`` gradients + queries per
-    point); ``result.meta["schedule"]`` then holds the budget, each attack's cap and the
-    exact spend. With ``adapt`` (``auto`` only), :func:`lpbench.check` first probes the
-    evaluation points (:data:`ADAPT_CHECK` settings) and each warning raises the budget of
-    the attack that can expose it (:func:`raise_budgets`); the schedule report then holds
+    point; ``exhaustive`` keeps its Square from giving up points); ``result.meta["schedule"]``
+    then holds the budget, each attack's cap and the exact spend. With ``adapt`` (``auto``
+    only), :func:`lpbench.check` first probes the evaluation points (:data:`ADAPT_CHECK`
+    settings) and each warning raises the budget of the attack that can expose it
+    (:func:`raise_budgets`); the schedule report then holds
     the check's verdict and ``raised``.
     """
     dataset = data if isinstance(data, str) else None
@@ -112,8 +114,9 @@ def benchmark(
     eps = protocol.eps if eps is None else float(eps)
     if not 0 < eps <= 1:
         raise ValueError(f"eps must be in (0, 1], got {eps}")
-    if adapt and (attacks is not None or preset != "auto"):
-        raise ValueError("adapt applies to preset='auto' only")
+    for flag, value in (("adapt", adapt), ("exhaustive", exhaustive)):
+        if value and (attacks is not None or preset != "auto"):
+            raise ValueError(f"{flag} applies to preset='auto' only")
     schedule = None
     if attacks is None and preset == "auto":
         pass  # built once the data is known (the schedule depends on the class count)
@@ -153,6 +156,7 @@ def benchmark(
             budget=budget or DEFAULT_BUDGET,
             seed=attack_seed,
             num_classes=_num_classes(model, x, device),
+            exhaustive=exhaustive,
         )
         if adapt:
             summary = _adapt_check(model, x, y, eps, dataset, attack_seed, device)
@@ -250,6 +254,7 @@ def evaluate_model(
     show_progress: bool = True,
     budget: int | None = None,
     adapt: bool = False,
+    exhaustive: bool = False,
 ) -> EvaluationResult:
     """Robust accuracy of any torch model on ``(x, y)`` (AutoAttack-style entry point).
 
@@ -269,4 +274,5 @@ def evaluate_model(
         show_progress=show_progress,
         budget=budget,
         adapt=adapt,
+        exhaustive=exhaustive,
     )

@@ -212,6 +212,7 @@ def preset_attacks(
     seed: int = 0,
     max_batch: int = 10_000,
     budget: int | None = None,
+    exhaustive: bool = False,
 ) -> list[NamedAttack]:
     """The attacks of ``preset`` on ``dataset``, run in order on still-robust points.
 
@@ -225,19 +226,26 @@ def preset_attacks(
     ``aa-standard``: AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square).
     ``auto``: the budgeted schedule of :func:`lpbench.evaluation.schedule.auto_schedule`
     (``budget`` gradients + queries per point; default
-    :data:`lpbench.evaluation.schedule.DEFAULT_BUDGET`).
+    :data:`lpbench.evaluation.schedule.DEFAULT_BUDGET`; ``exhaustive``: Square never gives
+    a point up).
     """
     protocol = get_protocol(dataset)
     if eps is None and dataset is None:
         raise ValueError("give eps: there is no default radius without a data set")
     if budget is not None and preset != "auto":
         raise ValueError(f"a budget applies to the auto preset only, not {preset!r}")
+    if exhaustive and preset != "auto":
+        raise ValueError(f"exhaustive applies to the auto preset only, not {preset!r}")
     eps = protocol.eps if eps is None else eps
     if preset == "auto":
         from lpbench.evaluation.schedule import DEFAULT_BUDGET, auto_schedule
 
         schedule = auto_schedule(
-            eps, budget=budget or DEFAULT_BUDGET, seed=seed, max_batch=max_batch
+            eps,
+            budget=budget or DEFAULT_BUDGET,
+            seed=seed,
+            max_batch=max_batch,
+            exhaustive=exhaustive,
         )
         return schedule.attacks
     if preset not in protocol.presets:

@@ -28,6 +28,9 @@ MAX_TARGETS, FIRST_FAB_TARGETS = 9, 3
 SQUARE_FLOOR = 500
 #: Default per-point budget of ``auto``, in gradients + queries.
 DEFAULT_BUDGET = 2000
+#: ``auto``'s Square gives a point up at these (queries, share) checkpoints when its margin
+#: is still below ``share`` times its margin at the first query (see ``Square.give_up``).
+AUTO_GIVE_UP = ((500, 0.5), (1000, 0.35), (2000, 0.2), (3000, 0.12))
 
 
 #: Per ``check`` probe: the attack of ``auto`` a warning raises and the setting doubled.
@@ -149,6 +152,7 @@ def auto_schedule(
     seed: int = 0,
     max_batch: int = 10_000,
     num_classes: int | None = None,
+    exhaustive: bool = False,
 ) -> Schedule:
     """``auto`` at ``eps`` with ``budget`` gradients + queries per point.
 
@@ -157,17 +161,20 @@ def auto_schedule(
     :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9); FAB-T on the
     next-ranked classes up to the 9th; Square on the margin loss with exactly the rest,
     its window schedule laid over ``aa-standard``'s 5,000 queries (so that on every point
-    it runs the beginning of ``aa-standard``'s Square, or all of it and more).
+    it runs the beginning of ``aa-standard``'s Square, or all of it and more). Square gives
+    up on a point that makes too little progress (:data:`AUTO_GIVE_UP`) unless
+    ``exhaustive``: the points that never break dominate the cost of a robust model, and
+    the ones Square breaks late have closed most of their margin by then.
     The gradient attacks are taken in that order, each whole while it leaves Square at
     least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
     does not fit whole gets as many targets as fit and the later ones are dropped.
 
     Every attack is a copy of its ``aa-standard`` counterpart (same settings and random
     stream) with fewer targets or queries; FAB-T's target ranks split over two attacks
-    run exactly as in one. So at :data:`AA_STANDARD_BUDGET` or more with 10 classes
-    ``auto`` runs each of ``aa-standard``'s attacks in full and leaves robust no point
-    that ``aa-standard`` breaks; at smaller budgets it trades the attacks' lengths for
-    cost. With
+    run exactly as in one. So with ``exhaustive`` at :data:`AA_STANDARD_BUDGET` or more
+    with 10 classes ``auto`` runs each of ``aa-standard``'s attacks in full and leaves
+    robust no point that ``aa-standard`` breaks; at smaller budgets, or giving up, it
+    trades the attacks' lengths for cost. With
     ``num_classes`` known, targets are capped at ``num_classes - 1`` and APGD-T (whose
     targeted DLR loss needs four classes) is dropped below 4 classes.
     """
@@ -210,6 +217,7 @@ def auto_schedule(
     square = copy.copy(aa["square"])
     square.n_queries = budget - sum(max_spend_per_point(a.attack) for a in attacks)
     square.schedule_queries = aa["square"].n_queries
+    square.give_up = () if exhaustive else AUTO_GIVE_UP
     attacks.append(NamedAttack("square", square))
     caps = [max_spend_per_point(a.attack) for a in attacks]
     assert sum(caps) == budget, (caps, budget)

@@ -84,6 +84,7 @@ def evaluate_checkpoint(
     show_progress: bool = True,
     budget: int | None = None,
     adapt: bool = False,
+    exhaustive: bool = False,
 ) -> tuple[EvaluationResult, Path]:
     """Evaluate a checkpoint on its data set's fixed subset; save to ``out``."""
     model, meta = load_checkpoint(checkpoint, dataset=dataset)
@@ -105,6 +106,7 @@ def evaluate_checkpoint(
         resume=resume,
         budget=budget,
         adapt=adapt,
+        exhaustive=exhaustive,
         meta={
             "name": name or meta.get("preset") or Path(checkpoint).stem,
             "checkpoint": str(checkpoint),

@@ -148,6 +148,24 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
     assert code == 2 and "--budget" in err
     code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--adapt")
     assert code == 2 and "--adapt" in err
+    code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--exhaustive")
+    assert code == 2 and "--exhaustive" in err
+    for flags, give_up in (([], [[500, 0.5]]), (["--exhaustive"], [])):
+        code, _, err = run(
+            capsys,
+            "evaluate",
+            *base,
+            "--preset",
+            "auto",
+            "--budget",
+            "1000",
+            "--out",
+            str(res),
+            *flags,
+        )
+        assert code == 0, err
+        attacks = json.loads(res.read_text())["manifest"]["attacks"]
+        assert next(a for a in attacks if a["label"] == "square")["give_up"][:1] == give_up
     code, out, err = run(
         capsys,
         "evaluate",

@@ -142,11 +142,16 @@ def test_exhaustive_is_for_auto_only():
         preset_attacks("aa-standard", "mnist", 0.3, exhaustive=True)
 
 
-def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
-    model = unbreakable(5)
-    _, x, _ = trained_mlp(5, 6)
+def _unbreakable_points(classes: int, n: int):
+    """A model that keeps every input in class 0 within any eps, and n inputs it is right on."""
+    model = unbreakable(classes)
+    _, x, _ = trained_mlp(classes, n)
     with torch.no_grad():
-        y = model(x).argmax(1)
+        return model, x, model(x).argmax(1)
+
+
+def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
+    model, x, y = _unbreakable_points(5, 6)
     result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=600, show_progress=False)
     assert result.robust_accuracy == 1.0
     report = result.meta["schedule"]
@@ -161,10 +166,7 @@ def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
 def test_autos_square_gives_up_points_that_do_not_move():
     """On a model whose margin Square cannot move, every point stops at the first
     checkpoint: the gradient attacks' caps plus 500 queries each, within the budget."""
-    model = unbreakable(5)
-    _, x, _ = trained_mlp(5, 6)
-    with torch.no_grad():
-        y = model(x).argmax(1)
+    model, x, y = _unbreakable_points(5, 6)
     result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=2000, show_progress=False)
     report = result.meta["schedule"]
     first_checkpoint = AUTO_GIVE_UP[0][0]
@@ -202,10 +204,7 @@ def test_auto_fits_its_targets_to_the_class_count():
 
 
 def test_auto_on_a_three_class_model_spends_its_budget():
-    model = unbreakable(3)
-    _, x, _ = trained_mlp(3, 4)
-    with torch.no_grad():
-        y = model(x).argmax(1)
+    model, x, y = _unbreakable_points(3, 4)
     result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=300, show_progress=False)
     report = result.meta["schedule"]
     assert [r["label"] for r in report["attacks"]] == ["apgd-ce", "fab-t", "square"]
@@ -250,10 +249,7 @@ def _fake_check(warned: list[str]):
 
 
 def test_adapt_raises_the_cap_of_the_attack_that_exposed_a_flag(monkeypatch):
-    model = unbreakable(5)
-    _, x, _ = trained_mlp(5, 6)
-    with torch.no_grad():
-        y = model(x).argmax(1)
+    model, x, y = _unbreakable_points(5, 6)
     kwargs = {"eps": 0.1, "preset": "auto", "budget": 600, "show_progress": False}
     kwargs["exhaustive"] = True  # every point spends its whole cap: the spend is exact
     plain = evaluate_model(model, x, y, **kwargs).meta["schedule"]

@@ -106,8 +106,8 @@ def benchmark(
     then holds the budget, each attack's cap and the exact spend. With ``adapt`` (``auto``
     only), :func:`lpbench.check` first probes the evaluation points (:data:`ADAPT_CHECK`
     settings) and each warning raises the budget of the attack that can expose it
-    (:func:`raise_budgets`); the schedule report then holds
-    the check's verdict and ``raised``.
+    (:func:`raise_budgets`); the schedule report then holds the check's verdict and
+    ``raised``.
     """
     dataset = data if isinstance(data, str) else None
     protocol = get_protocol(dataset)

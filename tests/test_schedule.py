@@ -174,6 +174,9 @@ def test_autos_square_gives_up_points_that_do_not_move():
     gradient_caps = sum(r["cap_per_point"] for r in report["attacks"][:-1])
     assert report["spent"] == 6 * (gradient_caps + first_checkpoint) < 6 * 2000
     assert report["within_budget"] and result.robust_accuracy == 1.0
+    assert [r["points_given_up"] for r in report["attacks"]] == [0, 0, 0, 0, 6]
+    square = result.to_dict()["points"][0]["attacks"]["square"]
+    assert square["gave_up"] and square["restart_loss"][0] is not None
 
 
 def test_auto_breaks_undefended_and_logit_scaled_models_within_budget():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lpbench.attacks import Square
+from lpbench.attacks.base import GAVE_UP
 from lpbench.attacks.square import p_selection
 
 from .attack_models import trained_mlp, unbreakable
@@ -45,6 +46,8 @@ def test_give_up_stops_points_that_make_too_little_progress() -> None:
     short = Square(0.05, n_queries=40, schedule_queries=400)(model, x, y)
     assert torch.equal(cut.success, short.success) and torch.equal(cut.x_adv, short.x_adv)
     assert cut.cost == short.cost
+    status = cut.restarts.status[:, 0]
+    assert torch.equal(status == GAVE_UP, ~cut.success) and (short.restarts.status != GAVE_UP).all()
     # share 1 never gives up (the loss never falls below its first value)
     kept = Square(0.05, n_queries=400, give_up=[(40, 1.0)])(model, x, y)
     assert torch.equal(kept.x_adv, full.x_adv) and kept.cost == full.cost

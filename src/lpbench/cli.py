@@ -299,10 +299,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     for summary in result.attacks:
         score = summary.config.get("score", "any")
+        given_up = f", {summary.points_given_up} given up" if summary.points_given_up else ""
         print(
             f"  after {summary.label:<20} {summary.robust_accuracy_after:6.1%}  "
-            f"({summary.points_attacked} points attacked, {summary.grad_evals:,} grad evals, "
-            f"{score}-iterate scoring)"
+            f"({summary.points_attacked} points attacked{given_up}, "
+            f"{summary.grad_evals:,} grad evals, {score}-iterate scoring)"
         )
     schedule = result.meta.get("schedule")
     if schedule is not None:

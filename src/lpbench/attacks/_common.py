@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lpbench.attacks.base import COMPLETE, SKIPPED, AttackResult, Cost, RestartRecords
+from lpbench.attacks.base import (
+    COMPLETE,
+    GAVE_UP,
+    SKIPPED,
+    AttackResult,
+    Cost,
+    RestartRecords,
+)
 from lpbench.attacks.losses import AttackLoss, cross_entropy
 
 
@@ -136,7 +143,8 @@ class RunOutcome:
 
     ``x`` is the adversarial example where ``success`` holds, else the highest-loss example;
     ``loss`` and ``margin`` are taken at ``x``; ``score`` ranks failures across runs (the
-    loss itself unless given: see :func:`score_and_loss`).
+    loss itself unless given: see :func:`score_and_loss`); ``gave_up`` marks the points the
+    run stopped on early for too little progress.
     """
 
     success: torch.Tensor
@@ -145,6 +153,7 @@ class RunOutcome:
     margin: torch.Tensor
     cost: Cost
     score: torch.Tensor | None = None
+    gave_up: torch.Tensor | None = None
 
 
 class Tracker:
@@ -180,6 +189,8 @@ class Tracker:
         """Fold run ``run`` over ``points`` (all still robust before it) into the result."""
         self.cost = self.cost + out.cost
         self.rec_status[points, run] = COMPLETE
+        if out.gave_up is not None:
+            self.rec_status[points[out.gave_up], run] = GAVE_UP
         self.rec_loss[points, run] = out.loss.to(self.rec_loss.dtype)
         self.rec_success[points, run] = out.success
         score = (out.loss if out.score is None else out.score).to(self.score.dtype)

@@ -16,7 +16,7 @@ from lpbench.attacks.keyed import derive_key
 from lpbench.runtime import progress_bar
 
 #: Restart status codes in :class:`RestartRecords`.
-SKIPPED, COMPLETE = 0, 1
+SKIPPED, COMPLETE, GAVE_UP = 0, 1, 2
 
 
 @dataclass
@@ -44,8 +44,10 @@ class RestartRecords:
     """Per point and restart: final loss, success and whether the restart counts as run.
 
     ``status`` is ``COMPLETE`` when the restart ran to its end (or until it broke the
-    point itself) and ``SKIPPED`` when it was not run because an earlier restart had
-    already broken the point (early stop). Skipped entries hold NaN / False.
+    point itself), ``GAVE_UP`` when it stopped on the point early because the point made
+    too little progress (Square's ``give_up``), and ``SKIPPED`` when it was not run because
+    an earlier restart had already broken the point (early stop). Skipped entries hold
+    NaN / False.
     """
 
     loss: torch.Tensor

@@ -207,4 +207,4 @@ class Square(Attack):
             best_loss[chosen] = loss[take]
             best_margin[chosen] = margin(logits[take], y[chosen], None)
             success[idx[hit]] = True
-        return RunOutcome(success, best, best_loss, best_margin, cost)
+        return RunOutcome(success, best, best_loss, best_margin, cost, gave_up=~running & ~success)

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lpbench.attacks import Attack
-from lpbench.attacks.base import COMPLETE, Cost
+from lpbench.attacks.base import GAVE_UP, SKIPPED, Cost
 from lpbench.evaluation.contract import check_inputs, check_model_contract
 from lpbench.evaluation.journal import Journal, Part
 from lpbench.evaluation.protocol import NamedAttack
@@ -34,7 +34,8 @@ class VerificationError(RuntimeError):
 
 @dataclass
 class AttackSummary:
-    """What one attack of an evaluation did (cost and time summed over processes)."""
+    """What one attack of an evaluation did (cost and time summed over processes);
+    ``points_given_up``: points a run stopped on early for too little progress."""
 
     label: str
     config: dict[str, Any]
@@ -47,6 +48,7 @@ class AttackSummary:
     queries: int
     wall_time_s: float
     verification_mismatches: int = 0
+    points_given_up: int = 0
 
 
 @dataclass
@@ -264,13 +266,17 @@ class _State:
 
 
 def _restart_record(result: Any, row: int) -> dict[str, Any]:
-    """JSON record of one point: per-restart final loss and success (None: not run)."""
+    """JSON record of one point: per-restart final loss and success (None: not run), and
+    ``gave_up`` when a run stopped on the point early for too little progress."""
     record: dict[str, Any] = {
         "loss": _round(float(result.loss[row])),
         "margin": _round(float(result.margin[row])),
     }
     if result.restarts is not None:
-        ran = (result.restarts.status[row] == COMPLETE).tolist()
+        status = result.restarts.status[row]
+        ran = (status != SKIPPED).tolist()
+        if (status == GAVE_UP).any():
+            record["gave_up"] = True
         losses = result.restarts.loss[row].tolist()
         wins = result.restarts.success[row].tolist()
         record["restart_loss"] = [
@@ -544,6 +550,7 @@ def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary
         queries=cost.queries,
         wall_time_s=wall,
         verification_mismatches=sum(1 for m in state.mismatch if label in m),
+        points_given_up=sum(1 for p in attacked if state.records[p][label].get("gave_up")),
     )
 
 

@@ -113,8 +113,9 @@ class Schedule:
     def report(self, result: Any) -> dict[str, Any]:
         """The plan with what an :class:`EvaluationResult` of this schedule spent.
 
-        Per attack: gradients + queries spent and the cap times the points it attacked
-        (the spend can never exceed it); in all: the total and the mean per point.
+        Per attack: points attacked, broken and given up on, gradients + queries spent and
+        the cap times the points it attacked (the spend can never exceed it); in all: the
+        total and the mean per point.
         """
         by_label = {s.label: s for s in result.attacks}
         rows, total = [], 0
@@ -128,6 +129,7 @@ class Schedule:
                     "cap_per_point": cap,
                     "points_attacked": summary.points_attacked,
                     "points_broken": summary.points_broken,
+                    "points_given_up": summary.points_given_up,
                     "gradients": summary.grad_evals,
                     "queries": summary.queries,
                     "spent": spent,

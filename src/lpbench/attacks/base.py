@@ -54,6 +54,11 @@ class RestartRecords:
     success: torch.Tensor
     status: torch.Tensor
 
+    @property
+    def ran(self) -> torch.Tensor:
+        """Per point and restart: whether the restart was run (to its end or given up)."""
+        return self.status != SKIPPED
+
 
 @dataclass
 class AttackResult:

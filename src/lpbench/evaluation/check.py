@@ -50,7 +50,7 @@ from torch import nn
 
 from lpbench.attacks import APGD, APGDT, FGSM, PGD, Square
 from lpbench.attacks._common import forward
-from lpbench.attacks.base import COMPLETE, Attack, AttackResult, Cost, attack_mode
+from lpbench.attacks.base import Attack, AttackResult, Cost, attack_mode
 from lpbench.attacks.keyed import derive_key, keyed_uniform
 from lpbench.evaluation.contract import check_inputs, randomised
 from lpbench.evaluation.evaluate import predict
@@ -375,7 +375,7 @@ def _run_probes(
     )
     rec = probe.run("restarts", pgd).restarts
     assert rec is not None
-    ran = rec.status.cpu() == COMPLETE
+    ran = rec.ran.cpu()
     wins = rec.success.cpu() & ran
     first, first_ran = wins[:, :restarts], ran[:, :restarts]
     mixed = first.any(1) & (first.sum(1) < first_ran.sum(1))

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lpbench.attacks import Attack
-from lpbench.attacks.base import GAVE_UP, SKIPPED, Cost
+from lpbench.attacks.base import GAVE_UP, Cost
 from lpbench.evaluation.contract import check_inputs, check_model_contract
 from lpbench.evaluation.journal import Journal, Part
 from lpbench.evaluation.protocol import NamedAttack
@@ -273,9 +273,8 @@ def _restart_record(result: Any, row: int) -> dict[str, Any]:
         "margin": _round(float(result.margin[row])),
     }
     if result.restarts is not None:
-        status = result.restarts.status[row]
-        ran = (status != SKIPPED).tolist()
-        if (status == GAVE_UP).any():
+        ran = result.restarts.ran[row].tolist()
+        if (result.restarts.status[row] == GAVE_UP).any():
             record["gave_up"] = True
         losses = result.restarts.loss[row].tolist()
         wins = result.restarts.success[row].tolist()

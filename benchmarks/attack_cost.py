@@ -4,7 +4,8 @@ For each model it evaluates the data set's fixed evaluation subset with: the see
 baseline; PGD-100 (step eps/4, cross-entropy) with R = 1, 2, 4, ... restarts, doubling
 while the next run is predicted to fit ``--pgd-minutes`` (30 by default) for that model;
 APGD-CE; APGD-T (9 targets); Square (5,000 queries); ``aa-standard``; and ``auto`` at each
-of ``--budgets`` (default: its default budget and ``aa-standard``'s per-point maximum).
+of ``--budgets`` (default: its default budget, ``aa-standard``'s per-point maximum, and
+that plus the warm-started Square's 1,000 queries).
 
 The models: without ``--models``, the Plain, CLP, LSQ and 50% AT LeNets of ``--dataset``
 (Fashion-MNIST by default; ``mnist`` once its files are in ``--data-dir``), trained with
@@ -25,7 +26,7 @@ to add ``auto`` budgets, except the labels ``--fresh`` names (or starts, e.g. ``
 
     python benchmarks/attack_cost.py [--dataset fashion-mnist | --models zoo | --models
         zoo:mnist-digits/clp runs/x] [--points 1000]
-        [--budgets 2000 6910] [--reuse OLD/attack_cost.json [--fresh auto]]
+        [--budgets 2000 6910 7910] [--reuse OLD/attack_cost.json [--fresh auto]]
         [--plot-from A.json B.json]
 """
 
@@ -40,7 +41,12 @@ from typing import Any
 
 import torch
 
-from lpbench.evaluation import AA_STANDARD_BUDGET, DEFAULT_BUDGET, default_eps
+from lpbench.evaluation import (
+    AA_STANDARD_BUDGET,
+    DEFAULT_BUDGET,
+    WARM_SQUARE_QUERIES,
+    default_eps,
+)
 from lpbench.evaluation.protocol import AA_STANDARD, AttackSpec
 from lpbench.pipelines.steps import evaluate_checkpoint
 from lpbench.training import read_checkpoint_meta, recipe_config, train
@@ -264,7 +270,7 @@ def main() -> None:
         "--budgets",
         type=int,
         nargs="+",
-        default=[DEFAULT_BUDGET, AA_STANDARD_BUDGET],
+        default=[DEFAULT_BUDGET, AA_STANDARD_BUDGET, AA_STANDARD_BUDGET + WARM_SQUARE_QUERIES],
         help="auto's budgets, one row each (gradients + queries per point)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/attack-cost"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lpbench.attacks import PGD
+from lpbench.attacks import APGD, PGD, Attack, AttackResult, Cost
 from lpbench.evaluation import (
     LogitsOf,
     ModelContractError,
@@ -254,3 +254,57 @@ def test_empty_one_point_and_all_misclassified_inputs() -> None:
     assert wrong.clean_accuracy == 0.0 and wrong.robust_accuracy == 0.0
     assert wrong.broken_by == ["clean", "clean"]
     assert all(a.points_attacked == 0 and a.grad_evals == 0 for a in wrong.attacks)
+
+
+class _Leaves(Attack):
+    """Breaks nothing: leaves each point at ``x + shift`` with margin ``margins[index]``;
+    records the starting points it was given."""
+
+    takes_start = True
+
+    def __init__(self, shift: float, margins: torch.Tensor) -> None:
+        super().__init__(EPS, stream=f"leaves{shift}")
+        self.shift, self.margins, self.starts = shift, margins, {}
+
+    def perturb(self, model, x, y, index, target, x_init=None) -> AttackResult:
+        if x_init is not None:
+            self.starts |= dict(zip(index.tolist(), x_init, strict=True))
+        m = self.margins[index]
+        x_adv = (x + self.shift).clamp(0, 1)
+        return AttackResult(x_adv, torch.zeros_like(y, dtype=torch.bool), m, m, Cost())
+
+    def config(self) -> dict:
+        return self.base_config()
+
+
+def test_a_warm_started_attack_starts_from_the_nearest_miss_so_far(tmp_path) -> None:
+    model = TinyNet(seed=3).eval()
+    x, y = _labelled(model, 12)
+    odd = torch.arange(12) % 2 == 1
+
+    def attacks() -> list[NamedAttack]:
+        return [
+            NamedAttack("up", _Leaves(0.05, torch.full((12,), -1.0))),
+            NamedAttack("down", _Leaves(-0.05, torch.where(odd, -2.0, -0.5))),
+            NamedAttack("warm", _Leaves(0.0, torch.full((12,), -3.0)), warm_start=True),
+        ]
+
+    kwargs = {"batch_size": 2, "show_progress": False, "manifest": {"seed": 0}}
+    first = attacks()
+    result = evaluate(model, x, y, first, journal=tmp_path / "j", **kwargs)
+    expected = torch.where(odd[:, None, None, None], x + 0.05, x - 0.05).clamp(0, 1)
+    starts = first[2].attack.starts
+    assert sorted(starts) == list(range(2, 12))  # the two clean errors are not attacked
+    for i, start in starts.items():
+        assert torch.equal(start, expected[i])
+    assert result.attacks[2].config["warm_start"] and "warm_start" not in result.attacks[1].config
+    # resumed after the warm attack was lost: the starts come back from the journal
+    for part in (tmp_path / "j").glob("s003-*.safetensors"):
+        part.unlink()
+    again = attacks()
+    evaluate(model, x, y, again, journal=tmp_path / "j", resume=True, **kwargs)
+    assert again[0].attack.starts == {} and sorted(again[2].attack.starts) == sorted(starts)
+    for i, start in again[2].attack.starts.items():
+        assert torch.equal(start, expected[i])
+    with pytest.raises(ValueError, match="warm-started"):
+        NamedAttack("apgd", APGD(EPS), warm_start=True)

@@ -19,7 +19,7 @@ from lpbench.evaluation import (
     raise_budgets,
 )
 from lpbench.evaluation.check import CheckReport, Finding
-from lpbench.evaluation.schedule import AA_STANDARD_BUDGET, AUTO_GIVE_UP
+from lpbench.evaluation.schedule import AA_STANDARD_BUDGET, AUTO_GIVE_UP, WARM_SQUARE_QUERIES
 from tests.attack_models import Scaled, trained_mlp, unbreakable
 
 
@@ -62,6 +62,7 @@ LADDER = ["apgd-ce", "fab-t", "apgd-t", "fab-t-more", "square"]
 @pytest.mark.parametrize(
     ("budget", "labels"),
     [
+        (7910, [*LADDER[:4], "square-warm", "square"]),
         (6910, LADDER),
         (2000, LADDER),
         (1000, [*LADDER[:3], "square"]),
@@ -118,6 +119,30 @@ def test_exhaustive_auto_at_aa_standard_budget_or_more_leaves_no_point_aa_standa
     auto_robust = {i for i, robust in zip(auto.indices, auto.robust, strict=True) if robust}
     assert 0 < len(aa_robust) < len(x)
     assert auto_robust <= aa_robust
+
+
+@pytest.mark.parametrize(
+    ("budget", "warm", "cold"), [(6910, 0, 5000), (7410, 500, 5000), (8910, 1000, 6000)]
+)
+def test_auto_spends_queries_beyond_aa_standards_square_on_a_warm_start(budget, warm, cold):
+    """Square's queries past aa-standard's 5,000 go first, up to WARM_SQUARE_QUERIES, to a
+    Square started from each point's nearest miss, run before the one from stripes."""
+    schedule = auto_schedule(0.3, budget=budget)
+    named = {a.label: a for a in schedule.attacks}
+    assert named["square"].attack.n_queries == cold and not named["square"].warm_start
+    assert warm <= WARM_SQUARE_QUERIES
+    if not warm:
+        assert "square-warm" not in named
+        return
+    labels = [a.label for a in schedule.attacks]
+    assert labels.index("square-warm") == labels.index("square") - 1
+    first = named["square-warm"]
+    assert first.warm_start and first.config()["warm_start"]
+    assert first.attack.n_queries == warm and first.attack.schedule_queries == 5000
+    assert first.attack.give_up == AUTO_GIVE_UP
+    assert first.attack.stream == "square-warm" and first.attack.key != named["square"].attack.key
+    exhaustive = auto_schedule(0.3, budget=budget, exhaustive=True).attacks[-2]
+    assert exhaustive.label == "square-warm" and exhaustive.attack.give_up == ()
 
 
 @pytest.mark.parametrize("budget", [700, 2000, AA_STANDARD_BUDGET, AA_STANDARD_BUDGET + 1000])

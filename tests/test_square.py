@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lpbench.attacks import Square
+from lpbench.attacks import APGD, Square
 from lpbench.attacks.base import GAVE_UP
 from lpbench.attacks.square import p_selection
 
@@ -138,3 +138,37 @@ def test_keyed_rows_draw_per_row_whatever_the_selection() -> None:
     assert not torch.equal(
         rows.signs((8,), stream=1), KeyedRows(123, index, 3).signs((8,), stream=1)
     )
+
+
+def test_a_run_started_from_given_points_refines_them() -> None:
+    model, x, y = trained_mlp(n=40)
+    cold = Square(0.05, n_queries=400)(model, x, y)
+    assert 0 < cold.success.sum() < 40
+    # starting from examples already adversarial breaks them at the first query
+    start = torch.where(cold.success[:, None, None, None], cold.x_adv, x)
+    warm = Square(0.05, n_queries=400)(model, x, y, x_init=start)
+    assert warm.success[cold.success].all()
+    assert torch.equal(warm.x_adv[cold.success], cold.x_adv[cold.success])
+    hits = Square(0.05, n_queries=400)(
+        model, x[cold.success], y[cold.success], x_init=start[cold.success]
+    )
+    assert hits.cost.queries == int(cold.success.sum())
+    # from the clean points it is another search than from stripes, the same in any batch
+    clean = Square(0.05, n_queries=400)(model, x, y, x_init=x)
+    assert not torch.equal(clean.x_adv, cold.x_adv)
+    assert ((clean.x_adv - x).abs() <= 0.05 + 1e-6).all()
+    rows = torch.arange(40)
+    odd = Square(0.05, n_queries=400)(model, x[1::2], y[1::2], index=rows[1::2], x_init=x[1::2])
+    assert torch.equal(odd.x_adv, clean.x_adv[1::2]) and torch.equal(
+        odd.success, clean.success[1::2]
+    )
+
+
+def test_starting_points_are_checked() -> None:
+    model, x, y = trained_mlp(n=4)
+    with pytest.raises(ValueError, match="eps-ball"):
+        Square(0.05, n_queries=10)(model, x, y, x_init=(x + 0.1).clamp(0, 1))
+    with pytest.raises(ValueError, match="shape"):
+        Square(0.05, n_queries=10)(model, x, y, x_init=x[:2])
+    with pytest.raises(ValueError, match="starting points"):
+        APGD(0.05, n_iter=2)(model, x, y, x_init=x)

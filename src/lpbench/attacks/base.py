@@ -147,11 +147,14 @@ class Attack(ABC):
     point's attack is the same in any batch, chunk, shard or process; ``index`` gives the
     data-set indices of the points (default ``0..N-1``). The attack splits the work into
     forward passes of at most ``max_batch`` rows and, on a CUDA out-of-memory error,
-    halves it and retries (results do not depend on it).
+    halves it and retries (results do not depend on it). Attacks with ``takes_start``
+    accept ``x_init``, a starting point per input (its ``perturb`` then gets ``x_init``).
     """
 
     name: str = "attack"
     norm: str = "linf"
+    #: Whether the attack can start from given points (``x_init``).
+    takes_start: bool = False
 
     def __init__(
         self,
@@ -185,6 +188,7 @@ class Attack(ABC):
         *,
         index: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
+        x_init: torch.Tensor | None = None,
         progress_desc: str | None = None,
     ) -> AttackResult:
         if x.shape[0] != y.shape[0]:
@@ -198,8 +202,27 @@ class Attack(ABC):
         if index.shape[0] != n:
             raise ValueError(f"{n} inputs but {index.shape[0]} data-set indices")
         index = index.to(device=x.device, dtype=torch.int64)
+        if x_init is not None:
+            x_init = self._checked_start(x, x_init)
         with attack_mode(model, eval_mode=self.model_mode == "eval"):
-            return self._run_chunks(model, x, y, index, target, progress_desc)
+            return self._run_chunks(model, x, y, index, target, x_init, progress_desc)
+
+    def _checked_start(self, x: torch.Tensor, x_init: torch.Tensor) -> torch.Tensor:
+        """``x_init`` on ``x``'s device, rejected unless this attack takes starting points
+        and each lies in its point's eps-ball and in [0, 1] (up to rounding)."""
+        if not self.takes_start:
+            raise ValueError(f"{type(self).__name__} does not take starting points (x_init)")
+        if x_init.shape != x.shape:
+            raise ValueError(f"x_init has shape {tuple(x_init.shape)}, the inputs {tuple(x.shape)}")
+        x_init = x_init.to(device=x.device, dtype=x.dtype)
+        slack = 1e-6
+        if x_init.numel() and (
+            (x_init - x).abs().max() > self.eps + slack
+            or x_init.min() < -slack
+            or x_init.max() > 1 + slack
+        ):
+            raise ValueError("x_init must lie in each input's eps-ball and in [0, 1]")
+        return x_init
 
     def _run_chunks(
         self,
@@ -208,6 +231,7 @@ class Attack(ABC):
         y: torch.Tensor,
         index: torch.Tensor,
         target: torch.Tensor | None,
+        x_init: torch.Tensor | None,
         desc: str | None,
     ) -> AttackResult:
         if x.shape[0] == 0:
@@ -221,8 +245,9 @@ class Attack(ABC):
             size = max(1, self.max_batch // self.rows_per_point(x.shape[0] - done))
             part = slice(done, min(done + size, x.shape[0]))
             t = None if target is None else target[part]
+            start = {} if x_init is None else {"x_init": x_init[part]}
             try:
-                parts.append(self.perturb(model, x[part], y[part], index[part], t))
+                parts.append(self.perturb(model, x[part], y[part], index[part], t, **start))
             except torch.OutOfMemoryError:
                 if self.max_batch == 1:
                     raise

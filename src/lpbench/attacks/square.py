@@ -73,9 +73,14 @@ class Square(Attack):
     have closed 60% of the distance to the boundary). The decision depends only on the
     point's own run, so it is the same in any batch. Stopped points count as robust; the
     query budget stays the most a point can spend.
+
+    ``x_init`` (a starting point per input, in its eps-ball) replaces the stripes of the
+    first restart: the run then refines a given example, e.g. the best a gradient attack
+    left, and its first query is that example. Later restarts start from stripes.
     """
 
     name = "square"
+    takes_start = True
 
     def __init__(
         self,
@@ -124,6 +129,7 @@ class Square(Attack):
         y: torch.Tensor,
         index: torch.Tensor,
         target: torch.Tensor | None,
+        x_init: torch.Tensor | None = None,
     ) -> AttackResult:
         if x.dim() != 4:
             raise ValueError(f"Square needs images (N, C, H, W), got shape {tuple(x.shape)}")
@@ -140,7 +146,8 @@ class Square(Attack):
             if points.numel() == 0:
                 break
             t = None if target is None else target[points]
-            track.add(points, r, self._run(model, x[points], y[points], t, index[points], r))
+            start = None if x_init is None or r else x_init[points]
+            track.add(points, r, self._run(model, x[points], y[points], t, index[points], r, start))
         return track.result()
 
     def _run(
@@ -151,14 +158,18 @@ class Square(Attack):
         t: torch.Tensor | None,
         index: torch.Tensor,
         restart: int,
+        start: torch.Tensor | None,
     ) -> RunOutcome:
-        """One run of at most ``n_queries`` queries per point."""
+        """One run of at most ``n_queries`` queries per point, from ``start`` if given,
+        else from stripes."""
         m, c, h, w = x.shape
         cost = Cost()
         lower, upper = ball(x, self.eps)
         streams = KeyedRows(self.key, index, restart)
-        stripes = streams.signs((c, 1, w), stream=0, dtype=x.dtype)
-        best = clip(x + self.eps * stripes, lower, upper)
+        if start is None:
+            stripes = streams.signs((c, 1, w), stream=0, dtype=x.dtype)
+            start = x + self.eps * stripes
+        best = clip(start, lower, upper)
         logits = forward(model, best, self.max_batch)
         cost.queries += m
         cost.forwards += m

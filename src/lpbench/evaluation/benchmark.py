@@ -55,7 +55,7 @@ def build_manifest(
         "eps": float(eps),
         "eps_repr": repr(float(eps)),
         "seed": int(seed),
-        "attacks": [{"label": a.label, **a.attack.config()} for a in attacks],
+        "attacks": [{"label": a.label, **a.config()} for a in attacks],
         "data": data,
         "subset_sha256": hashlib.sha256(index_bytes).hexdigest(),
         "weights_sha256": weights_sha256(model),

@@ -230,6 +230,11 @@ class _State:
         self.mismatch: list[list[str]] = [[] for _ in range(n)]
         self.x_adv = x.detach().cpu().clone()
         self.costs: dict[str, dict[str, Any]] = {}  # part name -> label, cost, time
+        # Warm starts: per point, the not-adversarial example with the largest margin so far,
+        # kept from the stages before the last warm-started one.
+        self.last_warm = max((k + 1 for k, a in enumerate(attacks) if a.warm_start), default=0)
+        self.start = x.detach().cpu().clone() if self.last_warm else None
+        self.start_margin = [-math.inf] * n
 
     def apply(self, part: Part, y: list[int]) -> None:
         if part.name in self.costs:
@@ -246,6 +251,7 @@ class _State:
                 self.broken_by[pos] = None if pred == y[pos] else "clean"
             return
         adv = iter(part.x_adv if part.x_adv is not None else [])
+        best = iter(part.x_best if part.x_best is not None else [])
         for pos, hit, bad, record in zip(
             part.positions, part.hit, part.mismatch, part.records, strict=True
         ):
@@ -256,6 +262,14 @@ class _State:
                 self.robust[pos] = False
                 self.broken_by[pos] = part.label
                 self.x_adv[pos] = next(adv)
+            elif part.x_best is not None:
+                self._offer_start(pos, next(best), record["margin"])
+
+    def _offer_start(self, pos: int, example: torch.Tensor, margin_: float | None) -> None:
+        """Keep ``example`` as the point's warm start if its margin is the largest yet."""
+        if self.start is not None and margin_ is not None and margin_ > self.start_margin[pos]:
+            self.start[pos] = example
+            self.start_margin[pos] = margin_
 
     def pending(self, stage: int, positions: list[int]) -> list[int]:
         """Positions of ``positions`` still to be run through ``stage``."""
@@ -322,7 +336,8 @@ def evaluate(
     ``journal``: a folder where finished blocks are written as they finish, so that a
     killed run continues with ``resume=True`` (``manifest`` guards against resuming with
     other settings). ``shard``: this process's share under ``torchrun``; every process
-    returns the merged result.
+    returns the merged result. An attack marked ``warm_start`` starts on each point from
+    the not-adversarial example of the earlier attacks with the largest margin.
     """
     check_inputs(x, y)
     x, y = x.detach().cpu(), y.detach().cpu()
@@ -363,8 +378,22 @@ def evaluate(
             )
             for first in range(0, len(todo), size):
                 block = todo[first : first + size]
+                start = None
+                if named is not None and named.warm_start:
+                    start = state.start[torch.tensor(block, dtype=torch.int64)]  # type: ignore[index]
                 part = _run_block(
-                    model, x, y, eps, block, indices, stage, named, device, batch_size
+                    model,
+                    x,
+                    y,
+                    eps,
+                    block,
+                    indices,
+                    stage,
+                    named,
+                    device,
+                    batch_size,
+                    start=start,
+                    keep_best=0 < stage < state.last_warm,
                 )
                 if book is not None:
                     book.write(part)
@@ -404,6 +433,8 @@ def _share(state: _State, positions: list[int]) -> dict[str, Any]:
         "mismatch": [state.mismatch[p] for p in positions],
         "x_adv": state.x_adv[positions],
         "costs": state.costs,
+        "start": None if state.start is None else state.start[positions],
+        "start_margin": [state.start_margin[p] for p in positions],
     }
 
 
@@ -413,6 +444,9 @@ def _merge(into: _State, share: dict[str, Any]) -> None:
         for key in ("clean_pred", "robust", "broken_by", "records", "mismatch"):
             getattr(into, key)[pos] = share[key][i]
         into.x_adv[pos] = share["x_adv"][i]
+        into.start_margin[pos] = share["start_margin"][i]
+        if into.start is not None:
+            into.start[pos] = share["start"][i]
     for name, entry in share["costs"].items():
         into.costs.setdefault(name, entry)
 
@@ -428,8 +462,12 @@ def _run_block(
     named: NamedAttack | None,
     device: torch.device,
     batch_size: int,
+    *,
+    start: torch.Tensor | None = None,
+    keep_best: bool = False,
 ) -> Part:
-    """Clean predictions (stage 0) or one attack on the positions ``block``."""
+    """Clean predictions (stage 0) or one attack on the positions ``block``, from
+    ``start`` when given; with ``keep_best`` the part keeps the not-broken examples."""
     pos = torch.tensor(block, dtype=torch.int64)
     xb, yb = x[pos], y[pos]
     started = time.perf_counter()
@@ -444,7 +482,8 @@ def _run_block(
             wall_time_s=time.perf_counter() - started,
         )
     index = torch.tensor([indices[p] for p in block], dtype=torch.int64)
-    out = named.attack(model, xb.to(device), yb.to(device), index=index.to(device))
+    x_init = None if start is None else start.to(device)
+    out = named.attack(model, xb.to(device), yb.to(device), index=index.to(device), x_init=x_init)
     success = out.success.cpu()
     x_adv = out.x_adv.detach().cpu()
     ok = torch.zeros_like(success)
@@ -469,6 +508,7 @@ def _run_block(
         cost=out.cost.to_dict(),
         wall_time_s=time.perf_counter() - started,
         x_adv=x_adv[hit],
+        x_best=x_adv[~hit] if keep_best else None,
     )
 
 
@@ -539,7 +579,7 @@ def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary
             wall += entry["wall_time_s"]
     return AttackSummary(
         label=label,
-        config=named.attack.config(),
+        config=named.config(),
         points_attacked=len(attacked),
         points_broken=len(broken),
         robust_accuracy_after=robust_after / n if n else float("nan"),

@@ -23,6 +23,8 @@ from safetensors.torch import save_file
 from lpbench.io import atomic_write, read_json, write_json
 
 MANIFEST = "manifest.json"
+#: The tensor fields of a :class:`Part`, stored as tensors rather than in its header.
+TENSORS = ("x_adv", "x_best")
 
 #: Manifest entries that may differ between a run and its resumption (they do not change
 #: any per-point result).
@@ -35,7 +37,8 @@ class Part:
 
     ``positions`` are positions in the evaluation subset. ``hit`` marks the points the
     stage broke (verified), ``mismatch`` those whose adversarial example failed the
-    re-check; ``x_adv`` holds the examples of the ``hit`` points, in order.
+    re-check; ``x_adv`` holds the examples of the ``hit`` points, in order, and ``x_best``
+    (kept when a later attack is warm-started) the best examples of the others.
     """
 
     stage: int
@@ -48,6 +51,7 @@ class Part:
     cost: dict[str, int] = field(default_factory=dict)
     wall_time_s: float = 0.0
     x_adv: torch.Tensor | None = None
+    x_best: torch.Tensor | None = None
 
     @property
     def name(self) -> str:
@@ -55,7 +59,7 @@ class Part:
         return f"s{self.stage:03d}-p{self.positions[0]:09d}"
 
     def header(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k != "x_adv"}
+        return {k: v for k, v in vars(self).items() if k not in TENSORS}
 
 
 class Journal:
@@ -96,13 +100,16 @@ class Journal:
         for path in sorted(self.folder.glob("s*-p*.safetensors")):
             with safe_open(str(path), framework="pt") as handle:
                 header = json.loads(handle.metadata()["part"])
-                x_adv = handle.get_tensor("x_adv") if "x_adv" in handle.keys() else None  # noqa: SIM118
-            found.append(Part(**header, x_adv=x_adv))
+                stored = set(handle.keys())
+                tensors = {k: handle.get_tensor(k) for k in TENSORS if k in stored}
+            found.append(Part(**header, **tensors))
         return sorted(found, key=lambda p: (p.stage, p.positions[0]))
 
     def write(self, part: Part) -> None:
         """Store ``part`` atomically."""
-        tensors = {} if part.x_adv is None else {"x_adv": part.x_adv.contiguous().cpu()}
+        tensors = {
+            k: getattr(part, k).contiguous().cpu() for k in TENSORS if getattr(part, k) is not None
+        }
         if not tensors:  # safetensors needs at least one tensor
             tensors = {"empty": torch.zeros(0)}
         metadata = {"part": json.dumps(part.header())}

@@ -15,10 +15,27 @@ from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square
 
 @dataclass(frozen=True)
 class NamedAttack:
-    """An attack with the label it carries in results and tables."""
+    """An attack with the label it carries in results and tables.
+
+    ``warm_start``: in an evaluation, start the attack on each point from the example of
+    the earlier attacks with the largest margin (the nearest miss; the clean input when
+    none ran); the attack must take starting points (``Attack.takes_start``).
+    """
 
     label: str
     attack: Attack
+    warm_start: bool = False
+
+    def __post_init__(self) -> None:
+        if self.warm_start and not self.attack.takes_start:
+            raise ValueError(
+                f"{self.label}: {type(self.attack).__name__} cannot be warm-started "
+                "(it takes no starting points)"
+            )
+
+    def config(self) -> dict[str, Any]:
+        """The attack's settings, with ``warm_start`` when set."""
+        return self.attack.config() | ({"warm_start": True} if self.warm_start else {})
 
 
 @dataclass(frozen=True)

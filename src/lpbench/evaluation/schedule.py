@@ -15,6 +15,7 @@ the budget grows by exactly the caps' growth.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,9 @@ MAX_TARGETS, FIRST_FAB_TARGETS = 9, 3
 SQUARE_FLOOR = 500
 #: Default per-point budget of ``auto``, in gradients + queries.
 DEFAULT_BUDGET = 2000
+#: Most queries of ``auto``'s warm-started Square, paid from Square's queries beyond
+#: ``aa-standard``'s 5,000.
+WARM_SQUARE_QUERIES = 1000
 #: ``auto``'s Square gives a point up at these (queries, share) checkpoints when its margin
 #: is still below ``share`` times its margin at the first query (see ``Square.give_up``).
 AUTO_GIVE_UP = ((500, 0.5), (1000, 0.35), (2000, 0.2), (3000, 0.12))
@@ -163,7 +167,12 @@ def auto_schedule(
     :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9); FAB-T on the
     next-ranked classes up to the 9th; Square on the margin loss with exactly the rest,
     its window schedule laid over ``aa-standard``'s 5,000 queries (so that on every point
-    it runs the beginning of ``aa-standard``'s Square, or all of it and more). Square gives
+    it runs the beginning of ``aa-standard``'s Square, or all of it and more). Queries
+    beyond those 5,000 go first, up to :data:`WARM_SQUARE_QUERIES`, to a Square run before
+    it that starts from each point's nearest miss of the gradient attacks (``square-warm``,
+    its own random stream): a point they left just short of the boundary is often finished
+    in a few hundred queries, where Square from stripes needs thousands or never gets
+    there. Square gives
     up on a point that makes too little progress (:data:`AUTO_GIVE_UP`) unless
     ``exhaustive``: the points that never break dominate the cost of a robust model, and
     the ones Square breaks late have closed most of their margin by then.
@@ -216,11 +225,15 @@ def auto_schedule(
         room -= fits * per_target
         if fits < targets:
             break
-    square = copy.copy(aa["square"])
-    square.n_queries = budget - sum(max_spend_per_point(a.attack) for a in attacks)
-    square.schedule_queries = aa["square"].n_queries
-    square.give_up = () if exhaustive else AUTO_GIVE_UP
-    attacks.append(NamedAttack("square", square))
+    queries = budget - sum(max_spend_per_point(a.attack) for a in attacks)
+    warm = min(WARM_SQUARE_QUERIES, max(0, queries - aa["square"].n_queries))
+    for label, n_queries in (("square-warm", warm), ("square", queries - warm)):
+        if n_queries:
+            square = copy.copy(aa["square"])
+            square.n_queries, square.stream = n_queries, label
+            square.schedule_queries = aa["square"].n_queries
+            square.give_up = () if exhaustive else AUTO_GIVE_UP
+            attacks.append(NamedAttack(label, square, warm_start=label == "square-warm"))
     caps = [max_spend_per_point(a.attack) for a in attacks]
     assert sum(caps) == budget, (caps, budget)
     return Schedule(budget, attacks, caps)
@@ -247,7 +260,7 @@ def raise_budgets(
         if (label, setting) not in done:
             attack = copy.copy(attacks[label].attack)
             setattr(attack, setting, 2 * getattr(attack, setting))
-            attacks[label] = NamedAttack(label, attack)
+            attacks[label] = dataclasses.replace(attacks[label], attack=attack)
             done.add((label, setting))
         after = max_spend_per_point(attacks[label].attack)
         raised.append(

@@ -20,6 +20,7 @@ from lpbench.evaluation import (
     AA_STANDARD_BUDGET,
     DEFAULT_BUDGET,
     PRESETS,
+    WARM_SQUARE_QUERIES,
     NamedAttack,
     VerificationError,
     custom_pgd,
@@ -603,7 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET}; with "
-        f"--exhaustive, {AA_STANDARD_BUDGET} or more runs everything aa-standard runs)",
+        f"--exhaustive, {AA_STANDARD_BUDGET} or more runs everything aa-standard runs; "
+        f"above {AA_STANDARD_BUDGET}, up to {WARM_SQUARE_QUERIES} go to a Square started "
+        "from each point's nearest miss)",
     )
     p.add_argument(
         "--exhaustive",

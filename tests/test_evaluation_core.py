@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lpbench.attacks import APGD, PGD, Attack, AttackResult, Cost
+from lpbench.attacks import APGD, PGD, Attack, AttackResult, Cost, Square
 from lpbench.evaluation import (
     LogitsOf,
     ModelContractError,
@@ -18,6 +18,7 @@ from lpbench.evaluation import (
     preset_attacks,
 )
 
+from .attack_models import trained_mlp
 from .conftest import BatchNormNet, TinyNet
 
 EPS = 0.1
@@ -308,3 +309,21 @@ def test_a_warm_started_attack_starts_from_the_nearest_miss_so_far(tmp_path) -> 
         assert torch.equal(start, expected[i])
     with pytest.raises(ValueError, match="warm-started"):
         NamedAttack("apgd", APGD(EPS), warm_start=True)
+
+
+def test_warm_started_results_do_not_depend_on_batch_size() -> None:
+    model, x, y = trained_mlp(n=40)
+
+    def attacks() -> list[NamedAttack]:
+        return [
+            NamedAttack("apgd", APGD(0.04, n_iter=1)),
+            NamedAttack("warm", Square(0.04, n_queries=100, stream="warm"), warm_start=True),
+        ]
+
+    small = evaluate(model, x, y, attacks(), batch_size=3, show_progress=False)
+    large = evaluate(model, x, y, attacks(), batch_size=64, show_progress=False)
+    # verdicts and examples exactly (losses near 7 may differ in float32's last bit)
+    assert small.robust == large.robust and small.broken_by == large.broken_by
+    assert torch.equal(small.x_adv, large.x_adv)
+    warm = small.attacks[1]
+    assert warm.points_attacked > 0 and warm.points_broken > 0

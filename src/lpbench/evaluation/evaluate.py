@@ -423,7 +423,8 @@ def _open_journal(
 
 
 def _share(state: _State, positions: list[int]) -> dict[str, Any]:
-    """This process's part of the outcome: only the positions it owns."""
+    """This process's part of the outcome: only the positions it owns (not its warm
+    starts: every attack has run by the time the shares are merged)."""
     return {
         "positions": positions,
         "clean_pred": [state.clean_pred[p] for p in positions],
@@ -433,8 +434,6 @@ def _share(state: _State, positions: list[int]) -> dict[str, Any]:
         "mismatch": [state.mismatch[p] for p in positions],
         "x_adv": state.x_adv[positions],
         "costs": state.costs,
-        "start": None if state.start is None else state.start[positions],
-        "start_margin": [state.start_margin[p] for p in positions],
     }
 
 
@@ -444,9 +443,6 @@ def _merge(into: _State, share: dict[str, Any]) -> None:
         for key in ("clean_pred", "robust", "broken_by", "records", "mismatch"):
             getattr(into, key)[pos] = share[key][i]
         into.x_adv[pos] = share["x_adv"][i]
-        into.start_margin[pos] = share["start_margin"][i]
-        if into.start is not None:
-            into.start[pos] = share["start"][i]
     for name, entry in share["costs"].items():
         into.costs.setdefault(name, entry)
 

@@ -296,15 +296,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(
         f"clean accuracy {result.clean_accuracy:.1%}, robust accuracy "
         f"{result.robust_accuracy:.1%} at eps {eps} over {result.num_points} points "
-        f"({result.grad_evals:,} gradient evaluations, {result.wall_time_s:.1f} s)"
+        f"({result.grad_evals:,} gradient evaluations"
+        + (f", {result.queries:,} queries" if result.queries else "")
+        + f", {result.wall_time_s:.1f} s)"
     )
     for summary in result.attacks:
-        score = summary.config.get("score", "any")
         given_up = f", {summary.points_given_up} given up" if summary.points_given_up else ""
+        if summary.queries and not summary.grad_evals:  # a score-based (black-box) attack
+            spent = f"{summary.queries:,} queries"
+        else:
+            spent = f"{summary.grad_evals:,} grad evals"
+        if "score" in summary.config:
+            spent += f", {summary.config['score']}-iterate scoring"
         print(
             f"  after {summary.label:<20} {summary.robust_accuracy_after:6.1%}  "
-            f"({summary.points_attacked} points attacked{given_up}, "
-            f"{summary.grad_evals:,} grad evals, {score}-iterate scoring)"
+            f"({summary.points_attacked} points attacked{given_up}, {spent})"
         )
     schedule = result.meta.get("schedule")
     if schedule is not None:

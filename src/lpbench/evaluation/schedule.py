@@ -172,10 +172,10 @@ def auto_schedule(
     it that starts from each point's nearest miss of the gradient attacks (``square-warm``,
     its own random stream): a point they left just short of the boundary is often finished
     in a few hundred queries, where Square from stripes needs thousands or never gets
-    there. Square gives
-    up on a point that makes too little progress (:data:`AUTO_GIVE_UP`) unless
-    ``exhaustive``: the points that never break dominate the cost of a robust model, and
-    the ones Square breaks late have closed most of their margin by then.
+    there. Both Square runs give up on a point that makes too little progress
+    (:data:`AUTO_GIVE_UP`) unless ``exhaustive``: the points that never break dominate the
+    cost of a robust model, and the ones Square breaks late have closed most of their
+    margin by then.
     The gradient attacks are taken in that order, each whole while it leaves Square at
     least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
     does not fit whole gets as many targets as fit and the later ones are dropped.

@@ -49,6 +49,7 @@ from lpbench.evaluation import (
 )
 from lpbench.evaluation.protocol import AA_STANDARD, AttackSpec
 from lpbench.pipelines.steps import evaluate_checkpoint
+from lpbench.runtime import default_batch_rows, resolve_device
 from lpbench.training import read_checkpoint_meta, recipe_config, train
 from lpbench.zoo import list_entries
 
@@ -96,6 +97,7 @@ def model_rows(
     """Every row of the table for one model (rows found in ``reused`` are not run again)."""
     dataset = read_checkpoint_meta(model)["dataset"]
     eps = default_eps(dataset)
+    rows_per_batch = default_batch_rows(resolve_device(args.device))
     stem = args.out / model.removeprefix("zoo:").replace("/", "-").strip("-.")
     rows = []
 
@@ -103,7 +105,9 @@ def model_rows(
         out = Path(f"{stem}-{label.replace(' ', '_')}.json")
         record = reused.get((model, label, args.points))
         if record is None:
-            record = run_row(model, label, out, args.points, data_dir=args.data_dir, **kwargs)
+            record = run_row(
+                model, label, out, args.points, data_dir=args.data_dir, device=args.device, **kwargs
+            )
         print(
             f"  {label:<22} {record['robust_accuracy']:>7.1%} {record['cost_per_point']:>10.1f}"
             f" {record['wall_s']:>7.1f} s",
@@ -116,7 +120,9 @@ def model_rows(
     budget_s, restarts = args.pgd_minutes * 60, 1
     while True:
         spec = AttackSpec(f"pgd-100-r{restarts}", "eps/4", 100, restarts=restarts)
-        last = row(f"PGD-100 x {restarts}", attacks=[spec.build(eps, seed=0, max_batch=256)])
+        last = row(
+            f"PGD-100 x {restarts}", attacks=[spec.build(eps, seed=0, max_batch=rows_per_batch)]
+        )
         spent = sum(r["wall_s"] for r in rows if r["attack"].startswith("PGD-100"))
         if spent + 2 * last["wall_s"] > budget_s or restarts >= args.max_restarts:
             break
@@ -126,7 +132,7 @@ def model_rows(
         ("APGD-T", AA_STANDARD[1]),
         ("Square 5000", AA_STANDARD[3]),
     ):
-        row(label, attacks=[spec.build(eps, seed=0, max_batch=256)])
+        row(label, attacks=[spec.build(eps, seed=0, max_batch=rows_per_batch)])
     row("aa-standard", preset="aa-standard")
     for budget in args.budgets:
         row(f"auto {budget}", preset="auto", budget=budget)
@@ -263,6 +269,9 @@ def main() -> None:
         help="data set of the LeNets trained without --models",
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="where the data set is")
+    parser.add_argument(
+        "--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'"
+    )
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--pgd-minutes", type=float, default=30.0)
     parser.add_argument("--max-restarts", type=int, default=4096)
@@ -307,9 +316,14 @@ def main() -> None:
         zoo = {e.name for e in list_entries()}
         args.models = [f"zoo:mnist-digits/{m}" for m in ZOO if f"mnist-digits/{m}" in zoo]
     args.out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(args.device)
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     print(
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {args.points} points, PGD restarts up to "
+        f"{where}, torch {torch.__version__}, {args.points} points, PGD restarts up to "
         f"{args.pgd_minutes} min per model"
     )
     table, goals = {}, {}

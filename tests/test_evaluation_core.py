@@ -162,6 +162,7 @@ def test_evaluate_model_on_a_users_module() -> None:
     assert result.clean_accuracy == 1.0
     assert result.meta["manifest"]["weights_sha256"]
     assert result.meta["manifest"]["batch_size"] == 256
+    assert result.meta["manifest"]["tf32"] is None  # recorded on CUDA only
     assert result.meta["score"] == {"baseline": "last"}
     with pytest.raises(ValueError, match="eps"):
         evaluate_model(model, x, y, eps=0.0)

@@ -63,6 +63,14 @@ def build_manifest(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
+        # TF32 rounds CUDA matmuls/convolutions to a 10-bit mantissa: verdicts of examples
+        # near the boundary can differ from float32 (and from a CPU re-run).
+        "tf32": {
+            "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn": bool(torch.backends.cudnn.allow_tf32),
+        }
+        if device.type == "cuda"
+        else None,
         "batch_size": int(batch_size),
         "world_size": int(world_size),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -129,7 +137,7 @@ def benchmark(
             raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
     shard = shard_from_env()
     device = shard_device(shard, resolve_device(device))
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is not None:  # set_device refuses bare "cuda"
         torch.cuda.set_device(device)
     init_distributed(shard, device)
     batch_size = batch_size or default_batch_rows(device)

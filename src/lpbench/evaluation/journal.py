@@ -26,9 +26,19 @@ MANIFEST = "manifest.json"
 #: The tensor fields of a :class:`Part`, stored as tensors rather than in its header.
 TENSORS = ("x_adv", "x_best")
 
-#: Manifest entries that may differ between a run and its resumption (they do not change
-#: any per-point result).
-_MAY_CHANGE = ("device", "batch_size", "world_size", "torch", "lpbench", "python", "started")
+#: Manifest entries that may differ between a run and its resumption: where and how it
+#: runs. None changes an attack's random draws; another device or TF32 setting can still
+#: move a verdict near the boundary by rounding.
+_MAY_CHANGE = (
+    "device",
+    "tf32",
+    "batch_size",
+    "world_size",
+    "torch",
+    "lpbench",
+    "python",
+    "started",
+)
 
 
 @dataclass

@@ -140,6 +140,40 @@ def test_keyed_rows_draw_per_row_whatever_the_selection() -> None:
     )
 
 
+def test_many_streams_at_once_give_each_streams_numbers() -> None:
+    """Square draws a block of iterations in one call: stream by stream, the numbers must
+    be those each stream gives alone, with a bound per stream or per row."""
+    from lpbench.attacks import KeyedRows
+
+    rows = KeyedRows(7, torch.tensor([4, 9, 2**40 + 1]), 1)
+    streams = torch.tensor([5, 9, 13])
+    signs = rows.signs((6, 2), stream=streams)
+    bits = rows.bits(streams, 3)
+    bounds = torch.tensor([3, 20, 100])
+    ints = rows.randint(bounds[None, :, None], stream=streams)
+    per_row = rows.randint(torch.tensor([2, 50, 7]), 2, stream=streams)
+    assert signs.shape == (3, 3, 6, 2) and ints.shape == (3, 3, 1)
+    for j, s in enumerate(streams.tolist()):
+        assert torch.equal(signs[:, j], rows.signs((6, 2), stream=s))
+        assert torch.equal(bits[:, j], rows.bits(s, 3))
+        assert torch.equal(ints[:, j], rows.randint(int(bounds[j]), stream=s))
+        assert torch.equal(per_row[:, j], rows.randint(torch.tensor([2, 50, 7]), 2, stream=s))
+
+
+def test_results_do_not_depend_on_how_draws_are_blocked(monkeypatch) -> None:
+    import lpbench.attacks.square as square
+
+    model, x, y = trained_mlp(n=40)
+    attack = Square(0.05, n_queries=300, give_up=((40, 0.9),))
+    reference = attack(model, x, y)
+    assert 0 < reference.success.sum() < 40
+    monkeypatch.setattr(square, "_BLOCK_ITERATIONS", 7)
+    blocked = attack(model, x, y)
+    assert torch.equal(blocked.x_adv, reference.x_adv)
+    assert torch.equal(blocked.success, reference.success)
+    assert blocked.cost.queries == reference.cost.queries
+
+
 def test_a_run_started_from_given_points_refines_them() -> None:
     model, x, y = trained_mlp(n=40)
     cold = Square(0.05, n_queries=400)(model, x, y)

@@ -13,6 +13,9 @@ import math
 
 import torch
 
+#: One stream (an int) or several (a 1-D int64 tensor) of a draw.
+Stream = int | torch.Tensor
+
 _MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
 
@@ -67,33 +70,43 @@ class KeyedRows:
     def __len__(self) -> int:
         return len(self.hashes)
 
-    def bits(self, stream: int, numel: int) -> torch.Tensor:
-        """Uniform 32-bit integers (int64 tensor, shape ``(rows, numel)``)."""
-        h = _combine(self.hashes, stream & _MASK32)
-        position = torch.arange(numel, dtype=torch.int64, device=h.device)
-        return _mix(_combine(h[:, None], position[None, :]))
+    def bits(self, stream: Stream, numel: int) -> torch.Tensor:
+        """Uniform 32-bit integers (int64 tensor), shape ``(rows, numel)``.
 
-    def _shaped(self, shape: tuple[int, ...], stream: int) -> torch.Tensor:
-        return self.bits(stream, math.prod(shape)).reshape(len(self), *shape)
+        ``stream`` may be a 1-D tensor of streams: then the shape is ``(rows, streams,
+        numel)``, each stream's numbers those it gives alone (one batch of kernels for
+        many draws, e.g. a block of Square's iterations).
+        """
+        streams = torch.as_tensor(stream, dtype=torch.int64, device=self.hashes.device)
+        h = _combine(self.hashes.view(-1, *([1] * streams.dim())), streams & _MASK32)
+        position = torch.arange(numel, dtype=torch.int64, device=h.device)
+        return _mix(_combine(h[..., None], position))
+
+    def _shaped(self, shape: tuple[int, ...], stream: Stream) -> torch.Tensor:
+        bits = self.bits(stream, math.prod(shape))
+        return bits.reshape(*bits.shape[:-1], *shape)
 
     def uniform(
-        self, shape: tuple[int, ...], *, stream: int = 0, dtype: torch.dtype = torch.float32
+        self, shape: tuple[int, ...], *, stream: Stream = 0, dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
-        """Uniform numbers in [0, 1), shape ``(rows, *shape)``, 24 random bits each."""
+        """Uniform numbers in [0, 1), shape ``(rows, [streams,] *shape)``, 24 random bits."""
         return (self._shaped(shape, stream) >> 8).to(dtype) * (1.0 / (1 << 24))
 
     def signs(
-        self, shape: tuple[int, ...], *, stream: int = 0, dtype: torch.dtype = torch.float32
+        self, shape: tuple[int, ...], *, stream: Stream = 0, dtype: torch.dtype = torch.float32
     ) -> torch.Tensor:
-        """Random -1/+1 entries (Rademacher), shape ``(rows, *shape)``."""
+        """Random -1/+1 entries (Rademacher), shape ``(rows, [streams,] *shape)``."""
         return ((self._shaped(shape, stream) >> 31) * 2 - 1).to(dtype)
 
-    def randint(self, high: int | torch.Tensor, count: int = 1, *, stream: int = 0) -> torch.Tensor:
-        """Integers uniform in ``[0, high)`` (``high`` per row or shared), shape (rows, count)."""
+    def randint(
+        self, high: int | torch.Tensor, count: int = 1, *, stream: Stream = 0
+    ) -> torch.Tensor:
+        """Integers uniform in ``[0, high)``, shape ``(rows, [streams,] count)``. ``high`` is
+        shared, one per row (1-D), or any shape that broadcasts against the result."""
         bits = self.bits(stream, count)
         high_t = torch.as_tensor(high, dtype=torch.int64, device=bits.device)
         if high_t.dim() == 1:
-            high_t = high_t[:, None]
+            high_t = high_t.view(-1, *([1] * (bits.dim() - 1)))
         return (bits * high_t) >> 32
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,6 +18,11 @@ from lpbench.attacks.losses import is_adversarial, margin
 #: Colour draws per iteration to find one that changes the square (the paper resamples
 #: until it does; a bounded number keeps it vectorised and always terminating).
 COLOUR_TRIES = 16
+#: Iterations of Square whose random numbers are drawn at once, and the most numbers a
+#: block may hold (32 MiB of int64): drawing per block instead of per iteration takes
+#: most of the kernel launches out of Square's loop.
+_BLOCK_ITERATIONS = 128
+_BLOCK_NUMBERS = 1 << 22
 #: (progress bound in 1/10000 of the budget, divisor of p_init) of the paper's schedule.
 _SCHEDULE = (
     (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16),
@@ -180,27 +186,25 @@ class Square(Attack):
         give_up = dict(self.give_up)
         rows_h = torch.arange(h, device=x.device)
         rows_w = torch.arange(w, device=x.device)
+        signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)
+        painted_both = clip(  # each pixel at +eps and at -eps: (m, 2, c, h, w)
+            x[:, None] + self.eps * signs[None, :, None, None, None], lower[:, None], upper[:, None]
+        )
+        draws = None
         for it in range(1, self.n_queries):
             if it in give_up:
                 running &= success | (best_loss >= give_up[it] * first_loss)
             idx = (running & ~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            p = p_selection(self.p_init, it - 1, self.horizon)
-            side = min(max(round(math.sqrt(p * h * w)), 1), min(h, w) - 1)
-            rows = streams[idx]
-            top = rows.randint(h - side, stream=4 * it + 1)
-            left = rows.randint(w - side, stream=4 * it + 2)
+            if draws is None or it == draws.stop:
+                draws = self._draw_block(streams, idx, it, (c, h, w), x.dtype)
+            side, top, left, colours = draws.at(idx, it)
             inside_h = (rows_h[None, :] >= top) & (rows_h[None, :] < top + side)
             inside_w = (rows_w[None, :] >= left) & (rows_w[None, :] < left + side)
             window = (inside_h[:, :, None] & inside_w[:, None, :])[:, None]  # (k, 1, h, w)
             xi, bi, lo, hi = x[idx], best[idx], lower[idx], upper[idx]
-            colours = rows.signs((COLOUR_TRIES, c), stream=4 * it + 3, dtype=x.dtype)
-            signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)
-            painted_both = clip(
-                xi[:, None] + self.eps * signs[None, :, None, None, None], lo[:, None], hi[:, None]
-            )
-            changes = ((painted_both - bi[:, None]).abs() > 1e-7) & window[:, None]
+            changes = ((painted_both[idx] - bi[:, None]).abs() > 1e-7) & window[:, None]
             by_sign = changes.flatten(3).any(dim=3)  # (k, 2, c): does +eps / -eps change it
             useful = by_sign.gather(1, (colours < 0).long()).any(dim=2)  # (k, tries)
             pick = useful.int().argmax(dim=1)  # the first useful colour (else the first)
@@ -219,3 +223,66 @@ class Square(Attack):
             best_margin[chosen] = margin(logits[take], y[chosen], None)
             success[idx[hit]] = True
         return RunOutcome(success, best, best_loss, best_margin, cost, gave_up=~running & ~success)
+
+    def _side(self, it: int, h: int, w: int) -> int:
+        """The window's side at iteration ``it`` (the same for every point)."""
+        p = p_selection(self.p_init, it - 1, self.horizon)
+        return min(max(round(math.sqrt(p * h * w)), 1), min(h, w) - 1)
+
+    def _draw_block(
+        self,
+        streams: KeyedRows,
+        idx: torch.Tensor,
+        first: int,
+        shape: tuple[int, int, int],
+        dtype: torch.dtype,
+    ) -> _Block:
+        """Windows and colours of the rows ``idx`` for iterations ``first``, ``first + 1``,
+        ...: the numbers each iteration would draw alone, drawn in one go (each iteration
+        draws from its own streams, so a block changes no number)."""
+        c, h, w = shape
+        per_iteration = idx.numel() * (2 + COLOUR_TRIES * c)
+        count = max(
+            1, min(_BLOCK_ITERATIONS, self.n_queries - first, _BLOCK_NUMBERS // per_iteration)
+        )
+        its = range(first, first + count)
+        device = idx.device
+        sides = torch.tensor([self._side(it, h, w) for it in its], device=device)
+        stream = 4 * torch.arange(first, first + count, device=device)
+        rows = streams[idx]
+        slot = torch.full((len(streams),), -1, dtype=torch.long, device=device)
+        slot[idx] = torch.arange(idx.numel(), device=device)
+        return _Block(
+            first=first,
+            stop=first + count,
+            slot=slot,
+            sides=sides.tolist(),
+            top=rows.randint((h - sides)[None, :, None], stream=stream + 1)[..., 0],
+            left=rows.randint((w - sides)[None, :, None], stream=stream + 2)[..., 0],
+            colours=rows.signs((COLOUR_TRIES, c), stream=stream + 3, dtype=dtype),
+        )
+
+
+@dataclass
+class _Block:
+    """The random numbers of a block of iterations for some rows of a run."""
+
+    first: int
+    stop: int
+    slot: torch.Tensor  # (run rows,): a row's position among the drawn rows, else -1
+    sides: list[int]
+    top: torch.Tensor  # (drawn rows, iterations)
+    left: torch.Tensor
+    colours: torch.Tensor  # (drawn rows, iterations, COLOUR_TRIES, c)
+
+    def at(
+        self, idx: torch.Tensor, it: int
+    ) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Side, top and left corners ``(k, 1)`` and colour tries of rows ``idx`` at ``it``."""
+        rows, j = self.slot[idx], it - self.first
+        return (
+            self.sides[j],
+            self.top[rows, j, None],
+            self.left[rows, j, None],
+            self.colours[rows, j],
+        )

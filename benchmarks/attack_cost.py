@@ -25,7 +25,7 @@ to add ``auto`` budgets, except the labels ``--fresh`` names (or starts, e.g. ``
 ``--plot-from`` redraws the figure from saved tables.
 
     python benchmarks/attack_cost.py [--dataset fashion-mnist | --models zoo | --models
-        zoo:mnist-digits/clp runs/x] [--points 1000]
+        zoo:mnist-digits/clp runs/x] [--points 1000] [--device cuda]
         [--budgets 2000 6910 7910] [--reuse OLD/attack_cost.json [--fresh auto]]
         [--plot-from A.json B.json]
 """

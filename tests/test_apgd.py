@@ -8,7 +8,7 @@ from torch import nn
 
 from lpbench.attacks import APGD, APGDT, PGD, top_other_classes
 from lpbench.attacks.apgd import checkpoints
-from lpbench.attacks.base import COMPLETE, SKIPPED
+from lpbench.attacks.base import COMPLETE, GAVE_UP, SKIPPED
 
 from .attack_models import Scaled, trained_mlp, two_way_linear, unbreakable
 
@@ -40,6 +40,44 @@ def test_budget_is_exact_on_an_unbreakable_model() -> None:
     assert (out.restarts.status == COMPLETE).all()
     t = APGDT(0.3, n_iter=4, restarts=2)(model, x, y)
     assert t.cost.gradients == 6 * 4 * 2 * (4 + 1)  # 4 targets (5 classes) x 2 restarts
+
+
+def test_give_up_ends_a_target_on_points_that_make_too_little_progress() -> None:
+    model, x, y = trained_mlp(n=40)
+    rows = torch.arange(40)
+
+    def run(give_up=(), part=rows):
+        attack = APGDT(0.05, n_iter=30, n_target_classes=2, give_up=give_up)
+        return attack(model, x[part], y[part], index=part)
+
+    full = run()
+    assert 5 < full.success.sum() < 35
+    # share 1 never gives up: the best margin includes the start's
+    kept = run([(10, 1.0)])
+    assert torch.equal(kept.x_adv, full.x_adv) and kept.cost == full.cost
+    # share 0 gives up every point still robust after 1 iteration, target by target
+    cut = run([(1, 0.0)])
+    assert not (cut.success & ~full.success).any()
+    late = full.success & ~cut.success
+    assert late.any()  # full breaks some of them later
+    robust = ~cut.success
+    assert (cut.restarts.status[robust] == GAVE_UP).all()
+    assert cut.cost.gradients < full.cost.gradients
+    assert cut.cost.gradients >= int(robust.sum()) * 2 * (1 + 1)
+    # in between: some stop, the rest go on as in the full run
+    some = run([(2, 0.9), (7, 0.8)])
+    assert cut.success.sum() <= some.success.sum() <= full.success.sum()
+    assert cut.cost.gradients < some.cost.gradients < full.cost.gradients
+    assert (some.restarts.status == GAVE_UP).any()
+    assert not (some.success & ~full.success).any()
+    assert torch.equal(some.x_adv[some.success], full.x_adv[some.success])
+    # the same per point in any batch
+    halves = [run([(2, 0.9), (7, 0.8)], part) for part in (rows[::2], rows[1::2])]
+    assert torch.equal(halves[0].x_adv, some.x_adv[::2])
+    assert torch.equal(halves[1].success, some.success[1::2])
+    assert APGD(0.1, give_up=[(20, 0.5), (5, 0.9)]).config()["give_up"] == [[5, 0.9], [20, 0.5]]
+    with pytest.raises(ValueError, match="give_up"):
+        APGDT(0.1, give_up=[(0, 0.5)])
 
 
 def test_early_stop_skips_broken_points() -> None:

@@ -19,7 +19,12 @@ from lpbench.evaluation import (
     raise_budgets,
 )
 from lpbench.evaluation.check import CheckReport, Finding
-from lpbench.evaluation.schedule import AA_STANDARD_BUDGET, AUTO_GIVE_UP, WARM_SQUARE_QUERIES
+from lpbench.evaluation.schedule import (
+    AA_STANDARD_BUDGET,
+    AUTO_APGD_T_GIVE_UP,
+    AUTO_GIVE_UP,
+    WARM_SQUARE_QUERIES,
+)
 from tests.attack_models import Scaled, trained_mlp, unbreakable
 
 
@@ -82,13 +87,17 @@ def test_auto_caps_add_up_to_the_budget(budget, labels):
 def test_exhaustive_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_full():
     """At AA_STANDARD_BUDGET, exhaustive auto holds each aa-standard attack with its
     settings, stream and target ranks (FAB-T's split 3 + 6), so it breaks every point
-    aa-standard breaks; giving up differs from it in Square's give_up only."""
+    aa-standard breaks; giving up differs from it in APGD-T's and Square's give_up only."""
     schedule = auto_schedule(0.3, budget=AA_STANDARD_BUDGET, seed=4, exhaustive=True)
     auto = {a.label: a.attack for a in schedule.attacks}
-    giving_up = auto_schedule(0.3, budget=AA_STANDARD_BUDGET, seed=4).attacks[-1].attack
-    assert giving_up.config() == auto["square"].config() | {
-        "give_up": [list(pair) for pair in AUTO_GIVE_UP]
+    giving_up = {
+        a.label: a.attack for a in auto_schedule(0.3, budget=AA_STANDARD_BUDGET, seed=4).attacks
     }
+    for label, rule in (("square", AUTO_GIVE_UP), ("apgd-t", AUTO_APGD_T_GIVE_UP)):
+        assert giving_up[label].config() == auto[label].config() | {
+            "give_up": [list(pair) for pair in rule]
+        }
+    assert giving_up["apgd-ce"].config() == auto["apgd-ce"].config()
     aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3, seed=4)}
     assert AA_STANDARD_BUDGET == sum(max_spend_per_point(a) for a in aa.values()) == 6910
     for label in ("apgd-ce", "apgd-t", "square"):
@@ -189,17 +198,20 @@ def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
 
 
 def test_autos_square_gives_up_points_that_do_not_move():
-    """On a model whose margin Square cannot move, every point stops at the first
-    checkpoint: the gradient attacks' caps plus 500 queries each, within the budget."""
+    """On a model whose margin no attack can move, APGD-T stops each target and Square each
+    point at their first checkpoints: the other attacks' caps, 41 gradients per APGD-T
+    target and 500 queries, within the budget."""
     model, x, y = _unbreakable_points(5, 6)
     result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=2000, show_progress=False)
     report = result.meta["schedule"]
     first_checkpoint = AUTO_GIVE_UP[0][0]
     assert report["attacks"][-1]["cap_per_point"] > first_checkpoint
-    gradient_caps = sum(r["cap_per_point"] for r in report["attacks"][:-1])
-    assert report["spent"] == 6 * (gradient_caps + first_checkpoint) < 6 * 2000
+    caps = {r["label"]: r["cap_per_point"] for r in report["attacks"][:-1]}
+    targets = caps.pop("apgd-t") // 101
+    apgd_t = targets * (1 + AUTO_APGD_T_GIVE_UP[0][0])
+    assert report["spent"] == 6 * (sum(caps.values()) + apgd_t + first_checkpoint) < 6 * 2000
     assert report["within_budget"] and result.robust_accuracy == 1.0
-    assert [r["points_given_up"] for r in report["attacks"]] == [0, 0, 0, 0, 6]
+    assert [r["points_given_up"] for r in report["attacks"]] == [0, 0, 6, 0, 6]
     square = result.to_dict()["points"][0]["attacks"]["square"]
     assert square["gave_up"] and square["restart_loss"][0] is not None
 

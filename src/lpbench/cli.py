@@ -617,8 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--exhaustive",
         action="store_true",
-        help="auto only: its Square runs every point to the end instead of giving up "
-        "points that make too little progress",
+        help="auto only: its APGD-T and Square run every point to the end instead of "
+        "giving up points that make too little progress",
     )
     p.add_argument(
         "--adapt",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from lpbench.attacks._common import (
     rows_view,
     score_and_loss,
 )
-from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
+from lpbench.attacks.base import Attack, AttackResult, Cost, checked_give_up, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
 from lpbench.attacks.targets import top_other_classes
@@ -47,6 +48,14 @@ class APGD(Attack):
     first adversarial iterate and points already misclassified are not attacked.
     ``eot_iter`` averages the gradient over that many forward passes (randomised models).
 
+    ``give_up`` (default none, as in the reference) ends a run early on points that make
+    too little progress: for each ``(iterations, share)`` pair, a point still robust after
+    that many iterations of the run stops there if its best margin so far is below
+    ``share`` times its margin at the run's random start (margins are negative while
+    robust, so ``share=0.9`` asks for a tenth of the distance to the boundary). With
+    several targets it is decided per target: the point goes on to its next target. The
+    decision depends only on the point's own run; stopped runs count as robust.
+
     Loss and gradient are computed from float64 logits, cross-entropy in a closed form
     that cannot underflow, with a rescaled backward pass: a confident model's
     cross-entropy, 0 in float32, still gives the sign of its gradient, and iterates are
@@ -67,12 +76,14 @@ class APGD(Attack):
         n_target_classes: int = 9,
         eot_iter: int = 1,
         rho: float = 0.75,
+        give_up: Sequence[tuple[int, float]] = (),
         seed: int = 0,
         stream: str | None = None,
         max_batch: int = 10_000,
         model_mode: str = "eval",
     ) -> None:
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
+        self.give_up = checked_give_up(give_up)
         if not 0 < rho < 1:
             raise ValueError(f"rho must be in (0, 1), got {rho}")
         self.n_iter = count_at_least("n_iter", n_iter, 1)
@@ -94,6 +105,7 @@ class APGD(Attack):
             "n_target_classes": self.n_target_classes,
             "eot_iter": self.eot_iter,
             "rho": self.rho,
+            "give_up": [list(pair) for pair in self.give_up],
         }
 
     def perturb(
@@ -161,7 +173,14 @@ class APGD(Attack):
         reduced_last = torch.ones(m, dtype=torch.bool, device=device)
         score_best_last = score_best.clone()
         active = ~success
+        give_up = dict(self.give_up)
+        start_margin, top_margin = out_margin.clone(), out_margin.clone()
+        stopped = torch.zeros_like(success)
         for i in range(self.n_iter):
+            if i in give_up:
+                slow = active & (top_margin < give_up[i] * start_margin)
+                stopped |= slow
+                active &= ~slow
             idx = active.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
@@ -179,6 +198,7 @@ class APGD(Attack):
             cost.gradients += idx.numel() * self.eot_iter
             cost.forwards += idx.numel() * self.eot_iter
             marg = margin(logits, y[idx], None)
+            top_margin[idx] = torch.maximum(top_margin[idx], marg)
             hit = is_adversarial(logits, y[idx], None)
             won = idx[hit]
             out_x[won], out_loss[won], out_margin[won] = x_new[hit], loss[hit], marg[hit]
@@ -210,7 +230,7 @@ class APGD(Attack):
         out_x[failed], out_loss[failed] = x_best[failed], loss_best[failed]
         out_margin[failed] = margin_best[failed]
         out_score = torch.where(failed, score_best, torch.full_like(score_best, float("inf")))
-        return RunOutcome(success, out_x, out_loss, out_margin, cost, out_score)
+        return RunOutcome(success, out_x, out_loss, out_margin, cost, out_score, gave_up=stopped)
 
 
 class APGDT(APGD):
@@ -227,6 +247,7 @@ class APGDT(APGD):
         n_target_classes: int = 9,
         eot_iter: int = 1,
         rho: float = 0.75,
+        give_up: Sequence[tuple[int, float]] = (),
         seed: int = 0,
         stream: str | None = None,
         max_batch: int = 10_000,
@@ -241,6 +262,7 @@ class APGDT(APGD):
             n_target_classes=n_target_classes,
             eot_iter=eot_iter,
             rho=rho,
+            give_up=give_up,
             seed=seed,
             stream=stream,
             max_batch=max_batch,

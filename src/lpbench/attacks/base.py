@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -109,6 +109,21 @@ class AttackResult:
                 k: sum(p.gradients_within[k] for p in parts) for k in first.gradients_within
             },
         )
+
+
+def checked_give_up(pairs: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
+    """``give_up`` checkpoints as sorted ``(queries or iterations, share)`` pairs, rejecting
+    bad ones."""
+    checked = []
+    for queries, share in pairs:
+        if int(queries) != queries or queries < 1:
+            raise ValueError(f"give_up checkpoints must be positive integers, got {queries}")
+        if not 0 <= share <= 1:
+            raise ValueError(f"give_up shares must be in [0, 1], got {share}")
+        checked.append((int(queries), float(share)))
+    if len({q for q, _ in checked}) != len(checked):
+        raise ValueError(f"give_up has repeated checkpoints: {pairs}")
+    return tuple(sorted(checked))
 
 
 def count_at_least(name: str, value: int, minimum: int) -> int:

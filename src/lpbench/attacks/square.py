@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward
-from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
+from lpbench.attacks.base import Attack, AttackResult, Cost, checked_give_up, count_at_least
 from lpbench.attacks.keyed import KeyedRows
 from lpbench.attacks.losses import is_adversarial, margin
 
@@ -28,20 +28,6 @@ _SCHEDULE = (
     (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16),
     (2000, 32), (4000, 64), (6000, 128), (8000, 256), (10000, 512),
 )  # fmt: skip
-
-
-def checked_give_up(pairs: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
-    """``give_up`` checkpoints as sorted ``(queries, share)`` pairs, rejecting bad ones."""
-    checked = []
-    for queries, share in pairs:
-        if int(queries) != queries or queries < 1:
-            raise ValueError(f"give_up queries must be positive integers, got {queries}")
-        if not 0 <= share <= 1:
-            raise ValueError(f"give_up shares must be in [0, 1], got {share}")
-        checked.append((int(queries), float(share)))
-    if len({q for q, _ in checked}) != len(checked):
-        raise ValueError(f"give_up has repeated query counts: {pairs}")
-    return tuple(sorted(checked))
 
 
 def p_selection(p_init: float, it: int, n_queries: int) -> float:

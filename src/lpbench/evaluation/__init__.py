@@ -34,6 +34,7 @@ from lpbench.evaluation.protocol import (
 )
 from lpbench.evaluation.schedule import (
     AA_STANDARD_BUDGET,
+    AUTO_APGD_T_GIVE_UP,
     AUTO_GIVE_UP,
     DEFAULT_BUDGET,
     RAISES,
@@ -47,6 +48,7 @@ from lpbench.evaluation.shards import Shard, shard_from_env
 
 __all__ = [
     "AA_STANDARD_BUDGET",
+    "AUTO_APGD_T_GIVE_UP",
     "AUTO_GIVE_UP",
     "DEFAULT_BUDGET",
     "DEFAULT_EPS",

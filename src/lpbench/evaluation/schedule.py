@@ -35,6 +35,9 @@ WARM_SQUARE_QUERIES = 1000
 #: ``auto``'s Square gives a point up at these (queries, share) checkpoints when its margin
 #: is still below ``share`` times its margin at the first query (see ``Square.give_up``).
 AUTO_GIVE_UP = ((500, 0.5), (1000, 0.35), (2000, 0.2), (3000, 0.12))
+#: ``auto``'s APGD-T gives up a target after 40 iterations when the point's margin has not
+#: closed a tenth of its distance to the boundary (see ``APGD.give_up``).
+AUTO_APGD_T_GIVE_UP = ((40, 0.9),)
 
 
 #: Per ``check`` probe: the attack of ``auto`` a warning raises and the setting doubled.
@@ -173,9 +176,10 @@ def auto_schedule(
     its own random stream): a point they left just short of the boundary is often finished
     in a few hundred queries, where Square from stripes needs thousands or never gets
     there. Both Square runs give up on a point that makes too little progress
-    (:data:`AUTO_GIVE_UP`) unless ``exhaustive``: the points that never break dominate the
-    cost of a robust model, and the ones Square breaks late have closed most of their
-    margin by then.
+    (:data:`AUTO_GIVE_UP`), and APGD-T gives up a target on such a point
+    (:data:`AUTO_APGD_T_GIVE_UP`), unless ``exhaustive``: the points that never break
+    dominate the cost of a robust model, and the ones broken late have closed much of their
+    margin early.
     The gradient attacks are taken in that order, each whole while it leaves Square at
     least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
     does not fit whole gets as many targets as fit and the later ones are dropped.
@@ -221,6 +225,8 @@ def auto_schedule(
         attack.n_target_classes = fits
         if skip:
             attack.skip_targets = skip
+        if label == "apgd-t" and not exhaustive:
+            attack.give_up = AUTO_APGD_T_GIVE_UP
         attacks.append(NamedAttack(label, attack))
         room -= fits * per_target
         if fits < targets:

@@ -172,10 +172,7 @@ class Square(Attack):
         give_up = dict(self.give_up)
         rows_h = torch.arange(h, device=x.device)
         rows_w = torch.arange(w, device=x.device)
-        signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)
-        painted_both = clip(  # each pixel at +eps and at -eps: (m, 2, c, h, w)
-            x[:, None] + self.eps * signs[None, :, None, None, None], lower[:, None], upper[:, None]
-        )
+        signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)[None, :, None, None, None]
         draws = None
         for it in range(1, self.n_queries):
             if it in give_up:
@@ -190,7 +187,8 @@ class Square(Attack):
             inside_w = (rows_w[None, :] >= left) & (rows_w[None, :] < left + side)
             window = (inside_h[:, :, None] & inside_w[:, None, :])[:, None]  # (k, 1, h, w)
             xi, bi, lo, hi = x[idx], best[idx], lower[idx], upper[idx]
-            changes = ((painted_both[idx] - bi[:, None]).abs() > 1e-7) & window[:, None]
+            painted_both = clip(xi[:, None] + self.eps * signs, lo[:, None], hi[:, None])
+            changes = ((painted_both - bi[:, None]).abs() > 1e-7) & window[:, None]
             by_sign = changes.flatten(3).any(dim=3)  # (k, 2, c): does +eps / -eps change it
             useful = by_sign.gather(1, (colours < 0).long()).any(dim=2)  # (k, tries)
             pick = useful.int().argmax(dim=1)  # the first useful colour (else the first)
@@ -231,9 +229,9 @@ class Square(Attack):
         count = max(
             1, min(_BLOCK_ITERATIONS, self.n_queries - first, _BLOCK_NUMBERS // per_iteration)
         )
-        its = range(first, first + count)
         device = idx.device
-        sides = torch.tensor([self._side(it, h, w) for it in its], device=device)
+        sides = [self._side(it, h, w) for it in range(first, first + count)]
+        side_t = torch.tensor(sides, device=device)[None, :, None]
         stream = 4 * torch.arange(first, first + count, device=device)
         rows = streams[idx]
         slot = torch.full((len(streams),), -1, dtype=torch.long, device=device)
@@ -242,9 +240,9 @@ class Square(Attack):
             first=first,
             stop=first + count,
             slot=slot,
-            sides=sides.tolist(),
-            top=rows.randint((h - sides)[None, :, None], stream=stream + 1)[..., 0],
-            left=rows.randint((w - sides)[None, :, None], stream=stream + 2)[..., 0],
+            sides=sides,
+            top=rows.randint(h - side_t, stream=stream + 1)[..., 0],
+            left=rows.randint(w - side_t, stream=stream + 2)[..., 0],
             colours=rows.signs((COLOUR_TRIES, c), stream=stream + 3, dtype=dtype),
         )
 

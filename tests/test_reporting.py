@@ -103,6 +103,17 @@ def test_row_from_results() -> None:
     assert only_baseline.strong_grad_evals is None and only_baseline.strong_attacks == []
 
 
+def test_a_stand_in_baseline_is_named_in_the_tables() -> None:
+    results = _results("LSQ", 0.99, 0.145, 0.03)
+    results["attacks"][0]["label"] = "apgd-ce"  # e.g. an auto or aa-standard evaluation
+    row = ResultRow.from_results(results)
+    assert row.baseline_label == "apgd-ce" and row.baseline_accuracy == 0.145
+    assert "14.5% (apgd-ce)" in render_text([row])
+    assert "| 14.5% (apgd-ce) |" in render_markdown([row])
+    seed = ResultRow.from_results(_results("CLP", 0.988, 0.624, 0.041))
+    assert "(baseline)" not in render_text([seed]) + render_markdown([seed])
+
+
 def test_row_name_fallbacks() -> None:
     assert ResultRow.from_results(_results(None, 0.9, 0.5, None, train_preset="lsq")).name == "lsq"
     ckpt = _results(None, 0.9, 0.5, None, checkpoint="runs/clp-long/model.safetensors")

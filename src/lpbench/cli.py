@@ -863,7 +863,9 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="seed-style table (Markdown, CSV, JSON) with figures",
         description="Collect results.json files (or run folders holding them and a "
-        "figures/ folder) into report.md, report.csv and report.json.",
+        "figures/ folder) into report.md, report.csv and report.json. The baseline column "
+        "is the attack labelled 'baseline' (the seed's, in `strong`); without one it is the "
+        "first attack, named beside its accuracy (e.g. apgd-ce for auto).",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="RUN_OR_RESULTS")
     p.add_argument("--figure", nargs="+", type=Path, default=[], help="more images to embed")

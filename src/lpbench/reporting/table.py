@@ -50,9 +50,10 @@ def _model_name(results: dict[str, Any]) -> str:
 class ResultRow:
     """A model's clean, baseline and strongest accuracy, with each column's cost.
 
-    The baseline column is the attack labelled "baseline" (else the first attack); the
-    strongest column is the worst case over every attack of the evaluation, and is None
-    when no attack beyond the baseline ran. Its cost is the whole evaluation's.
+    The baseline column is the attack labelled "baseline" (else the first attack, whose
+    label the tables then print beside its accuracy); the strongest column is the worst
+    case per point over every attack of the evaluation, and is None when no attack beyond
+    the baseline ran. Its cost is the whole evaluation's.
     """
 
     name: str
@@ -68,6 +69,7 @@ class ResultRow:
     strong_wall_time_s: float | None = None
     baseline_attack: str | None = None
     strong_attacks: list[str] = field(default_factory=list)
+    baseline_label: str | None = None
 
     @classmethod
     def from_results(cls, results: dict[str, Any], name: str | None = None) -> ResultRow:
@@ -93,6 +95,7 @@ class ResultRow:
             strong_wall_time_s=float(results["wall_time_s"]) if strong else None,
             baseline_attack=None if baseline is None else describe_attack(baseline),
             strong_attacks=[describe_attack(a) for a in attacks] if strong else [],
+            baseline_label=None if baseline is None else str(baseline["label"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,12 +123,15 @@ def _accuracy_cells(rows: Sequence[ResultRow], *, bold: bool) -> list[list[str]]
         [r.strongest_accuracy for r in rows],
     ]
     cells = [[r.name] for r in rows]
-    for values in columns:
+    for column, values in enumerate(columns):
         known = [v for v in values if v is not None]
         best = max(known) if bold and len(rows) > 1 and known else None
-        for row, value in zip(cells, values, strict=True):
+        for row, result, value in zip(cells, rows, values, strict=True):
             text = _percent(value)
-            row.append(f"**{text}**" if best is not None and value == best else text)
+            text = f"**{text}**" if best is not None and value == best else text
+            if column == 1 and result.baseline_label not in (None, "baseline"):
+                text += f" ({result.baseline_label})"  # no seed baseline: say what stands in
+            row.append(text)
     return cells
 
 

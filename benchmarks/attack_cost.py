@@ -19,7 +19,10 @@ gradients and queries per point (over all points), and wall time. Per-point resu
 ``--out`` (one JSON per row), the table to ``--out/attack_cost.md`` and ``.json``, the
 figure (robust accuracy against gradients + queries) to ``--out/attack_cost.png``. The
 goal lines say, per ``auto`` row, whether it is at or below ``aa-standard`` and the best
-PGD row, and its gradients + queries as a share of ``aa-standard``'s. ``--reuse`` keeps
+PGD row, and its gradients + queries as a share of ``aa-standard``'s, and of what
+AutoAttack's reference code would spend on ``aa-standard``'s runs (it takes every APGD and
+FAB-T run to its last iteration; lpbench stops a point at its first adversarial iterate).
+``--reuse`` keeps
 rows of earlier tables (same model, label and points) instead of running them again, e.g.
 to add ``auto`` budgets, except the labels ``--fresh`` names (or starts, e.g. ``auto``);
 ``--plot-from`` redraws the figure from saved tables.
@@ -79,6 +82,7 @@ def run_row(model: str, label: str, out: Path, points: int, **kwargs: Any) -> di
     wall = time.perf_counter() - tic
     grads = sum(a.grad_evals for a in result.attacks)
     queries = sum(a.queries for a in result.attacks)
+    reference = reference_spend(json.loads(out.read_text())) if label == "aa-standard" else None
     return {
         "attack": label,
         "robust_accuracy": result.robust_accuracy,
@@ -88,7 +92,35 @@ def run_row(model: str, label: str, out: Path, points: int, **kwargs: Any) -> di
         "cost_per_point": (grads + queries) / result.num_points,
         "wall_s": wall,
         "results": str(out),
+        **({} if reference is None else {"reference_cost_per_point": reference}),
     }
+
+
+def reference_spend(results: dict[str, Any]) -> float | None:
+    """Gradients + queries per point that AutoAttack's reference code would spend on the
+    runs of a results file: it takes every APGD and FAB-T run to its last iteration on
+    every point the run starts on (APGD: a gradient at the start and one per iteration;
+    FAB-T: one per iteration), where lpbench stops a point at its first adversarial iterate;
+    Square stops per point in both. None when an attack has no reference counterpart."""
+    total = 0
+    for attack in results["attacks"]:
+        config, label = attack["config"], attack["label"]
+        if config["attack"] == "square":
+            total += attack["queries"]
+            continue
+        if config["attack"] in ("apgd", "apgd-t"):
+            per_run = (config["n_iter"] + 1) * config["eot_iter"]
+        elif config["attack"] == "fab-t":
+            per_run = config["n_iter"]
+        else:
+            return None
+        runs = sum(
+            sum(ran is not None for ran in point["attacks"][label]["restart_success"])
+            for point in results["points"]
+            if label in point["attacks"]
+        )
+        total += runs * per_run
+    return total / results["num_points"]
 
 
 def model_rows(
@@ -152,6 +184,11 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "cost_share_of_aa": r["cost_per_point"] / aa["cost_per_point"],
             "cost_le_half_aa": r["cost_per_point"] <= 0.5 * aa["cost_per_point"],
             "best_pgd": best_pgd["attack"],
+            **(
+                {"cost_share_of_aa_reference": r["cost_per_point"] / reference}
+                if (reference := aa.get("reference_cost_per_point"))
+                else {}
+            ),
         }
         for r in rows
         if r["attack"].startswith("auto")
@@ -177,6 +214,12 @@ def markdown(table: dict[str, list[dict[str, Any]]], goals: dict[str, dict[str, 
                 f"- {model}, {label}: <= aa-standard: {g['le_aa']}; <= best PGD "
                 f"({g['best_pgd']}): {g['le_best_pgd']}; cost {g['cost_share_of_aa']:.0%} of "
                 f"aa-standard's (at most half: {g['cost_le_half_aa']})"
+                + (
+                    f"; {g['cost_share_of_aa_reference']:.0%} of what AutoAttack's reference "
+                    "code would spend on aa-standard's runs"
+                    if "cost_share_of_aa_reference" in g
+                    else ""
+                )
             )
     return "\n".join(lines) + "\n"
 
@@ -248,8 +291,17 @@ def reused_rows(paths: list[Path], fresh: list[str]) -> dict[tuple[str, str, int
         points = table["args"]["points"]
         for model, model_rows in table["rows"].items():
             for r in model_rows:
-                if not r["attack"].startswith(tuple(fresh)):
-                    rows[(model, r["attack"], points)] = {**r, "reused_from": str(path)}
+                if r["attack"].startswith(tuple(fresh)):
+                    continue
+                rows[(model, r["attack"], points)] = {**r, "reused_from": str(path)}
+                own = Path(r["results"])  # rows of tables made before the field: fill it in
+                if (
+                    r["attack"] == "aa-standard"
+                    and "reference_cost_per_point" not in r
+                    and own.exists()
+                    and (spend := reference_spend(json.loads(own.read_text())))
+                ):
+                    rows[(model, r["attack"], points)]["reference_cost_per_point"] = spend
     return rows
 
 

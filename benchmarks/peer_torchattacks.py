@@ -17,6 +17,7 @@ misclassified by the model. Put the lpbench rows beside it from
 ``benchmarks/attack_cost.py`` (same points, eps and models).
 
     python benchmarks/peer_torchattacks.py [--models zoo:mnist-digits/clp] [--points 1000]
+        [--device cuda]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torch import nn
 
 from lpbench.data import dataset_eval_subset, load_dataset
 from lpbench.evaluation import default_eps
+from lpbench.runtime import resolve_device
 from lpbench.training import load_checkpoint
 
 DEFAULT_MODELS = tuple(f"zoo:mnist-digits/{m}" for m in ("plain", "clp", "lsq", "at50"))
@@ -81,15 +83,15 @@ def stages(
     }
 
 
-def run_model(name: str, points: int, seed: int) -> list[dict[str, Any]]:
+def run_model(name: str, points: int, seed: int, device: torch.device) -> list[dict[str, Any]]:
     """Every stage of both sequences on one model, with re-checked robust accuracy."""
     model, meta = load_checkpoint(name)
-    model.eval()
+    model.to(device).eval()
     counted = Counting(model).eval()
     eps = default_eps(meta["dataset"])
     test = load_dataset(meta["dataset"], "test")
     subset = test.subset(dataset_eval_subset(meta["dataset"], len(test), points))
-    x, y = subset.images, subset.labels
+    x, y = subset.images.to(device), subset.labels.to(device)
     with torch.no_grad():
         robust = model(x).argmax(1) == y
     rows = []
@@ -135,18 +137,27 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/peer-torchattacks.json"))
     args = parser.parse_args()
     import torchattacks
 
+    device = resolve_device(args.device)
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{torch.get_num_threads()} threads"
+    )
     print(
-        f"torchattacks {torchattacks.__version__}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {args.points} points"
+        f"torchattacks {torchattacks.__version__}, torch {torch.__version__}, {where}, "
+        f"{args.points} points"
     )
     rows = []
     for name in args.models:
         print(name, flush=True)
-        rows += run_model(name, args.points, args.seed)
+        rows += run_model(name, args.points, args.seed, device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

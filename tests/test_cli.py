@@ -96,6 +96,28 @@ def test_evaluate_free_flags(trained, mnist_dir, tmp_path, capsys) -> None:
     assert all(len(p["attacks"]["pgd"]["restart_loss"]) == 2 for p in attacked)
 
 
+def test_each_preset_keeps_its_own_default_results_file(
+    trained, mnist_dir, tmp_path, capsys
+) -> None:
+    common = ("--data-dir", str(mnist_dir), "--points", "8", "--no-progress")
+    for flags in (["--preset", "baseline"], ["--preset", "strong"], ["--iters", "2"]):
+        code, _, err = run(capsys, "evaluate", str(trained), *flags, *common)
+        assert code == 0, err
+    presets = {
+        name: json.loads((trained / name).read_text())["preset"]
+        for name in ("results-baseline.json", "results.json", "results-custom.json")
+    }
+    assert presets["results-baseline.json"] == "baseline"
+    assert presets["results.json"] == "strong"
+    code, _, err = run(capsys, "report", str(trained), "--out", str(tmp_path / "rep"))
+    assert code == 0, err  # a run folder's report reads its results.json
+    (trained / "results.json").unlink()
+    code, _, err = run(capsys, "report", str(trained), "--out", str(tmp_path / "rep"))
+    assert code != 0 and "give other presets' results files by name" in err
+    code, _, err = run(capsys, "report", str(trained / "model.safetensors"))
+    assert code != 0 and "is not valid JSON" in err
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [

@@ -678,7 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=None,
-        help="results JSON (default: results.json beside the checkpoint)",
+        help="results JSON (default beside the checkpoint: results.json for strong, "
+        "results-PRESET.json for another preset, results-custom.json for an attack list)",
     )
     p.add_argument(
         "--resume",

@@ -65,6 +65,15 @@ def model_name(meta: dict[str, Any], checkpoint: str | Path) -> str:
     return meta.get("preset") or (path.name if path.is_dir() else path.parent.name)
 
 
+def default_results_name(preset: str, *, custom: bool = False) -> str:
+    """``results.json`` for the ``strong`` preset (what ``lpbench report`` and the demo read
+    from a run folder), ``results-PRESET.json`` for the others and ``results-custom.json``
+    for an attack list, so that evaluating one checkpoint with several presets keeps each."""
+    if custom:
+        return "results-custom.json"
+    return "results.json" if preset == "strong" else f"results-{preset}.json"
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -86,9 +95,12 @@ def evaluate_checkpoint(
     adapt: bool = False,
     exhaustive: bool = False,
 ) -> tuple[EvaluationResult, Path]:
-    """Evaluate a checkpoint on its data set's fixed subset; save to ``out``."""
+    """Evaluate a checkpoint on its data set's fixed subset; save to ``out`` (default:
+    :func:`default_results_name` beside the checkpoint)."""
     model, meta = load_checkpoint(checkpoint, dataset=dataset)
-    out = Path(out) if out is not None else beside(checkpoint, "results.json")
+    if out is None:
+        out = beside(checkpoint, default_results_name(preset, custom=attacks is not None))
+    out = Path(out)
     result = benchmark(
         model,
         meta["dataset"],

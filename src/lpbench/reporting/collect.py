@@ -28,7 +28,11 @@ def collect_results(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
         if item.is_dir():
             found = sorted(item.glob("*/results.json")) + sorted(item.glob("results.json"))
             if not found:
-                raise FileNotFoundError(f"no results.json in {item} or its sub-folders")
+                others = sorted(item.glob("results-*.json")) + sorted(item.glob("*/results-*.json"))
+                hint = f"; give other presets' results files by name, e.g. {others[0]}"
+                raise FileNotFoundError(
+                    f"no results.json in {item} or its sub-folders" + (hint if others else "")
+                )
             results += found
             figures += sorted((item / "figures").glob("*.png"))
         elif item.is_file():

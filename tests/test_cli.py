@@ -110,10 +110,13 @@ def test_each_preset_keeps_its_own_default_results_file(
     assert presets["results-baseline.json"] == "baseline"
     assert presets["results.json"] == "strong"
     code, _, err = run(capsys, "report", str(trained), "--out", str(tmp_path / "rep"))
-    assert code == 0, err  # a run folder's report reads its results.json
-    (trained / "results.json").unlink()
-    code, _, err = run(capsys, "report", str(trained), "--out", str(tmp_path / "rep"))
-    assert code != 0 and "give other presets' results files by name" in err
+    assert code == 0, err  # a run folder's report has a row per results file
+    names = [row["name"] for row in json.loads((tmp_path / "rep/report.json").read_text())["rows"]]
+    assert names == ["clp", "clp (baseline)", "clp (custom)"]
+    for name in ("results.json", "results-baseline.json", "results-custom.json"):
+        (trained / name).unlink()
+    code, _, err = run(capsys, "report", str(trained))
+    assert code != 0 and "no results.json (or results-PRESET.json)" in err
     code, _, err = run(capsys, "report", str(trained / "model.safetensors"))
     assert code != 0 and "is not valid JSON" in err
 

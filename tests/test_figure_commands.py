@@ -201,7 +201,8 @@ def test_report_collects_runs_and_figures(setup, capsys) -> None:
     assert "(figures/grid-plain.png)" in report
     rows = json.loads((root / "report.json").read_text())["rows"]
     for row, name in zip(rows, ("plain", "lsq"), strict=True):
-        stored = json.loads((root / name / "results.json").read_text())
+        stored = json.loads((root / name / "results-baseline.json").read_text())
+        assert row["name"] == f"{name} (baseline)"
         assert row["baseline_accuracy"] == pytest.approx(stored["robust_accuracy"])
 
 

@@ -863,7 +863,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "report",
         help="seed-style table (Markdown, CSV, JSON) with figures",
-        description="Collect results.json files (or run folders holding them and a "
+        description="Collect results files (or run folders holding results.json or "
+        "results-PRESET.json files, the latter as rows named 'MODEL (PRESET)', and a "
         "figures/ folder) into report.md, report.csv and report.json. The baseline column "
         "is the attack labelled 'baseline' (the seed's, in `strong`); without one it is the "
         "first attack, named beside its accuracy (e.g. apgd-ce for auto).",

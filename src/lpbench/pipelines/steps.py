@@ -330,13 +330,23 @@ def report_for(
     title: str = "lpbench report",
     out: str | Path | None = None,
 ) -> tuple[list[ResultRow], dict[str, Path]]:
-    """Seed-style report (Markdown, CSV, JSON) of results files or run folders."""
+    """Seed-style report (Markdown, CSV, JSON) of results files or run folders.
+
+    A run folder gives every results file in it and its sub-folders; a row read from
+    ``results-PRESET.json`` is named ``MODEL (PRESET)``, after the model's own row.
+    """
     paths = [Path(p) for p in inputs]
     files, found = collect_results(paths)
     found += [Path(f) for f in figures]
-    rows = [ResultRow.from_results(read_results(path)) for path in files]
     rank = {name: i for i, name in enumerate(TRAIN_PRESETS)}
-    rows.sort(key=lambda row: (rank.get(row.name, len(rank)), row.name))
+    keyed = []
+    for path in files:
+        row = ResultRow.from_results(read_results(path))
+        variant = path.stem.removeprefix("results-") if path.stem.startswith("results-") else ""
+        keyed.append(((rank.get(row.name, len(rank)), row.name, variant), row))
+        if variant:
+            row.name = f"{row.name} ({variant})"
+    rows = [row for _, row in sorted(keyed, key=lambda pair: pair[0])]
     out = Path(out) if out is not None else (paths[0] if paths[0].is_dir() else Path("."))
     written = write_report(rows, out, figures=figure_sections(found), title=title)
     return rows, written

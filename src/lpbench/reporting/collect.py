@@ -26,12 +26,10 @@ def collect_results(inputs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     results, figures = [], []
     for item in inputs:
         if item.is_dir():
-            found = sorted(item.glob("*/results.json")) + sorted(item.glob("results.json"))
+            found = sorted(item.glob("*/results*.json")) + sorted(item.glob("results*.json"))
             if not found:
-                others = sorted(item.glob("results-*.json")) + sorted(item.glob("*/results-*.json"))
-                hint = f"; give other presets' results files by name, e.g. {others[0]}"
                 raise FileNotFoundError(
-                    f"no results.json in {item} or its sub-folders" + (hint if others else "")
+                    f"no results.json (or results-PRESET.json) in {item} or its sub-folders"
                 )
             results += found
             figures += sorted((item / "figures").glob("*.png"))

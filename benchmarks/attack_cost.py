@@ -4,8 +4,8 @@ For each model it evaluates the data set's fixed evaluation subset with: the see
 baseline; PGD-100 (step eps/4, cross-entropy) with R = 1, 2, 4, ... restarts, doubling
 while the next run is predicted to fit ``--pgd-minutes`` (30 by default) for that model;
 APGD-CE; APGD-T (9 targets); Square (5,000 queries); ``aa-standard``; and ``auto`` at each
-of ``--budgets`` (default: its default budget, ``aa-standard``'s per-point maximum, and
-that plus the warm-started Square's 1,000 queries).
+of ``--budgets`` (default: its default budget, the budget from which ``--exhaustive``
+contains ``aa-standard`` (6,916), and that plus the warm-started Square's 1,000 queries).
 
 The models: without ``--models``, the Plain, CLP, LSQ and 50% AT LeNets of ``--dataset``
 (Fashion-MNIST by default; ``mnist`` once its files are in ``--data-dir``), trained with
@@ -29,7 +29,7 @@ to add ``auto`` budgets, except the labels ``--fresh`` names (or starts, e.g. ``
 
     python benchmarks/attack_cost.py [--dataset fashion-mnist | --models zoo | --models
         zoo:mnist-digits/clp runs/x] [--points 1000] [--device cuda]
-        [--budgets 2000 6910 7910] [--reuse OLD/attack_cost.json [--fresh auto]]
+        [--budgets 2000 6916 7916] [--reuse OLD/attack_cost.json [--fresh auto]]
         [--plot-from A.json B.json]
 """
 
@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from lpbench.evaluation import (
-    AA_STANDARD_BUDGET,
+    AUTO_CONTAINS_AA_BUDGET,
     DEFAULT_BUDGET,
     WARM_SQUARE_QUERIES,
     default_eps,
@@ -331,7 +331,11 @@ def main() -> None:
         "--budgets",
         type=int,
         nargs="+",
-        default=[DEFAULT_BUDGET, AA_STANDARD_BUDGET, AA_STANDARD_BUDGET + WARM_SQUARE_QUERIES],
+        default=[
+            DEFAULT_BUDGET,
+            AUTO_CONTAINS_AA_BUDGET,
+            AUTO_CONTAINS_AA_BUDGET + WARM_SQUARE_QUERIES,
+        ],
         help="auto's budgets, one row each (gradients + queries per point)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/attack-cost"))

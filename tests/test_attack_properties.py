@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lpbench.attacks import APGD, APGDT, FAB, FGSM, SPSA, Attack, AttackResult, Square
+from lpbench.attacks import APGD, APGDT, FAB, FGSM, SPSA, Attack, AttackResult, Square, Universal
 
 from .attack_models import RowwiseNet
 from .conftest import TinyNet
@@ -26,10 +26,17 @@ def _make(kind: str, eps: float, seed: int, budget: int) -> Attack:
         return Square(eps, n_queries=budget * 3, seed=seed)
     if kind == "spsa":
         return SPSA(eps, n_iter=budget, samples=8, seed=seed)
+    if kind == "fgsm-steps":
+        return FGSM(eps, step=eps / 2, steps=budget, random_start=bool(seed % 2), seed=seed)
+    if kind == "universal":
+        gen = torch.Generator().manual_seed(seed)
+        sources = (torch.rand(12, 1, 8, 8, generator=gen), torch.arange(12) % 4)
+        return Universal(eps, sources, n_iter=budget, seed=seed)
     return FGSM(eps, random_start=bool(seed % 2), seed=seed)
 
 
-KINDS = ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "spsa", "fgsm"]
+KINDS = ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "spsa", "fgsm", "fgsm-steps"]
+KINDS += ["universal"]
 
 
 @settings(max_examples=20, deadline=None)

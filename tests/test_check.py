@@ -167,10 +167,13 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
         attacks = json.loads(res.read_text())["manifest"]["attacks"]
         assert next(a for a in attacks if a["label"] == "square")["give_up"][:1] == give_up
     code, _, err = run(
-        capsys, "evaluate", *base, "--preset", "auto", "--budget", "7910", "--out", str(res)
+        capsys, "evaluate", *base, "--preset", "auto", "--budget", "7916", "--out", str(res)
     )
     assert code == 0, err
-    attacks = json.loads(res.read_text())["manifest"]["attacks"]
+    data = json.loads(res.read_text())
+    attacks = data["manifest"]["attacks"]
+    assert [a["label"] for a in attacks][:2] == ["universal", "fgsm"]  # training split found
+    assert data["schedule"]["shared"] == attacks[0]["sources"]["images"] * attacks[0]["n_iter"]
     assert [a["label"] for a in attacks][-2:] == ["square-warm", "square"]
     assert attacks[-2]["warm_start"] and attacks[-2]["n_queries"] == 1000
     code, out, err = run(

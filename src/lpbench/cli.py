@@ -17,7 +17,7 @@ from lpbench.data import (
     DatasetNotFoundError,
 )
 from lpbench.evaluation import (
-    AA_STANDARD_BUDGET,
+    AUTO_CONTAINS_AA_BUDGET,
     DEFAULT_BUDGET,
     PRESETS,
     WARM_SQUARE_QUERIES,
@@ -315,10 +315,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     schedule = result.meta.get("schedule")
     if schedule is not None:
         print(
-            f"  auto budget {schedule['budget_per_point']:,} gradients + queries per point; "
-            f"spent {schedule['spent']:,} in all, {schedule['spent_per_point_mean']:.1f} "
+            f"  auto budget {schedule['budget_per_point']:,} gradients + queries per point"
+            + (
+                f" (and {schedule['shared']:,} in all for the universal perturbations)"
+                if schedule.get("shared")
+                else ""
+            )
+            + f"; spent {schedule['spent']:,} in all, {schedule['spent_per_point_mean']:.1f} "
             "per point on average"
         )
+        if schedule.get("universal_skipped"):
+            print(f"  universal perturbations skipped: {schedule['universal_skipped']}")
         if "check" in schedule:
             print(f"  {schedule['check']['verdict']}")
         for r in schedule.get("raised", []):
@@ -602,16 +609,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRESETS,
         default=None,
         help="attack preset (default: strong, which includes the baseline); aa-standard: "
-        "AutoAttack's standard version; auto: budgeted ladder of APGD-CE, FAB-T, APGD-T, "
-        "Square",
+        "AutoAttack's standard version; auto: budgeted ladder of universal perturbations, "
+        "FGSM, APGD-CE, FAB-T, APGD-T, Square",
     )
     p.add_argument(
         "--budget",
         type=_positive_int,
         default=None,
         help=f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET}; with "
-        f"--exhaustive, {AA_STANDARD_BUDGET} or more runs everything aa-standard runs; "
-        f"above {AA_STANDARD_BUDGET}, up to {WARM_SQUARE_QUERIES} go to a Square started "
+        f"--exhaustive, {AUTO_CONTAINS_AA_BUDGET} or more runs everything aa-standard runs; "
+        f"above {AUTO_CONTAINS_AA_BUDGET}, up to {WARM_SQUARE_QUERIES} go to a Square started "
         "from each point's nearest miss)",
     )
     p.add_argument(

@@ -15,6 +15,7 @@ from lpbench.attacks.targets import (
     random_other_class,
     top_other_classes,
 )
+from lpbench.attacks.universal import Universal
 
 __all__ = [
     "APGD",
@@ -30,6 +31,7 @@ __all__ = [
     "KeyedRows",
     "RestartRecords",
     "Square",
+    "Universal",
     "choose_targets",
     "derive_key",
     "get_loss",

@@ -1,34 +1,43 @@
-"""FGSM (Goodfellow et al. 2015): one signed gradient step, optionally from a random start."""
+"""FGSM (Goodfellow et al. 2015) and its iterated form (BIM, Kurakin et al. 2017)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from lpbench.attacks._common import ball, clip, loss_and_grad, rows_view
+from lpbench.attacks._common import ball, clip, forward, loss_and_grad
 from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
 
 
 class FGSM(Attack):
-    """One step of ``step`` (default eps) along the loss gradient's sign, then projected.
+    """Up to ``steps`` (default 1) steps of ``step`` (default eps) along the loss
+    gradient's sign, each projected onto the eps-ball; ``step`` may instead give the size
+    of each step (a sequence: ``steps`` is then its length).
 
-    ``random_start`` starts uniformly in the eps-ball (keyed per point). The example is
-    judged by one more forward pass: success means misclassified, also when a ``target``
-    is given (the loss then descends towards it); a point misclassified as given keeps
-    its clean input (one forward pass). ``eot_iter`` averages the gradient.
+    ``random_start`` starts uniformly in the eps-ball (keyed per point); ``x_init`` (a
+    starting point per input, in its eps-ball) starts there instead. Each step is judged
+    by a forward pass, and a point stops at its first adversarial step: success means
+    misclassified, also when a ``target`` is given (the loss then descends towards it).
+    A point left robust keeps its step nearest the boundary (largest margin); a point
+    misclassified as given keeps its clean input. Cost: one gradient per point and step
+    taken (``eot_iter`` averages that many); the forward passes that judge the steps are
+    counted as forward passes, not gradients.
     """
 
     name = "fgsm"
+    takes_start = True
 
     def __init__(
         self,
         eps: float,
         *,
-        step: float | None = None,
+        step: float | Sequence[float] | None = None,
+        steps: int = 1,
         random_start: bool = False,
         loss: str = "ce",
         eot_iter: int = 1,
@@ -38,9 +47,15 @@ class FGSM(Attack):
         model_mode: str = "eval",
     ) -> None:
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        if step is not None and not 0 < step <= 1:
-            raise ValueError(f"step must be in (0, 1], got {step}")
-        self.step = self.eps if step is None else float(step)
+        sizes = (
+            [step] * count_at_least("steps", steps, 1) if not isinstance(step, Sequence) else step
+        )
+        if not sizes:
+            raise ValueError("step needs at least one size")
+        if not all(size is None or 0 < size <= 1 for size in sizes):
+            raise ValueError(f"step sizes must be in (0, 1], got {step}")
+        self.sizes = [self.eps if size is None else float(size) for size in sizes]
+        self.steps = len(self.sizes)
         self.random_start = random_start
         self.loss_name = loss
         self.loss_fn = get_loss(loss)
@@ -49,7 +64,8 @@ class FGSM(Attack):
     def config(self) -> dict[str, Any]:
         return {
             **self.base_config(),
-            "step": self.step,
+            "step": self.sizes[0] if len(set(self.sizes)) == 1 else self.sizes,
+            "steps": self.steps,
             "random_start": self.random_start,
             "loss": self.loss_name,
             "eot_iter": self.eot_iter,
@@ -62,24 +78,47 @@ class FGSM(Attack):
         y: torch.Tensor,
         index: torch.Tensor,
         target: torch.Tensor | None,
+        x_init: torch.Tensor | None = None,
     ) -> AttackResult:
         n = x.shape[0]
         lower, upper = ball(x, self.eps)
         start = x.clone()
-        if self.random_start:
+        if x_init is not None:
+            start = clip(x_init, lower, upper)
+        elif self.random_start:
             unit = keyed_uniform(self.key, index, 0, tuple(x.shape[1:]), dtype=x.dtype)
             start = clip(x + (unit * 2 - 1) * self.eps, lower, upper)
-        *_, grad = loss_and_grad(model, start, y, target, self.loss_fn, self.eot_iter)
-        x_adv = clip(start + self.step * grad.sign(), lower, upper)
-        with torch.no_grad():
-            clean = model(x)
-            logits = model(x_adv)
+        clean = forward(model, x, self.max_batch)
+        cost = Cost(forwards=n)
         wrong = is_adversarial(clean, y, None)  # broken by the clean input itself
-        logits = torch.where(wrong[:, None], clean, logits)
+        x_adv, logits = x.clone(), clean.clone()
+        best = torch.full((n,), float("-inf"), dtype=clean.dtype, device=x.device)
+        current, active = start, ~wrong
+        for size in self.sizes:
+            idx = active.nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            t = None if target is None else target[idx]
+            *_, grad = loss_and_grad(model, current[idx], y[idx], t, self.loss_fn, self.eot_iter)
+            moved = clip(current[idx] + size * grad.sign(), lower[idx], upper[idx])
+            found = forward(model, moved, self.max_batch)
+            cost = cost + Cost(
+                gradients=idx.numel() * self.eot_iter, forwards=idx.numel() * (self.eot_iter + 1)
+            )
+            gap = margin(found, y[idx], None)
+            closer = gap > best[idx]  # keep each point's iterate nearest the boundary
+            x_adv[idx[closer]], logits[idx[closer]], best[idx[closer]] = (
+                moved[closer],
+                found[closer],
+                gap[closer],
+            )
+            current = current.clone()
+            current[idx] = moved
+            active[idx[is_adversarial(found, y[idx], None)]] = False
         return AttackResult(
-            x_adv=torch.where(rows_view(wrong, x), x, x_adv),
+            x_adv=x_adv,
             success=is_adversarial(logits, y, None),
             loss=self.loss_fn(logits, y, target),
             margin=margin(logits, y, None),
-            cost=Cost(gradients=n * self.eot_iter, forwards=n * (self.eot_iter + 2)),
+            cost=cost,
         )

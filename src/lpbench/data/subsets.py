@@ -37,3 +37,20 @@ def dataset_eval_subset(
             raise ValueError(f"subset size must be positive, got {size}")
         return np.arange(min(size, num_points), dtype=np.int64)
     return evaluation_subset(num_points, size, seed)
+
+
+def per_class_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """Sorted int64 indices of up to ``per_class`` items of each label: the first of each
+    label in a PCG64(``seed``) permutation of ``range(len(labels))``."""
+    if per_class <= 0:
+        raise ValueError(f"per_class must be positive, got {per_class}")
+    labels = np.asarray(labels)
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(len(labels))
+    taken: dict[int, int] = {}
+    chosen = []
+    for i in order:
+        label = int(labels[i])
+        if taken.get(label, 0) < per_class:
+            taken[label] = taken.get(label, 0) + 1
+            chosen.append(i)
+    return np.sort(np.asarray(chosen, dtype=np.int64))

@@ -1,7 +1,13 @@
 """Evaluation: presets as data, worst case over attacks and restarts, verification,
 journalled (resumable) and sharded (torchrun) runs, and the model contract check."""
 
-from lpbench.evaluation.benchmark import benchmark, build_manifest, evaluate_model, weights_sha256
+from lpbench.evaluation.benchmark import (
+    benchmark,
+    build_manifest,
+    evaluate_model,
+    universal_sources,
+    weights_sha256,
+)
 from lpbench.evaluation.contract import (
     LogitsOf,
     ModelContractError,
@@ -35,9 +41,13 @@ from lpbench.evaluation.protocol import (
 from lpbench.evaluation.schedule import (
     AA_STANDARD_BUDGET,
     AUTO_APGD_T_GIVE_UP,
+    AUTO_CONTAINS_AA_BUDGET,
+    AUTO_FGSM_STEPS,
     AUTO_GIVE_UP,
     DEFAULT_BUDGET,
     RAISES,
+    UNIVERSAL_ITERATIONS,
+    UNIVERSAL_SOURCES_PER_CLASS,
     WARM_SQUARE_QUERIES,
     Schedule,
     auto_schedule,
@@ -49,12 +59,16 @@ from lpbench.evaluation.shards import Shard, shard_from_env
 __all__ = [
     "AA_STANDARD_BUDGET",
     "AUTO_APGD_T_GIVE_UP",
+    "AUTO_CONTAINS_AA_BUDGET",
+    "AUTO_FGSM_STEPS",
     "AUTO_GIVE_UP",
     "DEFAULT_BUDGET",
     "DEFAULT_EPS",
     "PRESETS",
     "PROTOCOLS",
     "RAISES",
+    "UNIVERSAL_ITERATIONS",
+    "UNIVERSAL_SOURCES_PER_CLASS",
     "WARM_SQUARE_QUERIES",
     "AttackSpec",
     "AttackSummary",
@@ -85,6 +99,7 @@ __all__ = [
     "preset_attacks",
     "raise_budgets",
     "shard_from_env",
+    "universal_sources",
     "verify_adversarial",
     "weights_sha256",
 ]

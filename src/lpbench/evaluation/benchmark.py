@@ -13,12 +13,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from lpbench.data import dataset_eval_subset, load_dataset
+from lpbench.data import DatasetNotFoundError, dataset_eval_subset, load_dataset, per_class_subset
 from lpbench.evaluation.check import NothingToCheck, check
 from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
 from lpbench.evaluation.journal import discard_journal
 from lpbench.evaluation.protocol import NamedAttack, get_protocol, preset_attacks
-from lpbench.evaluation.schedule import DEFAULT_BUDGET, auto_schedule, raise_budgets
+from lpbench.evaluation.schedule import (
+    DEFAULT_BUDGET,
+    UNIVERSAL_SOURCES_PER_CLASS,
+    auto_schedule,
+    raise_budgets,
+)
 from lpbench.evaluation.shards import init_distributed, shard_device, shard_from_env
 from lpbench.runtime import default_batch_rows, evaluation_mode, resolve_device
 from lpbench.version import __version__
@@ -97,6 +102,7 @@ def benchmark(
     budget: int | None = None,
     adapt: bool = False,
     exhaustive: bool = False,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
@@ -111,7 +117,11 @@ def benchmark(
     processes and rank 0 writes the file. The caller's model keeps its mode and device.
     ``preset="auto"`` runs the budgeted schedule (``budget`` gradients + queries per
     point; ``exhaustive`` keeps its Square from giving up points); ``result.meta["schedule"]``
-    then holds the budget, each attack's cap and the exact spend. With ``adapt`` (``auto``
+    then holds the budget, each attack's cap and the exact spend. Its universal
+    perturbations are found on ``sources`` (images and labels, not the points evaluated):
+    by default :func:`universal_sources` of the data set's training split; with tensors,
+    only when given (else ``auto`` starts with FGSM, and the schedule says why). With
+    ``adapt`` (``auto``
     only), :func:`lpbench.check` first probes the evaluation points (:data:`ADAPT_CHECK`
     settings) and each warning raises the budget of the attack that can expose it
     (:func:`raise_budgets`); the schedule report then holds the check's verdict and
@@ -159,13 +169,23 @@ def benchmark(
         indices = list(range(len(x)))
         data_info = {"dataset": None, "tensors": {"points": len(x), "shape": list(x.shape[1:])}}
     if attacks is None:
+        skipped = None
+        if sources is None and dataset is not None:
+            try:
+                sources = universal_sources(dataset, data_dir=data_dir, seed=attack_seed)
+            except (DatasetNotFoundError, OSError) as error:
+                skipped = f"no training split for its sources ({error})"
+        elif sources is None:
+            skipped = "no sources given (benchmark(..., sources=(images, labels)))"
         schedule = auto_schedule(
             eps,
             budget=budget or DEFAULT_BUDGET,
             seed=attack_seed,
             num_classes=_num_classes(model, x, device),
             exhaustive=exhaustive,
+            sources=sources,
         )
+        schedule.universal_skipped = skipped
         if adapt:
             summary = _adapt_check(model, x, y, eps, dataset, attack_seed, device)
             schedule = raise_budgets(schedule, summary["warnings"], summary)
@@ -238,6 +258,20 @@ def _adapt_check(
         "warnings": [f.probe for f in report.warnings],
         "settings": ADAPT_CHECK,
     }
+
+
+def universal_sources(
+    dataset: str,
+    *,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    per_class: int = UNIVERSAL_SOURCES_PER_CLASS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` training images of each class (:func:`per_class_subset`, seeded), the
+    sources of ``auto``'s universal perturbations: never the test points evaluated."""
+    train = load_dataset(dataset, "train", data_dir=data_dir)
+    chosen = train.subset(per_class_subset(train.labels.numpy(), per_class, seed=seed))
+    return chosen.images, chosen.labels
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:

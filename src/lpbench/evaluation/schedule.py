@@ -6,6 +6,9 @@ schedule has a per-point cap, its most gradients + queries on one point, fixed w
 schedule is built; the caps add up to at most the budget, so no point can spend more
 whatever the attacks do, and the spend reported is the exact sum of what the attacks
 counted. Points broken early spend less: later attacks only see the points still robust.
+The universal perturbations, when the schedule has source images for them, are a shared
+cost on top: a fixed number of gradients in all (:data:`UNIVERSAL_SOURCES_PER_CLASS` x
+classes x :data:`UNIVERSAL_ITERATIONS`), whatever the number of points.
 
 With ``adapt`` (:func:`raise_budgets`), ``lpbench check`` runs first and every probe that
 warns doubles one setting of the attack able to expose what it found (:data:`RAISES`);
@@ -20,7 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lpbench.attacks import APGD, FAB, FGSM, PGD, SPSA, Attack, Square
+import torch
+
+from lpbench.attacks import APGD, FAB, FGSM, PGD, SPSA, Attack, Square, Universal
 from lpbench.evaluation.protocol import AA_STANDARD, NamedAttack
 
 #: Most target classes of ``auto``'s targeted attacks, and FAB-T's first share of them.
@@ -38,6 +43,11 @@ AUTO_GIVE_UP = ((500, 0.5), (1000, 0.35), (2000, 0.2), (3000, 0.12))
 #: ``auto``'s APGD-T gives up a target after 40 iterations when the point's margin has not
 #: closed a tenth of its distance to the boundary (see ``APGD.give_up``).
 AUTO_APGD_T_GIVE_UP = ((40, 0.9),)
+#: Source images per class and iterations of ``auto``'s universal perturbations.
+UNIVERSAL_SOURCES_PER_CLASS, UNIVERSAL_ITERATIONS = 5, 5
+#: Step sizes of ``auto``'s iterated FGSM, as shares of eps (halved after the first step
+#: and the third).
+AUTO_FGSM_STEPS = (1.0, 0.5, 0.5, 0.25, 0.25, 0.25)
 
 
 #: Per ``check`` probe: the attack of ``auto`` a warning raises and the setting doubled.
@@ -75,7 +85,9 @@ def max_spend_per_point(attack: Attack) -> int:
     if isinstance(attack, SPSA):
         return attack.restarts * (1 + attack.n_iter * (attack.samples + 1))
     if isinstance(attack, FGSM):
-        return attack.eot_iter
+        return attack.steps * attack.eot_iter
+    if isinstance(attack, Universal):  # a shared cost (Universal.spend), none per point
+        return 0
     raise ValueError(f"no per-point cost bound known for {type(attack).__name__}")
 
 
@@ -84,6 +96,9 @@ def max_spend_per_point(attack: Attack) -> int:
 AA_STANDARD_BUDGET = sum(
     max_spend_per_point(s.build(1.0, seed=0, max_batch=1).attack) for s in AA_STANDARD
 )
+#: From this budget on, ``auto`` with ``exhaustive`` runs all of ``aa-standard`` (6,916:
+#: its 6,910 and the gradients of ``auto``'s FGSM steps).
+AUTO_CONTAINS_AA_BUDGET = AA_STANDARD_BUDGET + len(AUTO_FGSM_STEPS)
 
 
 @dataclass
@@ -95,11 +110,17 @@ class Schedule:
     caps: list[int]
     raised: list[dict[str, Any]] = field(default_factory=list)
     check: dict[str, Any] | None = None
+    universal_skipped: str | None = None
 
     @property
     def max_per_point(self) -> int:
         """The most one point can spend: the sum of the caps (at most the budget)."""
         return sum(self.caps)
+
+    @property
+    def shared(self) -> int:
+        """Gradients spent once in all (the universal perturbations), not per point."""
+        return sum(a.attack.spend for a in self.attacks if isinstance(a.attack, Universal))
 
     def plan(self) -> dict[str, Any]:
         """The budget and each attack's cap, JSON-serialisable; after :func:`raise_budgets`
@@ -108,6 +129,8 @@ class Schedule:
             "budget_per_point": self.budget,
             "unit": "gradients + queries per point",
             "max_per_point": self.max_per_point,
+            "shared": self.shared,
+            **({"universal_skipped": self.universal_skipped} if self.universal_skipped else {}),
             "attacks": [
                 {"label": a.label, "cap_per_point": cap}
                 for a, cap in zip(self.attacks, self.caps, strict=True)
@@ -121,8 +144,9 @@ class Schedule:
         """The plan with what an :class:`EvaluationResult` of this schedule spent.
 
         Per attack: points attacked, broken and given up on, gradients + queries spent and
-        the cap times the points it attacked (the spend can never exceed it); in all: the
-        total and the mean per point.
+        the cap times the points it attacked (the spend can never exceed it; None for the
+        universal perturbations, a shared cost of ``shared`` gradients per process that
+        computes them); in all: the total and the mean per point.
         """
         by_label = {s.label: s for s in result.attacks}
         rows, total = [], 0
@@ -130,6 +154,8 @@ class Schedule:
             summary = by_label[named.label]
             spent = summary.grad_evals + summary.queries
             total += spent
+            shared = isinstance(named.attack, Universal)  # no per-point cap: a shared cost
+            cap_total = None if shared else cap * summary.points_attacked
             rows.append(
                 {
                     "label": named.label,
@@ -140,7 +166,7 @@ class Schedule:
                     "gradients": summary.grad_evals,
                     "queries": summary.queries,
                     "spent": spent,
-                    "cap_total": cap * summary.points_attacked,
+                    "cap_total": cap_total,
                 }
             )
         n = result.num_points
@@ -149,7 +175,9 @@ class Schedule:
             "attacks": rows,
             "spent": total,
             "spent_per_point_mean": total / n if n else float("nan"),
-            "within_budget": all(r["spent"] <= r["cap_total"] for r in rows)
+            "within_budget": all(
+                r["spent"] <= r["cap_total"] for r in rows if r["cap_total"] is not None
+            )
             and self.max_per_point <= self.budget,
         }
 
@@ -162,11 +190,22 @@ def auto_schedule(
     max_batch: int = 10_000,
     num_classes: int | None = None,
     exhaustive: bool = False,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Schedule:
     """``auto`` at ``eps`` with ``budget`` gradients + queries per point.
 
     A ladder of attacks, each on the points still robust and each stopping on a point at
-    its first adversarial iterate: APGD-CE (100 iterations); FAB-T on each point's top
+    its first adversarial iterate. With ``sources`` (a few labelled images per class, not
+    the points evaluated; :func:`lpbench.evaluation.universal_sources` draws them from a
+    data set's training split) it starts with per-class universal perturbations
+    (:class:`~lpbench.attacks.Universal`, :data:`UNIVERSAL_ITERATIONS` steps on the
+    sources; a shared cost, no gradient per point) and iterated FGSM from each point's
+    universal example (:data:`AUTO_FGSM_STEPS`: up to six steps from eps down to eps / 4,
+    a point stopping at its first adversarial step); without, from the clean
+    point. On models without masking these break most points for about one gradient per
+    point, where APGD-CE spends at least two (its random start and the step that
+    crosses). Then APGD-CE (100
+    iterations); FAB-T on each point's top
     :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9); FAB-T on the
     next-ranked classes up to the 9th; Square on the margin loss with exactly the rest,
     its window schedule laid over ``aa-standard``'s 5,000 queries (so that on every point
@@ -186,8 +225,8 @@ def auto_schedule(
 
     Every attack is a copy of its ``aa-standard`` counterpart (same settings and random
     stream) with fewer targets or queries; FAB-T's target ranks split over two attacks
-    run exactly as in one. So with ``exhaustive`` at :data:`AA_STANDARD_BUDGET` or more
-    with 10 classes ``auto`` runs each of ``aa-standard``'s attacks in full and leaves
+    run exactly as in one. So with ``exhaustive`` at :data:`AUTO_CONTAINS_AA_BUDGET` or
+    more with 10 classes ``auto`` runs each of ``aa-standard``'s attacks in full and leaves
     robust no point that ``aa-standard`` breaks; at smaller budgets, or giving up, it
     trades the attacks' lengths for cost. With
     ``num_classes`` known, targets are capped at ``num_classes - 1`` and APGD-T (whose
@@ -196,13 +235,22 @@ def auto_schedule(
     if budget < 1:
         raise ValueError(f"budget must be a positive number of gradients + queries, got {budget}")
     aa = {s.label: s.build(eps, seed=seed, max_batch=max_batch).attack for s in AA_STANDARD}
-    attacks = [NamedAttack("apgd-ce", aa["apgd-ce"])]
-    ce_cost = max_spend_per_point(aa["apgd-ce"])
-    left = budget - ce_cost
+    attacks = []
+    if sources is not None:
+        universal = Universal(
+            eps, sources, n_iter=UNIVERSAL_ITERATIONS, seed=seed, max_batch=max_batch
+        )
+        attacks.append(NamedAttack("universal", universal))
+    steps = [share * eps for share in AUTO_FGSM_STEPS]
+    fgsm = FGSM(eps, step=steps, seed=seed, max_batch=max_batch)
+    attacks.append(NamedAttack("fgsm", fgsm, warm_start=sources is not None))
+    attacks.append(NamedAttack("apgd-ce", aa["apgd-ce"]))
+    first = sum(max_spend_per_point(a.attack) for a in attacks)
+    left = budget - first
     if left < 1:
         raise ValueError(
-            f"budget {budget} is too small for auto: APGD-CE takes {ce_cost} and Square at "
-            f"least 1 more; give at least {ce_cost + 1}"
+            f"budget {budget} is too small for auto: FGSM and APGD-CE take {first} and "
+            f"Square at least 1 more; give at least {first + 1}"
         )
     others = MAX_TARGETS if num_classes is None else min(MAX_TARGETS, num_classes - 1)
     first_fab = min(FIRST_FAB_TARGETS, others)
@@ -274,4 +322,4 @@ def raise_budgets(
         )
     named = list(attacks.values())
     caps = [max_spend_per_point(a.attack) for a in named]
-    return Schedule(sum(caps), named, caps, raised, check or {})
+    return Schedule(sum(caps), named, caps, raised, check or {}, schedule.universal_skipped)

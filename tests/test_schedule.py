@@ -367,3 +367,19 @@ def test_adapt_skips_the_check_when_no_point_is_classified_correctly():
     report = result.meta["schedule"]
     assert report["check"]["verdict"].startswith("skipped") and report["raised"] == []
     assert report["budget_per_point"] == 300 and result.robust_accuracy == 0.0
+
+
+def test_auto_with_sources_reports_the_universal_cost_and_without_says_why_it_skipped():
+    model, x, y = trained_mlp(5, 30)
+    _, pool, labels = trained_mlp(5, 512)
+    sources = (pool[300:340], labels[300:340])  # not the points evaluated
+    kwargs = {"eps": 0.1, "preset": "auto", "budget": 600, "show_progress": False}
+    result = evaluate_model(model, x, y, sources=sources, **kwargs)
+    report = result.meta["schedule"]
+    universal = report["attacks"][0]
+    assert universal["label"] == "universal" and universal["cap_total"] is None
+    assert universal["gradients"] == report["shared"] == 40 * 5 and universal["points_broken"] > 0
+    assert report["spent"] == sum(r["spent"] for r in report["attacks"]) and report["within_budget"]
+    assert result.robust_accuracy == 0.0 and "universal_skipped" not in report
+    bare = evaluate_model(model, x, y, **kwargs).meta["schedule"]
+    assert bare["attacks"][0]["label"] == "fgsm" and "no sources given" in bare["universal_skipped"]

@@ -297,12 +297,15 @@ def evaluate_model(
     budget: int | None = None,
     adapt: bool = False,
     exhaustive: bool = False,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> EvaluationResult:
     """Robust accuracy of any torch model on ``(x, y)`` (AutoAttack-style entry point).
 
     ``model`` maps inputs in [0, 1] to logits (normalisation inside the model; tuple or
     dict outputs through :class:`lpbench.LogitsOf`). Points are identified by their
-    position in ``x``. The model's mode and device are restored afterwards.
+    position in ``x``. The model's mode and device are restored afterwards. ``sources``
+    (a few labelled images per class, e.g. from the training set) let ``auto`` start with
+    universal perturbations.
     """
     return benchmark(
         model,
@@ -317,4 +320,5 @@ def evaluate_model(
         budget=budget,
         adapt=adapt,
         exhaustive=exhaustive,
+        sources=sources,
     )

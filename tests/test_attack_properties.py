@@ -27,7 +27,8 @@ def _make(kind: str, eps: float, seed: int, budget: int) -> Attack:
     if kind == "spsa":
         return SPSA(eps, n_iter=budget, samples=8, seed=seed)
     if kind == "fgsm-steps":
-        return FGSM(eps, step=eps / 2, steps=budget, random_start=bool(seed % 2), seed=seed)
+        step = eps / 2 if eps else None  # a step must be positive; eps 0 takes the default
+        return FGSM(eps, step=step, steps=budget, random_start=bool(seed % 2), seed=seed)
     if kind == "universal":
         gen = torch.Generator().manual_seed(seed)
         sources = (torch.rand(12, 1, 8, 8, generator=gen), torch.arange(12) % 4)

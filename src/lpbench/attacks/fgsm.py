@@ -112,8 +112,7 @@ class FGSM(Attack):
                 found[closer],
                 gap[closer],
             )
-            current = current.clone()
-            current[idx] = moved
+            current[idx] = moved  # a tensor of this call (start is a copy or a projection)
             active[idx[is_adversarial(found, y[idx], None)]] = False
         return AttackResult(
             x_adv=x_adv,

@@ -13,7 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from lpbench.data import DatasetNotFoundError, dataset_eval_subset, load_dataset, per_class_subset
+from lpbench.data import (
+    DatasetNotFoundError,
+    dataset_eval_subset,
+    load_arrays,
+    load_dataset,
+    per_class_subset,
+)
 from lpbench.evaluation.check import NothingToCheck, check
 from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
 from lpbench.evaluation.journal import discard_journal
@@ -269,9 +275,12 @@ def universal_sources(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` training images of each class (:func:`per_class_subset`, seeded), the
     sources of ``auto``'s universal perturbations: never the test points evaluated."""
-    train = load_dataset(dataset, "train", data_dir=data_dir)
-    chosen = train.subset(per_class_subset(train.labels.numpy(), per_class, seed=seed))
-    return chosen.images, chosen.labels
+    images, labels = load_arrays(dataset, "train", data_dir=data_dir, progress=False)
+    chosen = per_class_subset(np.asarray(labels), per_class, seed=seed)
+    return (  # only the chosen images become floats (a training split may be gigabytes)
+        torch.from_numpy(np.asarray(images[chosen])).float().div_(255),
+        torch.from_numpy(np.asarray(labels[chosen])),
+    )
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:

@@ -201,13 +201,12 @@ def auto_schedule(
     (:class:`~lpbench.attacks.Universal`, :data:`UNIVERSAL_ITERATIONS` steps on the
     sources; a shared cost, no gradient per point) and iterated FGSM from each point's
     universal example (:data:`AUTO_FGSM_STEPS`: up to six steps from eps down to eps / 4,
-    a point stopping at its first adversarial step); without, from the clean
-    point. On models without masking these break most points for about one gradient per
-    point, where APGD-CE spends at least two (its random start and the step that
-    crosses). Then APGD-CE (100
-    iterations); FAB-T on each point's top
-    :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9); FAB-T on the
-    next-ranked classes up to the 9th; Square on the margin loss with exactly the rest,
+    a point stopping at its first adversarial step); without, from the clean point. On
+    models without masking these break most points for about one gradient per point,
+    where APGD-CE spends at least two (its random start and the step that crosses). Then
+    APGD-CE (100 iterations); FAB-T on each point's top :data:`FIRST_FAB_TARGETS` other
+    classes; APGD-T (targeted DLR, top 9); FAB-T on the next-ranked classes up to the
+    9th; Square on the margin loss with exactly the rest,
     its window schedule laid over ``aa-standard``'s 5,000 queries (so that on every point
     it runs the beginning of ``aa-standard``'s Square, or all of it and more). Queries
     beyond those 5,000 go first, up to :data:`WARM_SQUARE_QUERIES`, to a Square run before

@@ -15,15 +15,17 @@ Fashion-MNIST). ``--models zoo`` takes the zoo's LeNets on the shipped MNIST dig
 instead; any run folders or ``zoo:`` references can be given too.
 
 Each row gives robust accuracy (worst case per point; clean mistakes count as broken),
-gradients and queries per point (over all points), and wall time. Per-point results go to
+gradients and queries per point (over all points), compute per point (every forward pass,
+a gradient as three), and wall time. Per-point results go to
 ``--out`` (one JSON per row), the table to ``--out/attack_cost.md`` and ``.json``, the
 figure (robust accuracy against gradients + queries) to ``--out/attack_cost.png``. The
 goal lines say, per ``auto`` row, whether it is at or below ``aa-standard`` and the best
-PGD row, and its gradients + queries as a share of ``aa-standard``'s, and of what
+PGD row, its gradients + queries as a share of ``aa-standard``'s, its compute (every
+forward pass, a gradient counted as three; the table's ``compute / pt``) as a share of
+``aa-standard``'s, and its gradients + queries as a share of what
 AutoAttack's reference code would spend on ``aa-standard``'s runs (it takes every APGD and
 FAB-T run to its last iteration; lpbench stops a point at its first adversarial iterate).
-``--reuse`` keeps
-rows of earlier tables (same model, label and points) instead of running them again, e.g.
+``--reuse`` keeps rows of earlier tables (same model, label and points) instead of running them again, e.g.
 to add ``auto`` budgets, except the labels ``--fresh`` names (or starts, e.g. ``auto``);
 ``--plot-from`` redraws the figure from saved tables.
 
@@ -82,7 +84,8 @@ def run_row(model: str, label: str, out: Path, points: int, **kwargs: Any) -> di
     wall = time.perf_counter() - tic
     grads = sum(a.grad_evals for a in result.attacks)
     queries = sum(a.queries for a in result.attacks)
-    reference = reference_spend(json.loads(out.read_text())) if label == "aa-standard" else None
+    saved = json.loads(out.read_text())
+    reference = reference_spend(saved) if label == "aa-standard" else None
     return {
         "attack": label,
         "robust_accuracy": result.robust_accuracy,
@@ -90,10 +93,20 @@ def run_row(model: str, label: str, out: Path, points: int, **kwargs: Any) -> di
         "gradients_per_point": grads / result.num_points,
         "queries_per_point": queries / result.num_points,
         "cost_per_point": (grads + queries) / result.num_points,
+        "compute_per_point": compute_per_point(saved),
         "wall_s": wall,
         "results": str(out),
         **({} if reference is None else {"reference_cost_per_point": reference}),
     }
+
+
+def compute_per_point(results: dict[str, Any]) -> float:
+    """Forward passes per point with a gradient counted as three (its forward and a
+    backward of about two): every forward pass, charged to the budget or not (clean
+    inputs, FAB-T's and FGSM's checks, the checks of each example, Square's queries)."""
+    attacks = results["attacks"]
+    forwards = sum(a["forward_evals"] for a in attacks)
+    return (forwards + 2 * sum(a["grad_evals"] for a in attacks)) / results["num_points"]
 
 
 def reference_spend(results: dict[str, Any]) -> float | None:
@@ -185,6 +198,11 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "cost_le_half_aa": r["cost_per_point"] <= 0.5 * aa["cost_per_point"],
             "best_pgd": best_pgd["attack"],
             **(
+                {"compute_share_of_aa": r["compute_per_point"] / aa["compute_per_point"]}
+                if "compute_per_point" in r and "compute_per_point" in aa
+                else {}
+            ),
+            **(
                 {"cost_share_of_aa_reference": r["cost_per_point"] / reference}
                 if (reference := aa.get("reference_cost_per_point"))
                 else {}
@@ -197,15 +215,16 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def markdown(table: dict[str, list[dict[str, Any]]], goals: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "| model | attack | robust acc. | gradients / pt | queries / pt | wall s |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | attack | robust acc. | gradients / pt | queries / pt | compute / pt | wall s |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for model, rows in table.items():
         for r in rows:
+            compute = f"{r['compute_per_point']:,.1f}" if "compute_per_point" in r else "n/a"
             lines.append(
                 f"| {model} | {r['attack']} | {r['robust_accuracy']:.1%} | "
                 f"{r['gradients_per_point']:,.1f} | {r['queries_per_point']:,.1f} | "
-                f"{r['wall_s']:.0f} |"
+                f"{compute} | {r['wall_s']:.0f} |"
             )
     lines.append("")
     for model, by_auto in goals.items():
@@ -218,6 +237,11 @@ def markdown(table: dict[str, list[dict[str, Any]]], goals: dict[str, dict[str, 
                     f"; {g['cost_share_of_aa_reference']:.0%} of what AutoAttack's reference "
                     "code would spend on aa-standard's runs"
                     if "cost_share_of_aa_reference" in g
+                    else ""
+                )
+                + (
+                    f"; compute {g['compute_share_of_aa']:.0%} of aa-standard's"
+                    if "compute_share_of_aa" in g
                     else ""
                 )
             )
@@ -294,7 +318,12 @@ def reused_rows(paths: list[Path], fresh: list[str]) -> dict[tuple[str, str, int
                 if r["attack"].startswith(tuple(fresh)):
                     continue
                 rows[(model, r["attack"], points)] = {**r, "reused_from": str(path)}
-                own = Path(r["results"])  # rows of tables made before the field: fill it in
+                own = Path(r["results"])  # rows of tables made before a field: fill it in
+                if "compute_per_point" not in r and own.exists():
+                    saved = json.loads(own.read_text())
+                    rows[(model, r["attack"], points)]["compute_per_point"] = compute_per_point(
+                        saved
+                    )
                 if (
                     r["attack"] == "aa-standard"
                     and "reference_cost_per_point" not in r

@@ -25,8 +25,9 @@ forward pass, a gradient counted as three; the table's ``compute / pt``) as a sh
 ``aa-standard``'s, and its gradients + queries as a share of what
 AutoAttack's reference code would spend on ``aa-standard``'s runs (it takes every APGD and
 FAB-T run to its last iteration; lpbench stops a point at its first adversarial iterate).
-``--reuse`` keeps rows of earlier tables (same model, label and points) instead of running them again, e.g.
-to add ``auto`` budgets, except the labels ``--fresh`` names (or starts, e.g. ``auto``);
+``--reuse`` keeps rows of earlier tables (same model, label and points) instead of
+running them again, e.g. to add ``auto`` budgets, except the labels ``--fresh`` names (or
+starts, e.g. ``auto``);
 ``--plot-from`` redraws the figure from saved tables.
 
     python benchmarks/attack_cost.py [--dataset fashion-mnist | --models zoo | --models

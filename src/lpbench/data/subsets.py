@@ -46,11 +46,6 @@ def per_class_subset(labels: np.ndarray, per_class: int, seed: int = 0) -> np.nd
         raise ValueError(f"per_class must be positive, got {per_class}")
     labels = np.asarray(labels)
     order = np.random.Generator(np.random.PCG64(seed)).permutation(len(labels))
-    taken: dict[int, int] = {}
-    chosen = []
-    for i in order:
-        label = int(labels[i])
-        if taken.get(label, 0) < per_class:
-            taken[label] = taken.get(label, 0) + 1
-            chosen.append(i)
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+    ranked = labels[order]
+    chosen = [order[ranked == label][:per_class] for label in np.unique(labels)]
+    return np.sort(np.concatenate(chosen or [order[:0]])).astype(np.int64)

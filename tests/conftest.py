@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 import torch
+from hypothesis import settings
 from torch import nn
+
+# Property tests draw the same examples on every run, so CI cannot go red by chance;
+# LPBENCH_HYPOTHESIS=explore draws fresh ones (run it before adding a property).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("LPBENCH_HYPOTHESIS", "ci"))
 
 
 @pytest.fixture(autouse=True)

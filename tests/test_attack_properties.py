@@ -27,7 +27,7 @@ def _make(kind: str, eps: float, seed: int, budget: int) -> Attack:
     if kind == "spsa":
         return SPSA(eps, n_iter=budget, samples=8, seed=seed)
     if kind == "fgsm-steps":
-        step = eps / 2 if eps else None  # a step must be positive; eps 0 takes the default
+        step = eps / 2 if eps / 2 > 0 else None  # a step must be positive (eps/2 may underflow)
         return FGSM(eps, step=step, steps=budget, random_start=bool(seed % 2), seed=seed)
     if kind == "universal":
         gen = torch.Generator().manual_seed(seed)
@@ -48,6 +48,17 @@ KINDS += ["universal"]
     budget=st.integers(1, 5),
 )
 def test_stays_in_ball_and_box(kind: str, eps: float, seed: int, budget: int) -> None:
+    _check_ball_and_box(kind, eps, seed, budget)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("eps", [0.0, 5e-324, 1e-12, 1.0])
+def test_stays_in_ball_and_box_at_extreme_eps(kind: str, eps: float) -> None:
+    """Zero, the smallest subnormal (whose half underflows to 0), and the whole box."""
+    _check_ball_and_box(kind, eps, 3, 2)
+
+
+def _check_ball_and_box(kind: str, eps: float, seed: int, budget: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     model = TinyNet(classes=4, seed=seed).eval()
     x = torch.rand(5, 1, 8, 8, generator=gen)

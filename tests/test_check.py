@@ -167,7 +167,7 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
         attacks = json.loads(res.read_text())["manifest"]["attacks"]
         assert next(a for a in attacks if a["label"] == "square")["give_up"][:1] == give_up
     code, _, err = run(
-        capsys, "evaluate", *base, "--preset", "auto", "--budget", "7916", "--out", str(res)
+        capsys, "evaluate", *base, "--preset", "auto", "--budget", "7967", "--out", str(res)
     )
     assert code == 0, err
     data = json.loads(res.read_text())

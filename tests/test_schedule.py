@@ -60,21 +60,21 @@ def test_presets_and_budget_errors():
     with pytest.raises(ValueError, match="auto preset only"):
         preset_attacks("strong", "mnist", budget=100)
     with pytest.raises(ValueError, match="too small"):
-        auto_schedule(0.3, budget=107)
+        auto_schedule(0.3, budget=158)
 
 
-LADDER = ["fgsm", "apgd-ce", "fab-t", "apgd-t", "fab-t-more", "square"]
+LADDER = ["fgsm", "apgd-dlr", "apgd-ce", "fab-t", "apgd-t", "fab-t-more", "square"]
 
 
 @pytest.mark.parametrize(
     ("budget", "labels"),
     [
-        (7916, [*LADDER[:5], "square-warm", "square"]),
-        (6916, LADDER),
+        (7967, [*LADDER[:6], "square-warm", "square"]),
+        (6967, LADDER),
         (2000, LADDER),
-        (1000, [*LADDER[:4], "square"]),
-        (700, [*LADDER[:3], "square"]),
-        (108, ["fgsm", "apgd-ce", "square"]),
+        (1000, [*LADDER[:5], "square"]),
+        (750, [*LADDER[:4], "square"]),
+        (159, [*LADDER[:3], "square"]),
     ],
 )
 def test_auto_caps_add_up_to_the_budget(budget, labels):
@@ -82,15 +82,15 @@ def test_auto_caps_add_up_to_the_budget(budget, labels):
     assert [a.label for a in schedule.attacks] == labels
     assert schedule.caps == [max_spend_per_point(a.attack) for a in schedule.attacks]
     assert sum(schedule.caps) == budget and schedule.shared == 0  # no sources: no universal
-    assert schedule.caps[:2] == [6, 101]  # FGSM's six steps; APGD-CE: 100 steps and the start
-    assert schedule.caps[-1] >= min(500, (budget - 107) // 2)  # Square keeps its floor
+    assert schedule.caps[:3] == [6, 51, 101]  # FGSM's six steps; APGD-DLR 50 and CE 100 steps
+    assert schedule.caps[-1] >= min(500, (budget - 158) // 2)  # Square keeps its floor
 
 
 def test_auto_starts_with_universal_perturbations_when_it_has_sources():
     gen = torch.Generator().manual_seed(0)
     sources = (torch.rand(20, 1, 6, 6, generator=gen), torch.arange(20) % 4)
     schedule = auto_schedule(0.3, budget=2000, sources=sources)
-    assert [a.label for a in schedule.attacks][:3] == ["universal", "fgsm", "apgd-ce"]
+    assert [a.label for a in schedule.attacks][:4] == ["universal", *LADDER[:3]]
     universal, fgsm = schedule.attacks[0], schedule.attacks[1]
     assert schedule.caps[:2] == [0, len(AUTO_FGSM_STEPS)] and sum(schedule.caps) == 2000
     assert schedule.shared == universal.attack.spend == 20 * 5
@@ -116,7 +116,7 @@ def test_exhaustive_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_
     assert giving_up["apgd-ce"].config() == auto["apgd-ce"].config()
     aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3, seed=4)}
     assert AA_STANDARD_BUDGET == sum(max_spend_per_point(a) for a in aa.values()) == 6910
-    assert 6910 + len(AUTO_FGSM_STEPS) == AUTO_CONTAINS_AA_BUDGET
+    assert 6910 + len(AUTO_FGSM_STEPS) + 51 == AUTO_CONTAINS_AA_BUDGET == 6967
     for label in ("apgd-ce", "apgd-t", "square"):
         assert auto[label].config() == aa[label].config()
     fab, more = auto["fab-t"], auto["fab-t-more"]
@@ -148,7 +148,7 @@ def test_exhaustive_auto_at_aa_standard_budget_or_more_leaves_no_point_aa_standa
 
 
 @pytest.mark.parametrize(
-    ("budget", "warm", "cold"), [(6916, 0, 5000), (7416, 500, 5000), (8916, 1000, 6000)]
+    ("budget", "warm", "cold"), [(6967, 0, 5000), (7467, 500, 5000), (8967, 1000, 6000)]
 )
 def test_auto_spends_queries_beyond_aa_standards_square_on_a_warm_start(budget, warm, cold):
     """Square's queries past aa-standard's 5,000 go first, up to WARM_SQUARE_QUERIES, to a
@@ -230,7 +230,7 @@ def test_autos_square_gives_up_points_that_do_not_move():
     apgd_t = targets * (1 + AUTO_APGD_T_GIVE_UP[0][0])
     assert report["spent"] == 6 * (sum(caps.values()) + apgd_t + first_checkpoint) < 6 * 2000
     assert report["within_budget"] and result.robust_accuracy == 1.0
-    assert [r["points_given_up"] for r in report["attacks"]] == [0, 0, 0, 6, 0, 6]
+    assert [r["points_given_up"] for r in report["attacks"]] == [0, 0, 0, 0, 6, 0, 6]
     square = result.to_dict()["points"][0]["attacks"]["square"]
     assert square["gave_up"] and square["restart_loss"][0] is not None
 
@@ -253,43 +253,46 @@ def test_auto_fits_its_targets_to_the_class_count():
     five = auto_schedule(0.1, budget=3000, num_classes=5)
     three = auto_schedule(0.1, budget=3000, num_classes=3)
     targets = {
-        n: [getattr(a.attack, "n_target_classes", 0) for a in s.attacks[2:-1]]
+        n: [getattr(a.attack, "n_target_classes", 0) for a in s.attacks[3:-1]]
         for n, s in ((10, ten), (5, five), (3, three))
     }
     assert targets == {10: [3, 9, 6], 5: [3, 4, 1], 3: [2]}
-    assert [a.label for a in three.attacks] == ["fgsm", "apgd-ce", "fab-t", "square"]  # no APGD-T
+    assert [a.label for a in three.attacks] == [*LADDER[:4], "square"]  # no APGD-T
     assert sum(ten.caps) == sum(five.caps) == sum(three.caps) == 3000
-    assert three.caps[-1] == 3000 - 6 - 101 - 200
+    assert three.caps[-1] == 3000 - 6 - 51 - 101 - 200
+    two = auto_schedule(0.1, budget=3000, num_classes=2)  # no DLR loss below 3 classes
+    assert [a.label for a in two.attacks] == ["fgsm", "apgd-ce", "fab-t", "square"]
 
 
 def test_auto_on_a_three_class_model_spends_its_budget():
     model, x, y = _unbreakable_points(3, 4)
-    result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=306, show_progress=False)
+    result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=357, show_progress=False)
     report = result.meta["schedule"]
-    assert [r["label"] for r in report["attacks"]] == ["fgsm", "apgd-ce", "fab-t", "square"]
-    assert report["spent"] == 4 * 306 and report["within_budget"]
+    assert [r["label"] for r in report["attacks"]] == [*LADDER[:4], "square"]
+    assert report["spent"] == 4 * 357 and report["within_budget"]
 
 
 def test_raise_budgets_doubles_the_setting_of_each_warned_probe_once():
     base = auto_schedule(0.1, budget=2000, num_classes=10)
     warned = ["black-box", "gap", "restarts", "convergence", "loss-surface", "eps-sweep"]
     raised = raise_budgets(base, warned, {"verdict": "v"})
-    fgsm, ce, fab, t, more, square = (a.attack for a in raised.attacks)
+    fgsm, dlr, ce, fab, t, more, square = (a.attack for a in raised.attacks)
     assert (ce.restarts, ce.n_iter) == (2, 200) and fgsm.steps == 6
+    assert (dlr.restarts, dlr.n_iter) == (1, 50)  # not raised
     assert t.n_iter == 200 and t.n_target_classes == 9
-    assert square.n_queries == 2 * 584
+    assert square.n_queries == 2 * 533
     assert (fab.n_target_classes, more.n_target_classes) == (3, 1)  # not raised
-    assert raised.caps == [6, 2 * 201, 300, 9 * 201, 100, 1168]
+    assert raised.caps == [6, 51, 2 * 201, 300, 9 * 201, 100, 1066]
     assert raised.budget == raised.max_per_point == sum(raised.caps)
     assert [(r["probe"], r["attack"], r["setting"], r["from"], r["to"]) for r in raised.raised] == [
-        ("black-box", "square", "n_queries", 584, 1168),
+        ("black-box", "square", "n_queries", 533, 1066),
         ("gap", "apgd-t", "n_iter", 909, 1809),
         ("restarts", "apgd-ce", "restarts", 101, 202),
         ("convergence", "apgd-ce", "n_iter", 202, 402),
         ("loss-surface", "apgd-ce", "restarts", 402, 402),  # already doubled
     ]
-    assert [a.attack.n_iter for a in base.attacks[1:4]] == [100, 100, 100]  # base untouched
-    assert base.attacks[-1].attack.n_queries == 584
+    assert [a.attack.n_iter for a in base.attacks[1:5]] == [50, 100, 100, 100]  # base untouched
+    assert base.attacks[-1].attack.n_queries == 533
     plan = raised.plan()
     assert plan["check"] == {"verdict": "v"} and plan["raised"] == raised.raised
     assert "raised" not in base.plan()

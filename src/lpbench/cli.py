@@ -610,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="attack preset (default: strong, which includes the baseline); aa-standard: "
         "AutoAttack's standard version; auto: budgeted ladder of universal perturbations, "
-        "FGSM, APGD-CE, FAB-T, APGD-T, Square",
+        "FGSM, APGD-DLR, APGD-CE, FAB-T, APGD-T, Square",
     )
     p.add_argument(
         "--budget",

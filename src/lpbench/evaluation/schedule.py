@@ -48,6 +48,8 @@ UNIVERSAL_SOURCES_PER_CLASS, UNIVERSAL_ITERATIONS = 5, 5
 #: Step sizes of ``auto``'s iterated FGSM, as shares of eps (halved after the first step
 #: and the third).
 AUTO_FGSM_STEPS = (1.0, 0.5, 0.5, 0.25, 0.25, 0.25)
+#: Iterations of ``auto``'s untargeted APGD on the DLR loss, run before APGD-CE.
+AUTO_DLR_ITERATIONS = 50
 
 
 #: Per ``check`` probe: the attack of ``auto`` a warning raises and the setting doubled.
@@ -92,13 +94,13 @@ def max_spend_per_point(attack: Attack) -> int:
 
 
 #: The most ``aa-standard`` spends on one point of a 10-class model (6,910: APGD-CE 101,
-#: APGD-T 9 x 101, FAB-T 9 x 100, Square 5,000). ``auto`` at this budget runs all of it.
+#: APGD-T 9 x 101, FAB-T 9 x 100, Square 5,000).
 AA_STANDARD_BUDGET = sum(
     max_spend_per_point(s.build(1.0, seed=0, max_batch=1).attack) for s in AA_STANDARD
 )
-#: From this budget on, ``auto`` with ``exhaustive`` runs all of ``aa-standard`` (6,916:
-#: its 6,910 and the gradients of ``auto``'s FGSM steps).
-AUTO_CONTAINS_AA_BUDGET = AA_STANDARD_BUDGET + len(AUTO_FGSM_STEPS)
+#: From this budget on, ``auto`` with ``exhaustive`` runs all of ``aa-standard`` (6,967:
+#: its 6,910 and the gradients of ``auto``'s FGSM steps and APGD-DLR run).
+AUTO_CONTAINS_AA_BUDGET = AA_STANDARD_BUDGET + len(AUTO_FGSM_STEPS) + AUTO_DLR_ITERATIONS + 1
 
 
 @dataclass
@@ -204,10 +206,12 @@ def auto_schedule(
     a point stopping at its first adversarial step); without, from the clean point. On
     models without masking these break most points for about one gradient per point,
     where APGD-CE spends at least two (its random start and the step that crosses). Then
-    APGD-CE (100 iterations); FAB-T on each point's top :data:`FIRST_FAB_TARGETS` other
-    classes; APGD-T (targeted DLR, top 9); FAB-T on the next-ranked classes up to the
-    9th; Square on the margin loss with exactly the rest,
-    its window schedule laid over ``aa-standard``'s 5,000 queries (so that on every point
+    untargeted APGD on the DLR loss (:data:`AUTO_DLR_ITERATIONS`, its own random stream;
+    with 3 classes or more): on masked models it breaks many of the points APGD-CE needs
+    long runs for or cannot break, for less; then APGD-CE (100 iterations); FAB-T on each
+    point's top :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9);
+    FAB-T on the next-ranked classes up to the 9th; Square on the margin loss with exactly
+    the rest, its window schedule laid over ``aa-standard``'s 5,000 queries (so that on every point
     it runs the beginning of ``aa-standard``'s Square, or all of it and more). Queries
     beyond those 5,000 go first, up to :data:`WARM_SQUARE_QUERIES`, to a Square run before
     it that starts from each point's nearest miss of the gradient attacks (``square-warm``,
@@ -222,14 +226,14 @@ def auto_schedule(
     least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
     does not fit whole gets as many targets as fit and the later ones are dropped.
 
-    Every attack is a copy of its ``aa-standard`` counterpart (same settings and random
-    stream) with fewer targets or queries; FAB-T's target ranks split over two attacks
-    run exactly as in one. So with ``exhaustive`` at :data:`AUTO_CONTAINS_AA_BUDGET` or
-    more with 10 classes ``auto`` runs each of ``aa-standard``'s attacks in full and leaves
-    robust no point that ``aa-standard`` breaks; at smaller budgets, or giving up, it
-    trades the attacks' lengths for cost. With
-    ``num_classes`` known, targets are capped at ``num_classes - 1`` and APGD-T (whose
-    targeted DLR loss needs four classes) is dropped below 4 classes.
+    Every attack after APGD-DLR is a copy of its ``aa-standard`` counterpart (same
+    settings and random stream) with fewer targets or queries; FAB-T's target ranks split
+    over two attacks run exactly as in one. So with ``exhaustive`` at
+    :data:`AUTO_CONTAINS_AA_BUDGET` or more with 10 classes ``auto`` runs each of
+    ``aa-standard``'s attacks in full and leaves robust no point that ``aa-standard``
+    breaks; at smaller budgets, or giving up, it trades the attacks' lengths for cost. With
+    ``num_classes`` known, targets are capped at ``num_classes - 1``, APGD-T (whose
+    targeted DLR loss needs four classes) is dropped below 4 classes and APGD-DLR below 3.
     """
     if budget < 1:
         raise ValueError(f"budget must be a positive number of gradients + queries, got {budget}")
@@ -243,12 +247,18 @@ def auto_schedule(
     steps = [share * eps for share in AUTO_FGSM_STEPS]
     fgsm = FGSM(eps, step=steps, seed=seed, max_batch=max_batch)
     attacks.append(NamedAttack("fgsm", fgsm, warm_start=sources is not None))
+    if num_classes is None or num_classes >= 3:
+        dlr = APGD(
+            eps, AUTO_DLR_ITERATIONS, loss="dlr", seed=seed, stream="apgd-dlr", max_batch=max_batch
+        )
+        attacks.append(NamedAttack("apgd-dlr", dlr))
     attacks.append(NamedAttack("apgd-ce", aa["apgd-ce"]))
     first = sum(max_spend_per_point(a.attack) for a in attacks)
     left = budget - first
     if left < 1:
+        firsts = ", ".join(a.label for a in attacks if a.label != "universal")
         raise ValueError(
-            f"budget {budget} is too small for auto: FGSM and APGD-CE take {first} and "
+            f"budget {budget} is too small for auto: {firsts} take {first} and "
             f"Square at least 1 more; give at least {first + 1}"
         )
     others = MAX_TARGETS if num_classes is None else min(MAX_TARGETS, num_classes - 1)

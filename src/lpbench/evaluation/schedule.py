@@ -249,7 +249,12 @@ def auto_schedule(
     attacks.append(NamedAttack("fgsm", fgsm, warm_start=sources is not None))
     if num_classes is None or num_classes >= 3:
         dlr = APGD(
-            eps, AUTO_DLR_ITERATIONS, loss="dlr", seed=seed, stream="apgd-dlr", max_batch=max_batch
+            eps,
+            n_iter=AUTO_DLR_ITERATIONS,
+            loss="dlr",
+            seed=seed,
+            stream="apgd-dlr",
+            max_batch=max_batch,
         )
         attacks.append(NamedAttack("apgd-dlr", dlr))
     attacks.append(NamedAttack("apgd-ce", aa["apgd-ce"]))

@@ -98,9 +98,27 @@ def max_spend_per_point(attack: Attack) -> int:
 AA_STANDARD_BUDGET = sum(
     max_spend_per_point(s.build(1.0, seed=0, max_batch=1).attack) for s in AA_STANDARD
 )
+
+
+def _apgd_dlr(eps: float, seed: int, max_batch: int) -> APGD:
+    """``auto``'s untargeted APGD on the DLR loss, on its own random stream."""
+    return APGD(
+        eps,
+        n_iter=AUTO_DLR_ITERATIONS,
+        loss="dlr",
+        seed=seed,
+        stream="apgd-dlr",
+        max_batch=max_batch,
+    )
+
+
 #: From this budget on, ``auto`` with ``exhaustive`` runs all of ``aa-standard`` (6,967:
 #: its 6,910 and the gradients of ``auto``'s FGSM steps and APGD-DLR run).
-AUTO_CONTAINS_AA_BUDGET = AA_STANDARD_BUDGET + len(AUTO_FGSM_STEPS) + AUTO_DLR_ITERATIONS + 1
+AUTO_CONTAINS_AA_BUDGET = (
+    AA_STANDARD_BUDGET
+    + len(AUTO_FGSM_STEPS)
+    + max_spend_per_point(_apgd_dlr(1.0, seed=0, max_batch=1))
+)
 
 
 @dataclass
@@ -211,8 +229,8 @@ def auto_schedule(
     long runs for or cannot break, for less; then APGD-CE (100 iterations); FAB-T on each
     point's top :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9);
     FAB-T on the next-ranked classes up to the 9th; Square on the margin loss with exactly
-    the rest, its window schedule laid over ``aa-standard``'s 5,000 queries (so that on every point
-    it runs the beginning of ``aa-standard``'s Square, or all of it and more). Queries
+    the rest, its window schedule laid over ``aa-standard``'s 5,000 queries (so that on
+    every point it runs the beginning of ``aa-standard``'s Square, or all of it and more). Queries
     beyond those 5,000 go first, up to :data:`WARM_SQUARE_QUERIES`, to a Square run before
     it that starts from each point's nearest miss of the gradient attacks (``square-warm``,
     its own random stream): a point they left just short of the boundary is often finished
@@ -248,15 +266,7 @@ def auto_schedule(
     fgsm = FGSM(eps, step=steps, seed=seed, max_batch=max_batch)
     attacks.append(NamedAttack("fgsm", fgsm, warm_start=sources is not None))
     if num_classes is None or num_classes >= 3:
-        dlr = APGD(
-            eps,
-            n_iter=AUTO_DLR_ITERATIONS,
-            loss="dlr",
-            seed=seed,
-            stream="apgd-dlr",
-            max_batch=max_batch,
-        )
-        attacks.append(NamedAttack("apgd-dlr", dlr))
+        attacks.append(NamedAttack("apgd-dlr", _apgd_dlr(eps, seed, max_batch)))
     attacks.append(NamedAttack("apgd-ce", aa["apgd-ce"]))
     first = sum(max_spend_per_point(a.attack) for a in attacks)
     left = budget - first

@@ -5,7 +5,7 @@ baseline; PGD-100 (step eps/4, cross-entropy) with R = 1, 2, 4, ... restarts, do
 while the next run is predicted to fit ``--pgd-minutes`` (30 by default) for that model;
 APGD-CE; APGD-T (9 targets); Square (5,000 queries); ``aa-standard``; and ``auto`` at each
 of ``--budgets`` (default: its default budget, the budget from which ``--exhaustive``
-contains ``aa-standard`` (6,967), and that plus the warm-started Square's 1,000 queries).
+contains ``aa-standard`` (7,372), and that plus the warm-started Square's 1,000 queries).
 
 The models: without ``--models``, the Plain, CLP, LSQ and 50% AT LeNets of ``--dataset``
 (Fashion-MNIST by default; ``mnist`` once its files are in ``--data-dir``), trained with
@@ -32,7 +32,7 @@ starts, e.g. ``auto``);
 
     python benchmarks/attack_cost.py [--dataset fashion-mnist | --models zoo | --models
         zoo:mnist-digits/clp runs/x] [--points 1000] [--device cuda]
-        [--budgets 2000 6967 7967] [--reuse OLD/attack_cost.json [--fresh auto]]
+        [--budgets 2000 7372 8372] [--reuse OLD/attack_cost.json [--fresh auto]]
         [--plot-from A.json B.json]
 """
 

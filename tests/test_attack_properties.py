@@ -20,6 +20,10 @@ def _make(kind: str, eps: float, seed: int, budget: int) -> Attack:
         return APGD(eps, n_iter=budget, loss="dlr", seed=seed)
     if kind == "apgd-t":
         return APGDT(eps, n_iter=budget, n_target_classes=2, seed=seed)
+    if kind == "apgd-dlr-smooth":
+        return APGD(eps, n_iter=budget, loss="dlr", smooth_relu=1.0, seed=seed)
+    if kind == "apgd-t-smooth":
+        return APGDT(eps, n_iter=budget, n_target_classes=2, smooth_relu=3.0, seed=seed)
     if kind == "fab-t":
         return FAB(eps, n_iter=budget, n_target_classes=2, restarts=2, seed=seed)
     if kind == "square":
@@ -37,7 +41,7 @@ def _make(kind: str, eps: float, seed: int, budget: int) -> Attack:
 
 
 KINDS = ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "spsa", "fgsm", "fgsm-steps"]
-KINDS += ["universal"]
+KINDS += ["universal", "apgd-dlr-smooth", "apgd-t-smooth"]
 
 
 @settings(max_examples=20, deadline=None)

@@ -138,12 +138,12 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
     res = tmp_path / "auto.json"
     base = [str(tmp_path / "clp"), "--data-dir", str(mnist_dir), "--points", "8"]
     code, out, err = run(
-        capsys, "evaluate", *base, "--preset", "auto", "--budget", "300", "--out", str(res)
+        capsys, "evaluate", *base, "--preset", "auto", "--budget", "600", "--out", str(res)
     )
     assert code == 0, err
     schedule = json.loads(res.read_text())["schedule"]
-    assert schedule["budget_per_point"] == 300 and schedule["within_budget"]
-    assert "auto budget 300" in out
+    assert schedule["budget_per_point"] == 600 and schedule["within_budget"]
+    assert "auto budget 600" in out
     code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--budget", "300")
     assert code == 2 and "--budget" in err
     code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--adapt")
@@ -167,7 +167,7 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
         attacks = json.loads(res.read_text())["manifest"]["attacks"]
         assert next(a for a in attacks if a["label"] == "square")["give_up"][:1] == give_up
     code, _, err = run(
-        capsys, "evaluate", *base, "--preset", "auto", "--budget", "7967", "--out", str(res)
+        capsys, "evaluate", *base, "--preset", "auto", "--budget", "8372", "--out", str(res)
     )
     assert code == 0, err
     data = json.loads(res.read_text())
@@ -184,7 +184,7 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
         "--preset",
         "auto",
         "--budget",
-        "300",
+        "600",
         "--adapt",
         "--out",
         str(res),
@@ -192,7 +192,7 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
     assert code == 0, err
     schedule = json.loads(res.read_text())["schedule"]
     assert "verdict:" in schedule["check"]["verdict"] and "verdict:" in out
-    assert schedule["budget_per_point"] == 300 + sum(
+    assert schedule["budget_per_point"] == 600 + sum(
         r["to"] - r["from"] for r in schedule["raised"]
     )
 

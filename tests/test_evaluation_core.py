@@ -82,11 +82,11 @@ def test_verdicts_do_not_depend_on_batch_size() -> None:
         _same(results[0], other)
 
 
-def test_attacks_of_a_preset_draw_from_their_own_streams() -> None:
-    keys = {a.attack.key for a in preset_attacks("strong", "mnist")}
-    assert len(keys) == 4
-    attacks = preset_attacks("strong", "mnist", seed=0)
-    again = preset_attacks("strong", "mnist", seed=1)
+@pytest.mark.parametrize("preset", ["strong", "aa-standard", "auto"])
+def test_attacks_of_a_preset_draw_from_their_own_streams(preset: str) -> None:
+    attacks = preset_attacks(preset, "mnist", seed=0)
+    assert len({a.attack.key for a in attacks}) == len({a.label for a in attacks})
+    again = preset_attacks(preset, "mnist", seed=1)
     assert attacks[1].attack.key != again[1].attack.key
 
 

@@ -25,6 +25,8 @@ from lpbench.evaluation.schedule import (
     AUTO_CONTAINS_AA_BUDGET,
     AUTO_FGSM_STEPS,
     AUTO_GIVE_UP,
+    AUTO_SMOOTH_BETAS,
+    AUTO_SMOOTH_TARGETS,
     WARM_SQUARE_QUERIES,
 )
 from tests.attack_models import Scaled, trained_mlp, unbreakable
@@ -60,21 +62,25 @@ def test_presets_and_budget_errors():
     with pytest.raises(ValueError, match="auto preset only"):
         preset_attacks("strong", "mnist", budget=100)
     with pytest.raises(ValueError, match="too small"):
-        auto_schedule(0.3, budget=158)
+        auto_schedule(0.3, budget=sum(FIRST_CAPS))
 
 
-LADDER = ["fgsm", "apgd-dlr", "apgd-ce", "fab-t", "apgd-t", "fab-t-more", "square"]
+LADDER = ["fgsm", "apgd-dlr-smooth3", "apgd-dlr", "apgd-ce", "apgd-t-smooth3"]
+LADDER += ["apgd-dlr-smooth1", "fab-t", "apgd-t", "fab-t-more", "square"]
+#: Per-point caps of the runs auto always runs whole: FGSM's six steps, APGD-DLR 50 steps
+#: (smoothed and plain), APGD-CE 100, smoothed APGD-T 3 x 100, smoothed APGD-DLR 50.
+FIRST_CAPS = [6, 51, 51, 101, 303, 51]
 
 
 @pytest.mark.parametrize(
     ("budget", "labels"),
     [
-        (7967, [*LADDER[:6], "square-warm", "square"]),
-        (6967, LADDER),
-        (2000, LADDER),
-        (1000, [*LADDER[:5], "square"]),
-        (750, [*LADDER[:4], "square"]),
-        (159, [*LADDER[:3], "square"]),
+        (8372, [*LADDER[:9], "square-warm", "square"]),
+        (7372, LADDER),
+        (2000, [*LADDER[:8], "square"]),  # APGD-T on 6 targets
+        (1000, [*LADDER[:7], "square"]),  # FAB-T on 2 targets
+        (700, [*LADDER[:6], "square"]),
+        (564, [*LADDER[:6], "square"]),
     ],
 )
 def test_auto_caps_add_up_to_the_budget(budget, labels):
@@ -82,8 +88,29 @@ def test_auto_caps_add_up_to_the_budget(budget, labels):
     assert [a.label for a in schedule.attacks] == labels
     assert schedule.caps == [max_spend_per_point(a.attack) for a in schedule.attacks]
     assert sum(schedule.caps) == budget and schedule.shared == 0  # no sources: no universal
-    assert schedule.caps[:3] == [6, 51, 101]  # FGSM's six steps; APGD-DLR 50 and CE 100 steps
-    assert schedule.caps[-1] >= min(500, (budget - 158) // 2)  # Square keeps its floor
+    assert schedule.caps[:6] == FIRST_CAPS
+    assert schedule.caps[-1] >= min(500, (budget - sum(FIRST_CAPS)) // 2)  # Square's floor
+
+
+def test_autos_smoothed_runs_are_apgd_through_the_smoothed_relu_on_their_own_streams():
+    named = {a.label: a.attack for a in auto_schedule(0.3, budget=7372, seed=2).attacks}
+    sharp, soft = AUTO_SMOOTH_BETAS
+    assert named["apgd-dlr-smooth3"].smooth_relu == named["apgd-t-smooth3"].smooth_relu == sharp
+    assert named["apgd-dlr-smooth1"].smooth_relu == soft
+    assert named["apgd-t-smooth3"].n_target_classes == AUTO_SMOOTH_TARGETS
+    for label, attack in named.items():
+        smoothed = getattr(attack, "smooth_relu", None) is not None
+        assert smoothed == ("smooth" in label) and (not smoothed or attack.stream == label)
+    plain = auto_schedule(0.3, budget=2000, smooth=False)
+    assert [a.label for a in plain.attacks] == [
+        "fgsm",
+        "apgd-dlr",
+        "apgd-ce",
+        "fab-t",
+        "apgd-t",
+        "fab-t-more",
+        "square",
+    ]
 
 
 def test_auto_starts_with_universal_perturbations_when_it_has_sources():
@@ -116,7 +143,7 @@ def test_exhaustive_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_
     assert giving_up["apgd-ce"].config() == auto["apgd-ce"].config()
     aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3, seed=4)}
     assert AA_STANDARD_BUDGET == sum(max_spend_per_point(a) for a in aa.values()) == 6910
-    assert 6910 + len(AUTO_FGSM_STEPS) + 51 == AUTO_CONTAINS_AA_BUDGET == 6967
+    assert 6910 + len(AUTO_FGSM_STEPS) + 3 * 51 + 3 * 101 == AUTO_CONTAINS_AA_BUDGET == 7372
     for label in ("apgd-ce", "apgd-t", "square"):
         assert auto[label].config() == aa[label].config()
     fab, more = auto["fab-t"], auto["fab-t-more"]
@@ -148,7 +175,7 @@ def test_exhaustive_auto_at_aa_standard_budget_or_more_leaves_no_point_aa_standa
 
 
 @pytest.mark.parametrize(
-    ("budget", "warm", "cold"), [(6967, 0, 5000), (7467, 500, 5000), (8967, 1000, 6000)]
+    ("budget", "warm", "cold"), [(7372, 0, 5000), (7872, 500, 5000), (9372, 1000, 6000)]
 )
 def test_auto_spends_queries_beyond_aa_standards_square_on_a_warm_start(budget, warm, cold):
     """Square's queries past aa-standard's 5,000 go first, up to WARM_SQUARE_QUERIES, to a
@@ -252,47 +279,68 @@ def test_auto_fits_its_targets_to_the_class_count():
     ten = auto_schedule(0.1, budget=3000, num_classes=10)
     five = auto_schedule(0.1, budget=3000, num_classes=5)
     three = auto_schedule(0.1, budget=3000, num_classes=3)
+    targeted = ("apgd-t-smooth3", "fab-t", "apgd-t", "fab-t-more")
     targets = {
-        n: [getattr(a.attack, "n_target_classes", 0) for a in s.attacks[3:-1]]
+        n: [a.attack.n_target_classes for a in s.attacks if a.label in targeted]
         for n, s in ((10, ten), (5, five), (3, three))
     }
-    assert targets == {10: [3, 9, 6], 5: [3, 4, 1], 3: [2]}
-    assert [a.label for a in three.attacks] == [*LADDER[:4], "square"]  # no APGD-T
+    assert targets == {10: [3, 3, 9, 6], 5: [3, 3, 4, 1], 3: [2]}
+    no_apgd_t = [*LADDER[:4], "apgd-dlr-smooth1", "fab-t", "square"]
+    assert [a.label for a in three.attacks] == no_apgd_t
     assert sum(ten.caps) == sum(five.caps) == sum(three.caps) == 3000
-    assert three.caps[-1] == 3000 - 6 - 51 - 101 - 200
+    assert three.caps[-1] == 3000 - sum(FIRST_CAPS) + 303 - 200
     two = auto_schedule(0.1, budget=3000, num_classes=2)  # no DLR loss below 3 classes
     assert [a.label for a in two.attacks] == ["fgsm", "apgd-ce", "fab-t", "square"]
 
 
 def test_auto_on_a_three_class_model_spends_its_budget():
+    """The model is linear: no ReLU to smooth, so the smoothed runs are left out, and said."""
     model, x, y = _unbreakable_points(3, 4)
     result = evaluate_model(model, x, y, eps=0.1, preset="auto", budget=357, show_progress=False)
     report = result.meta["schedule"]
-    assert [r["label"] for r in report["attacks"]] == [*LADDER[:4], "square"]
+    assert [r["label"] for r in report["attacks"]] == [
+        "fgsm",
+        "apgd-dlr",
+        "apgd-ce",
+        "fab-t",
+        "square",
+    ]
     assert report["spent"] == 4 * 357 and report["within_budget"]
+    assert report["smooth_skipped"] == "the model computes no ReLU: nothing to smooth"
+
+
+def test_auto_on_a_relu_model_runs_the_smoothed_runs():
+    model, x, y = trained_mlp(5, 8)
+    report = evaluate_model(
+        model, x, y, eps=0.1, preset="auto", budget=2000, show_progress=False
+    ).meta["schedule"]
+    assert "smooth_skipped" not in report
+    assert [r["label"] for r in report["attacks"]][:5] == LADDER[:5]
 
 
 def test_raise_budgets_doubles_the_setting_of_each_warned_probe_once():
     base = auto_schedule(0.1, budget=2000, num_classes=10)
     warned = ["black-box", "gap", "restarts", "convergence", "loss-surface", "eps-sweep"]
     raised = raise_budgets(base, warned, {"verdict": "v"})
-    fgsm, dlr, ce, fab, t, more, square = (a.attack for a in raised.attacks)
+    fgsm, sharp, dlr, ce, smooth_t, soft, fab, t, square = (a.attack for a in raised.attacks)
     assert (ce.restarts, ce.n_iter) == (2, 200) and fgsm.steps == 6
-    assert (dlr.restarts, dlr.n_iter) == (1, 50)  # not raised
-    assert t.n_iter == 200 and t.n_target_classes == 9
-    assert square.n_queries == 2 * 533
-    assert (fab.n_target_classes, more.n_target_classes) == (3, 1)  # not raised
-    assert raised.caps == [6, 51, 2 * 201, 300, 9 * 201, 100, 1066]
+    for run in (sharp, dlr, soft):
+        assert (run.restarts, run.n_iter) == (1, 50)  # not raised
+    assert t.n_iter == 200 and t.n_target_classes == 6
+    assert smooth_t.n_iter == 100 and smooth_t.n_target_classes == 3  # not raised
+    assert square.n_queries == 2 * 531
+    assert fab.n_target_classes == 3  # not raised
+    assert raised.caps == [6, 51, 51, 2 * 201, 303, 51, 300, 6 * 201, 1062]
     assert raised.budget == raised.max_per_point == sum(raised.caps)
     assert [(r["probe"], r["attack"], r["setting"], r["from"], r["to"]) for r in raised.raised] == [
-        ("black-box", "square", "n_queries", 533, 1066),
-        ("gap", "apgd-t", "n_iter", 909, 1809),
+        ("black-box", "square", "n_queries", 531, 1062),
+        ("gap", "apgd-t", "n_iter", 606, 1206),
         ("restarts", "apgd-ce", "restarts", 101, 202),
         ("convergence", "apgd-ce", "n_iter", 202, 402),
         ("loss-surface", "apgd-ce", "restarts", 402, 402),  # already doubled
     ]
-    assert [a.attack.n_iter for a in base.attacks[1:5]] == [50, 100, 100, 100]  # base untouched
-    assert base.attacks[-1].attack.n_queries == 533
+    assert [a.attack.n_iter for a in base.attacks[1:6]] == [50, 50, 100, 100, 50]  # untouched
+    assert base.attacks[-1].attack.n_queries == 531
     plan = raised.plan()
     assert plan["check"] == {"verdict": "v"} and plan["raised"] == raised.raised
     assert "raised" not in base.plan()
@@ -348,14 +396,14 @@ def test_adapt_runs_check_and_raises_for_a_masked_model():
     model, x, y = trained_mlp(5, 20)
     masked = Scaled(model, 1e4)
     result = evaluate_model(
-        masked, x, y, eps=0.1, preset="auto", budget=1200, adapt=True, show_progress=False
+        masked, x, y, eps=0.1, preset="auto", budget=2000, adapt=True, show_progress=False
     )
     report = result.meta["schedule"]
     warned = set(report["check"]["warnings"])
     assert {"gap", "gradients"} <= warned
     raised = {(r["probe"], r["attack"]) for r in report["raised"]}
     assert {("gap", "apgd-t"), ("gradients", "square")} <= raised
-    assert report["budget_per_point"] > 1200 and report["within_budget"]
+    assert report["budget_per_point"] > 2000 and report["within_budget"]
     with pytest.raises(ValueError, match="adapt"):
         evaluate_model(masked, x, y, eps=0.1, preset="strong", adapt=True, show_progress=False)
 

@@ -326,6 +326,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         if schedule.get("universal_skipped"):
             print(f"  universal perturbations skipped: {schedule['universal_skipped']}")
+        if schedule.get("smooth_skipped"):
+            print(f"  smoothed APGD-DLR runs skipped: {schedule['smooth_skipped']}")
         if "check" in schedule:
             print(f"  {schedule['check']['verdict']}")
         for r in schedule.get("raised", []):
@@ -610,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="attack preset (default: strong, which includes the baseline); aa-standard: "
         "AutoAttack's standard version; auto: budgeted ladder of universal perturbations, "
-        "FGSM, APGD-DLR, APGD-CE, FAB-T, APGD-T, Square",
+        "FGSM, APGD-DLR (also through a smoothed ReLU backward pass), APGD-CE, smoothed "
+        "APGD-T, FAB-T, APGD-T, Square",
     )
     p.add_argument(
         "--budget",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from lpbench.attacks._common import (
 from lpbench.attacks.base import Attack, AttackResult, Cost, checked_give_up, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
+from lpbench.attacks.smooth import SmoothReLUBackward
 from lpbench.attacks.targets import top_other_classes
 
 
@@ -56,6 +58,11 @@ class APGD(Attack):
     several targets it is decided per target: the point goes on to its next target. The
     decision depends only on the point's own run; stopped runs count as robust.
 
+    ``smooth_relu`` (default none, as in the reference): backpropagate every ReLU of the
+    model as ``sigmoid(smooth_relu * x)`` instead of its step, the forward pass left exact
+    (:class:`~lpbench.attacks.smooth.SmoothReLUBackward`); steps then see the units a
+    masking model keeps off. A model with no ReLU raises ValueError.
+
     Loss and gradient are computed from float64 logits, cross-entropy in a closed form
     that cannot underflow, with a rescaled backward pass: a confident model's
     cross-entropy, 0 in float32, still gives the sign of its gradient, and iterates are
@@ -77,6 +84,7 @@ class APGD(Attack):
         eot_iter: int = 1,
         rho: float = 0.75,
         give_up: Sequence[tuple[int, float]] = (),
+        smooth_relu: float | None = None,
         seed: int = 0,
         stream: str | None = None,
         max_batch: int = 10_000,
@@ -84,6 +92,9 @@ class APGD(Attack):
     ) -> None:
         super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
         self.give_up = checked_give_up(give_up)
+        if smooth_relu is not None and not smooth_relu > 0:
+            raise ValueError(f"smooth_relu must be positive (or None), got {smooth_relu}")
+        self.smooth_relu = None if smooth_relu is None else float(smooth_relu)
         if not 0 < rho < 1:
             raise ValueError(f"rho must be in (0, 1), got {rho}")
         self.n_iter = count_at_least("n_iter", n_iter, 1)
@@ -106,7 +117,17 @@ class APGD(Attack):
             "eot_iter": self.eot_iter,
             "rho": self.rho,
             "give_up": [list(pair) for pair in self.give_up],
+            **({} if self.smooth_relu is None else {"smooth_relu": self.smooth_relu}),
         }
+
+    @contextmanager
+    def _backward(self) -> Iterator[SmoothReLUBackward | None]:
+        """The smoothed ReLU backward pass while ``smooth_relu`` is set, else nothing."""
+        if self.smooth_relu is None:
+            yield None
+            return
+        with SmoothReLUBackward(self.smooth_relu) as mode:
+            yield mode
 
     def perturb(
         self,
@@ -116,7 +137,25 @@ class APGD(Attack):
         index: torch.Tensor,
         target: torch.Tensor | None,
     ) -> AttackResult:
-        clean = forward(model, x, self.max_batch)
+        with self._backward() as smoothing:
+            clean = forward(model, x, self.max_batch)
+            if smoothing is not None and smoothing.calls == 0 and x.shape[0]:
+                raise ValueError(
+                    "smooth_relu is set but the model computes no ReLU (nn.ReLU, F.relu, "
+                    "torch.relu): there is nothing to smooth; use smooth_relu=None"
+                )
+            return self._attack(model, x, y, index, target, clean)
+
+    def _attack(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        index: torch.Tensor,
+        target: torch.Tensor | None,
+        clean: torch.Tensor,
+    ) -> AttackResult:
+        """The runs of :meth:`perturb` over every target and restart, given the clean logits."""
         require_classes(clean.shape[1], self.loss_name, self.targeted or target is not None)
         targets: torch.Tensor | None = None
         if target is not None:
@@ -248,6 +287,7 @@ class APGDT(APGD):
         eot_iter: int = 1,
         rho: float = 0.75,
         give_up: Sequence[tuple[int, float]] = (),
+        smooth_relu: float | None = None,
         seed: int = 0,
         stream: str | None = None,
         max_batch: int = 10_000,
@@ -263,6 +303,7 @@ class APGDT(APGD):
             eot_iter=eot_iter,
             rho=rho,
             give_up=give_up,
+            smooth_relu=smooth_relu,
             seed=seed,
             stream=stream,
             max_batch=max_batch,

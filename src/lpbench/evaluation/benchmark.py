@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lpbench.attacks.smooth import SmoothReLUBackward
 from lpbench.data import (
     DatasetNotFoundError,
     dataset_eval_subset,
@@ -183,15 +184,19 @@ def benchmark(
                 skipped = f"no training split for its sources ({error})"
         elif sources is None:
             skipped = "no sources given (benchmark(..., sources=(images, labels)))"
+        num_classes, relu = _probe(model, x, device)
         schedule = auto_schedule(
             eps,
             budget=budget or DEFAULT_BUDGET,
             seed=attack_seed,
-            num_classes=_num_classes(model, x, device),
+            num_classes=num_classes,
             exhaustive=exhaustive,
             sources=sources,
+            smooth=relu,
         )
         schedule.universal_skipped = skipped
+        if not relu:
+            schedule.smooth_skipped = "the model computes no ReLU: nothing to smooth"
         if adapt:
             summary = _adapt_check(model, x, y, eps, dataset, attack_seed, device)
             schedule = raise_budgets(schedule, summary["warnings"], summary)
@@ -283,12 +288,14 @@ def universal_sources(
     )
 
 
-def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:
-    """The number of logits the model gives (None without points)."""
+def _probe(model: nn.Module, x: torch.Tensor, device: torch.device) -> tuple[int | None, bool]:
+    """The number of logits the model gives (None without points) and whether it computes
+    a ReLU (which ``auto``'s smoothed APGD-DLR runs need; True without points)."""
     if len(x) == 0:
-        return None
-    with evaluation_mode(model, device), torch.no_grad():
-        return int(model(x[:1].to(device)).shape[1])
+        return None, True
+    with evaluation_mode(model, device), torch.no_grad(), SmoothReLUBackward(1.0) as relus:
+        classes = int(model(x[:1].to(device)).shape[1])
+    return classes, relus.calls > 0
 
 
 def evaluate_model(

@@ -8,6 +8,10 @@ attack failure of Pintor et al. (2022):
 - ``gap``: the data set's baseline leaves far more points robust than stronger white-box
   attacks (APGD-CE, APGD-T): the baseline is overestimating robustness;
 - ``black-box``: Square (gradient-free) breaks points no white-box attack broke;
+- ``relu-masking``: APGD on the DLR loss through a smoothed ReLU backward pass (the
+  forward pass exact; :class:`~lpbench.attacks.smooth.SmoothReLUBackward`) breaks points
+  the plain white-box attacks did not: ReLUs the model keeps off hide the way (skipped
+  for a model that computes no ReLU);
 - ``restarts``: PGD's verdict on a point changes from one random restart to another;
 - ``gradients`` (unavailable gradients): input gradients that are zero or not finite;
 - ``logits``: logits so large that float32 softmax saturates (cross-entropy 0), or so
@@ -52,9 +56,11 @@ from lpbench.attacks import APGD, APGDT, FGSM, PGD, Square
 from lpbench.attacks._common import forward
 from lpbench.attacks.base import Attack, AttackResult, Cost, attack_mode
 from lpbench.attacks.keyed import derive_key, keyed_uniform
+from lpbench.attacks.smooth import SmoothReLUBackward
 from lpbench.evaluation.contract import check_inputs, randomised
 from lpbench.evaluation.evaluate import predict
 from lpbench.evaluation.protocol import get_protocol, parse_step
+from lpbench.evaluation.schedule import AUTO_SMOOTH_BETAS
 from lpbench.runtime import evaluation_mode, resolve_device
 
 #: Exit codes of ``lpbench check``: no warning, warnings (masking suspected).
@@ -283,6 +289,45 @@ def _acc(broken: torch.Tensor) -> float:
     return 1.0 - float(broken.float().mean())
 
 
+def _relu_probe(
+    probe: _Probe,
+    eps: float,
+    iters: int,
+    white: torch.Tensor,
+    accuracy: dict[str, float],
+    tol: float,
+    classes: int,
+) -> Finding:
+    """APGD-DLR through each smoothed ReLU backward pass of ``auto`` against the plain
+    white-box attacks (``accuracy["smooth-relu"]``: what the smoothed runs leave)."""
+    with torch.no_grad(), SmoothReLUBackward(1.0) as relus:
+        probe.model(probe.x[:1])
+    if not relus.calls or classes < 3:
+        why = "the model computes no ReLU" if not relus.calls else "the DLR loss needs 3 classes"
+        return Finding("relu-masking", True, f"skipped: {why}")
+    smoothed = torch.zeros_like(white)
+    for beta in AUTO_SMOOTH_BETAS:
+        attack = APGD(
+            eps,
+            iters,
+            loss="dlr",
+            smooth_relu=beta,
+            eot_iter=probe.eot,
+            seed=probe.seed,
+            stream=f"check-smooth{beta:g}",
+        )
+        smoothed |= probe.broken("relu-masking", attack)
+    accuracy["smooth-relu"] = _acc(smoothed)
+    only = float((smoothed & ~white).float().mean())
+    return Finding(
+        "relu-masking",
+        only <= tol,
+        f"APGD-DLR through a smoothed ReLU backward pass breaks {only:.1%} of points the "
+        f"plain white-box attacks did not (it leaves {accuracy['smooth-relu']:.1%})",
+        {"smooth_only": only, "smooth_relu": accuracy["smooth-relu"]},
+    )
+
+
 def _run_probes(
     probe: _Probe,
     eps: float,
@@ -348,6 +393,8 @@ def _run_probes(
                 {"square_only": only, "square": accuracy["square"]},
             )
         )
+
+    findings.append(_relu_probe(probe, eps, iters, white, accuracy, tol, classes))
 
     only = float((fgsm & ~white).float().mean())
     findings.append(

@@ -50,13 +50,21 @@ UNIVERSAL_SOURCES_PER_CLASS, UNIVERSAL_ITERATIONS = 5, 5
 AUTO_FGSM_STEPS = (1.0, 0.5, 0.5, 0.25, 0.25, 0.25)
 #: Iterations of ``auto``'s untargeted APGD on the DLR loss, run before APGD-CE.
 AUTO_DLR_ITERATIONS = 50
+#: Sharpness of the smoothed ReLU backward pass (see
+#: :class:`~lpbench.attacks.smooth.SmoothReLUBackward`) of ``auto``'s smoothed runs: the
+#: first for APGD-DLR before the plain one and for APGD-T, the second for APGD-DLR after
+#: APGD-CE.
+AUTO_SMOOTH_BETAS = (3.0, 1.0)
+#: Target classes of ``auto``'s smoothed APGD-T (each point's top ones).
+AUTO_SMOOTH_TARGETS = 3
 
 
 #: Per ``check`` probe: the attack of ``auto`` a warning raises and the setting doubled.
 #: Failing gradients (black-box, gradients, transfer) give Square twice the queries;
 #: verdicts that depend on the start (restarts, loss-surface) give APGD-CE twice the
 #: restarts; an unconverged loss (convergence, incomplete) gives it twice the iterations;
-#: a baseline gap gives APGD-T twice the iterations. Other probes raise nothing.
+#: a baseline gap gives APGD-T twice the iterations; masking by ReLUs that are off gives
+#: the first smoothed APGD-DLR twice the iterations. Other probes raise nothing.
 RAISES: dict[str, tuple[str, str]] = {
     "black-box": ("square", "n_queries"),
     "gradients": ("square", "n_queries"),
@@ -66,6 +74,7 @@ RAISES: dict[str, tuple[str, str]] = {
     "convergence": ("apgd-ce", "n_iter"),
     "incomplete": ("apgd-ce", "n_iter"),
     "gap": ("apgd-t", "n_iter"),
+    "relu-masking": (f"apgd-dlr-smooth{AUTO_SMOOTH_BETAS[0]:g}", "n_iter"),
 }
 
 
@@ -100,25 +109,73 @@ AA_STANDARD_BUDGET = sum(
 )
 
 
-def _apgd_dlr(eps: float, seed: int, max_batch: int) -> APGD:
-    """``auto``'s untargeted APGD on the DLR loss, on its own random stream."""
-    return APGD(
+def _apgd_dlr(
+    eps: float, seed: int, max_batch: int, smooth_relu: float | None = None
+) -> NamedAttack:
+    """``auto``'s untargeted APGD on the DLR loss, on its own random stream; with
+    ``smooth_relu``, through the smoothed ReLU backward pass of that sharpness."""
+    label = "apgd-dlr" if smooth_relu is None else f"apgd-dlr-smooth{smooth_relu:g}"
+    attack = APGD(
         eps,
         n_iter=AUTO_DLR_ITERATIONS,
         loss="dlr",
+        smooth_relu=smooth_relu,
         seed=seed,
-        stream="apgd-dlr",
+        stream=label,
         max_batch=max_batch,
+    )
+    return NamedAttack(label, attack)
+
+
+def _smooth_apgd_t(apgd_t: APGD, targets: int) -> NamedAttack:
+    """``auto``'s APGD-T on ``targets`` top classes through the sharper smoothing, on its
+    own stream (otherwise ``aa-standard``'s APGD-T settings)."""
+    label = f"apgd-t-smooth{AUTO_SMOOTH_BETAS[0]:g}"
+    attack = copy.copy(apgd_t)
+    attack.n_target_classes, attack.stream = targets, label
+    attack.smooth_relu = AUTO_SMOOTH_BETAS[0]
+    return NamedAttack(label, attack)
+
+
+def _first_rungs(
+    eps: float,
+    seed: int,
+    max_batch: int,
+    aa: dict[str, Attack],
+    *,
+    classes: int | None,
+    smooth: bool,
+) -> list[NamedAttack]:
+    """The APGD runs ``auto`` always runs whole, in order: with ``smooth``, APGD-DLR through
+    the sharper smoothing; APGD-DLR; APGD-CE; with ``smooth``, APGD-T on the top
+    :data:`AUTO_SMOOTH_TARGETS` classes through the sharper smoothing and APGD-DLR through
+    the softer one. The DLR runs need 3 classes, APGD-T 4 (``classes`` None: enough)."""
+    sharp, soft = AUTO_SMOOTH_BETAS
+    dlr = classes is None or classes >= 3
+    targets = AUTO_SMOOTH_TARGETS if classes is None else min(AUTO_SMOOTH_TARGETS, classes - 1)
+    rungs = [_apgd_dlr(eps, seed, max_batch, sharp)] if smooth and dlr else []
+    rungs += [_apgd_dlr(eps, seed, max_batch)] if dlr else []
+    rungs.append(NamedAttack("apgd-ce", aa["apgd-ce"]))
+    if smooth and (classes is None or classes >= 4):
+        rungs.append(_smooth_apgd_t(aa["apgd-t"], targets))
+    rungs += [_apgd_dlr(eps, seed, max_batch, soft)] if smooth and dlr else []
+    return rungs
+
+
+def _contains_aa_budget() -> int:
+    """``aa-standard``'s per-point maximum plus what ``auto``'s own runs add to it."""
+    aa = {s.label: s.build(1.0, seed=0, max_batch=1).attack for s in AA_STANDARD}
+    first = _first_rungs(1.0, 0, 1, aa, classes=None, smooth=True)
+    own = [r for r in first if r.label != "apgd-ce"]
+    return (
+        AA_STANDARD_BUDGET + len(AUTO_FGSM_STEPS) + sum(max_spend_per_point(r.attack) for r in own)
     )
 
 
-#: From this budget on, ``auto`` with ``exhaustive`` runs all of ``aa-standard`` (6,967:
-#: its 6,910 and the gradients of ``auto``'s FGSM steps and APGD-DLR run).
-AUTO_CONTAINS_AA_BUDGET = (
-    AA_STANDARD_BUDGET
-    + len(AUTO_FGSM_STEPS)
-    + max_spend_per_point(_apgd_dlr(1.0, seed=0, max_batch=1))
-)
+#: From this budget on, ``auto`` with ``exhaustive`` runs all of ``aa-standard`` (7,372:
+#: its 6,910 and the gradients of ``auto``'s FGSM steps, APGD-DLR runs and smoothed
+#: APGD-T).
+AUTO_CONTAINS_AA_BUDGET = _contains_aa_budget()
 
 
 @dataclass
@@ -131,6 +188,7 @@ class Schedule:
     raised: list[dict[str, Any]] = field(default_factory=list)
     check: dict[str, Any] | None = None
     universal_skipped: str | None = None
+    smooth_skipped: str | None = None
 
     @property
     def max_per_point(self) -> int:
@@ -151,6 +209,7 @@ class Schedule:
             "max_per_point": self.max_per_point,
             "shared": self.shared,
             **({"universal_skipped": self.universal_skipped} if self.universal_skipped else {}),
+            **({"smooth_skipped": self.smooth_skipped} if self.smooth_skipped else {}),
             "attacks": [
                 {"label": a.label, "cap_per_point": cap}
                 for a, cap in zip(self.attacks, self.caps, strict=True)
@@ -211,6 +270,7 @@ def auto_schedule(
     num_classes: int | None = None,
     exhaustive: bool = False,
     sources: tuple[torch.Tensor, torch.Tensor] | None = None,
+    smooth: bool = True,
 ) -> Schedule:
     """``auto`` at ``eps`` with ``budget`` gradients + queries per point.
 
@@ -224,10 +284,16 @@ def auto_schedule(
     a point stopping at its first adversarial step); without, from the clean point. On
     models without masking these break most points for about one gradient per point,
     where APGD-CE spends at least two (its random start and the step that crosses). Then
-    untargeted APGD on the DLR loss (:data:`AUTO_DLR_ITERATIONS`, its own random stream;
-    with 3 classes or more): on masked models it breaks many of the points APGD-CE needs
-    long runs for or cannot break, for less; then APGD-CE (100 iterations); FAB-T on each
-    point's top :data:`FIRST_FAB_TARGETS` other classes; APGD-T (targeted DLR, top 9);
+    untargeted APGD on the DLR loss (:data:`AUTO_DLR_ITERATIONS` iterations, with 3
+    classes or more): on masked models it breaks many of the points APGD-CE needs long
+    runs for or cannot break, for less. With ``smooth`` (the model computes ReLUs) it runs
+    first through a smoothed ReLU backward pass (the forward pass exact; sharpness
+    ``AUTO_SMOOTH_BETAS[0]``), which steps towards the units a masking model keeps off
+    and whose true gradient is 0, then plainly; then APGD-CE (100 iterations); with
+    ``smooth``, APGD-DLR through the softer smoothing (``AUTO_SMOOTH_BETAS[1]``) and
+    APGD-T on the top :data:`AUTO_SMOOTH_TARGETS` classes through the sharper one (each
+    run on its own random stream); FAB-T on each point's top :data:`FIRST_FAB_TARGETS`
+    other classes; APGD-T (targeted DLR, top 9);
     FAB-T on the next-ranked classes up to the 9th; Square on the margin loss with exactly
     the rest, its window schedule laid over ``aa-standard``'s 5,000 queries (so that on
     every point it runs the beginning of ``aa-standard``'s Square, or all of it and more). Queries
@@ -244,14 +310,16 @@ def auto_schedule(
     least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
     does not fit whole gets as many targets as fit and the later ones are dropped.
 
-    Every attack after APGD-DLR is a copy of its ``aa-standard`` counterpart (same
-    settings and random stream) with fewer targets or queries; FAB-T's target ranks split
+    Every attack but FGSM, the APGD-DLR runs and the smoothed APGD-T is a copy of its
+    ``aa-standard`` counterpart (same settings and random stream) with fewer targets or
+    queries; FAB-T's target ranks split
     over two attacks run exactly as in one. So with ``exhaustive`` at
     :data:`AUTO_CONTAINS_AA_BUDGET` or more with 10 classes ``auto`` runs each of
     ``aa-standard``'s attacks in full and leaves robust no point that ``aa-standard``
     breaks; at smaller budgets, or giving up, it trades the attacks' lengths for cost. With
     ``num_classes`` known, targets are capped at ``num_classes - 1``, APGD-T (whose
-    targeted DLR loss needs four classes) is dropped below 4 classes and APGD-DLR below 3.
+    targeted DLR loss needs four classes) is dropped below 4 classes and APGD-DLR below 3,
+    with the smoothed runs.
     """
     if budget < 1:
         raise ValueError(f"budget must be a positive number of gradients + queries, got {budget}")
@@ -265,9 +333,7 @@ def auto_schedule(
     steps = [share * eps for share in AUTO_FGSM_STEPS]
     fgsm = FGSM(eps, step=steps, seed=seed, max_batch=max_batch)
     attacks.append(NamedAttack("fgsm", fgsm, warm_start=sources is not None))
-    if num_classes is None or num_classes >= 3:
-        attacks.append(NamedAttack("apgd-dlr", _apgd_dlr(eps, seed, max_batch)))
-    attacks.append(NamedAttack("apgd-ce", aa["apgd-ce"]))
+    attacks += _first_rungs(eps, seed, max_batch, aa, classes=num_classes, smooth=smooth)
     first = sum(max_spend_per_point(a.attack) for a in attacks)
     left = budget - first
     if left < 1:
@@ -346,4 +412,12 @@ def raise_budgets(
         )
     named = list(attacks.values())
     caps = [max_spend_per_point(a.attack) for a in named]
-    return Schedule(sum(caps), named, caps, raised, check or {}, schedule.universal_skipped)
+    return Schedule(
+        sum(caps),
+        named,
+        caps,
+        raised,
+        check or {},
+        schedule.universal_skipped,
+        schedule.smooth_skipped,
+    )

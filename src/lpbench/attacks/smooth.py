@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 
@@ -69,3 +70,11 @@ class SmoothReLUBackward(TorchFunctionMode):
                 return _SmoothReLU.apply(x, self.beta)
             return x.copy_(_SmoothReLU.apply(x.clone(), self.beta))
         return func(*args, **kwargs)
+
+
+def computes_relu(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``model`` computes a ReLU on ``x`` (one forward pass without gradients), so
+    that a smoothed backward pass changes something."""
+    with torch.no_grad(), SmoothReLUBackward(1.0) as relus:
+        model(x)
+    return relus.calls > 0

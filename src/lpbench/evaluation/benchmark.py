@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lpbench.attacks.smooth import SmoothReLUBackward
+from lpbench.attacks.smooth import computes_relu
 from lpbench.data import (
     DatasetNotFoundError,
     dataset_eval_subset,
@@ -184,12 +184,12 @@ def benchmark(
                 skipped = f"no training split for its sources ({error})"
         elif sources is None:
             skipped = "no sources given (benchmark(..., sources=(images, labels)))"
-        num_classes, relu = _probe(model, x, device)
+        relu = _smoothable(model, x, device)
         schedule = auto_schedule(
             eps,
             budget=budget or DEFAULT_BUDGET,
             seed=attack_seed,
-            num_classes=num_classes,
+            num_classes=_num_classes(model, x, device),
             exhaustive=exhaustive,
             sources=sources,
             smooth=relu,
@@ -288,14 +288,21 @@ def universal_sources(
     )
 
 
-def _probe(model: nn.Module, x: torch.Tensor, device: torch.device) -> tuple[int | None, bool]:
-    """The number of logits the model gives (None without points) and whether it computes
-    a ReLU (which ``auto``'s smoothed APGD-DLR runs need; True without points)."""
+def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:
+    """The number of logits the model gives (None without points)."""
     if len(x) == 0:
-        return None, True
-    with evaluation_mode(model, device), torch.no_grad(), SmoothReLUBackward(1.0) as relus:
-        classes = int(model(x[:1].to(device)).shape[1])
-    return classes, relus.calls > 0
+        return None
+    with evaluation_mode(model, device), torch.no_grad():
+        return int(model(x[:1].to(device)).shape[1])
+
+
+def _smoothable(model: nn.Module, x: torch.Tensor, device: torch.device) -> bool:
+    """Whether the model computes a ReLU, which ``auto``'s smoothed runs need (True without
+    points: nothing will be attacked)."""
+    if len(x) == 0:
+        return True
+    with evaluation_mode(model, device):
+        return computes_relu(model, x[:1].to(device))
 
 
 def evaluate_model(

@@ -56,7 +56,7 @@ from lpbench.attacks import APGD, APGDT, FGSM, PGD, Square
 from lpbench.attacks._common import forward
 from lpbench.attacks.base import Attack, AttackResult, Cost, attack_mode
 from lpbench.attacks.keyed import derive_key, keyed_uniform
-from lpbench.attacks.smooth import SmoothReLUBackward
+from lpbench.attacks.smooth import computes_relu
 from lpbench.evaluation.contract import check_inputs, randomised
 from lpbench.evaluation.evaluate import predict
 from lpbench.evaluation.protocol import get_protocol, parse_step
@@ -300,10 +300,9 @@ def _relu_probe(
 ) -> Finding:
     """APGD-DLR through each smoothed ReLU backward pass of ``auto`` against the plain
     white-box attacks (``accuracy["smooth-relu"]``: what the smoothed runs leave)."""
-    with torch.no_grad(), SmoothReLUBackward(1.0) as relus:
-        probe.model(probe.x[:1])
-    if not relus.calls or classes < 3:
-        why = "the model computes no ReLU" if not relus.calls else "the DLR loss needs 3 classes"
+    relu = computes_relu(probe.model, probe.x[:1])
+    if not relu or classes < 3:
+        why = "the model computes no ReLU" if not relu else "the DLR loss needs 3 classes"
         return Finding("relu-masking", True, f"skipped: {why}")
     smoothed = torch.zeros_like(white)
     for beta in AUTO_SMOOTH_BETAS:

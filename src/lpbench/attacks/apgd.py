@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ from lpbench.attacks._common import (
 from lpbench.attacks.base import Attack, AttackResult, Cost, checked_give_up, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
-from lpbench.attacks.smooth import SmoothReLUBackward
+from lpbench.attacks.smooth import SmoothReLUBackward, computes_relu
 from lpbench.attacks.targets import top_other_classes
 
 
@@ -120,15 +120,6 @@ class APGD(Attack):
             **({} if self.smooth_relu is None else {"smooth_relu": self.smooth_relu}),
         }
 
-    @contextmanager
-    def _backward(self) -> Iterator[SmoothReLUBackward | None]:
-        """The smoothed ReLU backward pass while ``smooth_relu`` is set, else nothing."""
-        if self.smooth_relu is None:
-            yield None
-            return
-        with SmoothReLUBackward(self.smooth_relu) as mode:
-            yield mode
-
     def perturb(
         self,
         model: nn.Module,
@@ -137,25 +128,12 @@ class APGD(Attack):
         index: torch.Tensor,
         target: torch.Tensor | None,
     ) -> AttackResult:
-        with self._backward() as smoothing:
-            clean = forward(model, x, self.max_batch)
-            if smoothing is not None and smoothing.calls == 0 and x.shape[0]:
-                raise ValueError(
-                    "smooth_relu is set but the model computes no ReLU (nn.ReLU, F.relu, "
-                    "torch.relu): there is nothing to smooth; use smooth_relu=None"
-                )
-            return self._attack(model, x, y, index, target, clean)
-
-    def _attack(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        index: torch.Tensor,
-        target: torch.Tensor | None,
-        clean: torch.Tensor,
-    ) -> AttackResult:
-        """The runs of :meth:`perturb` over every target and restart, given the clean logits."""
+        if self.smooth_relu is not None and x.shape[0] and not computes_relu(model, x[:1]):
+            raise ValueError(
+                "smooth_relu is set but the model computes no ReLU (nn.ReLU, F.relu, "
+                "torch.relu): there is nothing to smooth; use smooth_relu=None"
+            )
+        clean = forward(model, x, self.max_batch)
         require_classes(clean.shape[1], self.loss_name, self.targeted or target is not None)
         targets: torch.Tensor | None = None
         if target is not None:
@@ -168,15 +146,17 @@ class APGD(Attack):
         first = None if targets is None else targets[:, 0]
         _, clean_loss = score_and_loss(clean, y, first, self.loss_fn)
         track.settle_clean(is_adversarial(clean, y, None), clean_loss, margin(clean, y, None))
-        for j in range(n_targets):
-            for r in range(self.restarts):
-                points = track.pending()
-                if points.numel() == 0:
-                    break
-                run = j * self.restarts + r
-                t = None if targets is None else targets[points, j]
-                out = self._run(model, x[points], y[points], t, index[points], run)
-                track.add(points, run, out)
+        smooth = self.smooth_relu
+        with nullcontext() if smooth is None else SmoothReLUBackward(smooth):
+            for j in range(n_targets):
+                for r in range(self.restarts):
+                    points = track.pending()
+                    if points.numel() == 0:
+                        break
+                    run = j * self.restarts + r
+                    t = None if targets is None else targets[points, j]
+                    out = self._run(model, x[points], y[points], t, index[points], run)
+                    track.add(points, run, out)
         return track.result()
 
     def _run(

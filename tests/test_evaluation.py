@@ -94,7 +94,7 @@ def test_results_round_trip_and_stored_examples_recheck(tiny_net: nn.Module, tmp
         tiny_net,
         x,
         y,
-        preset_attacks("strong", "fashion-mnist", 0.1),
+        preset_attacks("strong-pgd", "fashion-mnist", 0.1),
         indices=list(range(100, 140)),
         show_progress=False,
     )

@@ -8,9 +8,11 @@ from torch import nn
 
 from lpbench.attacks import APGD, PGD, Attack, AttackResult, Cost, Square
 from lpbench.evaluation import (
+    AUTO_CONTAINS_AA_BUDGET,
     LogitsOf,
     ModelContractError,
     NamedAttack,
+    auto_schedule,
     benchmark,
     check_model_contract,
     evaluate,
@@ -82,10 +84,11 @@ def test_verdicts_do_not_depend_on_batch_size() -> None:
         _same(results[0], other)
 
 
-@pytest.mark.parametrize("preset", ["strong", "aa-standard", "auto"])
+@pytest.mark.parametrize("preset", ["strong", "strong-pgd", "aa-standard", "auto"])
 def test_attacks_of_a_preset_draw_from_their_own_streams(preset: str) -> None:
     attacks = preset_attacks(preset, "mnist", seed=0)
-    assert len({a.attack.key for a in attacks}) == len({a.label for a in attacks})
+    # one key per stream (auto's two FAB-T parts share aa-standard's FAB-T stream)
+    assert len({a.attack.key for a in attacks}) == len({a.attack.stream for a in attacks})
     again = preset_attacks(preset, "mnist", seed=1)
     assert attacks[1].attack.key != again[1].attack.key
 
@@ -95,8 +98,16 @@ def test_presets_are_data_in_units_of_eps() -> None:
     assert baseline.config()["score"] == "last" and baseline.iters == 40
     assert baseline.step == pytest.approx(0.01)
     assert preset_attacks("baseline", "mnist", eps=0.15)[0].attack.step == pytest.approx(0.005)
-    strong = preset_attacks("strong", "fashion-mnist")
+    strong = preset_attacks("strong-pgd", "fashion-mnist")
     assert [a.attack.config()["score"] for a in strong] == ["last", "any", "any", "any"]
+
+
+def test_strong_is_the_baseline_then_auto_and_strong_pgd_the_pgd_set() -> None:
+    strong = preset_attacks("strong", "mnist")
+    auto = auto_schedule(0.3, budget=AUTO_CONTAINS_AA_BUDGET).attacks
+    assert [a.label for a in strong] == ["baseline", *(a.label for a in auto)]
+    pgd = [a.label for a in preset_attacks("strong-pgd", "mnist")]
+    assert pgd == ["baseline", "pgd-ce-large-step", "pgd-ce-small-step", "pgd-dlr"]
     tiny = preset_attacks("baseline", "tiny-imagenet")[0].attack
     assert tiny.targeted == "ll" and tiny.eps == pytest.approx(16 / 255)
 

@@ -58,7 +58,7 @@ def test_kind_spec_reads_steps_in_units_of_eps():
 
 
 def test_presets_and_budget_errors():
-    assert {"baseline", "strong", "aa-standard", "auto"} <= set(PRESETS)
+    assert {"baseline", "strong", "strong-pgd", "aa-standard", "auto"} <= set(PRESETS)
     with pytest.raises(ValueError, match="auto preset only"):
         preset_attacks("strong", "mnist", budget=100)
     with pytest.raises(ValueError, match="too small"):
@@ -434,3 +434,18 @@ def test_auto_with_sources_reports_the_universal_cost_and_without_says_why_it_sk
     assert result.robust_accuracy == 0.0 and "universal_skipped" not in report
     bare = evaluate_model(model, x, y, **kwargs).meta["schedule"]
     assert bare["attacks"][0]["label"] == "fgsm" and "no sources given" in bare["universal_skipped"]
+
+
+def test_strong_runs_the_baseline_then_auto_at_the_containment_budget():
+    model, x, y = trained_mlp(5, 16)
+    kwargs = {"eps": 0.1, "show_progress": False}
+    strong = evaluate_model(model, x, y, preset="strong", **kwargs)
+    auto = evaluate_model(model, x, y, preset="auto", budget=AUTO_CONTAINS_AA_BUDGET, **kwargs)
+    assert [a.label for a in strong.attacks] == ["baseline", *(a.label for a in auto.attacks)]
+    report = strong.meta["schedule"]
+    assert report["budget_per_point"] == AUTO_CONTAINS_AA_BUDGET and report["within_budget"]
+    assert report["spent"] == sum(a.grad_evals + a.queries for a in strong.attacks[1:])
+    auto_robust = {i for i, r in zip(auto.indices, auto.robust, strict=True) if r}
+    assert {i for i, r in zip(strong.indices, strong.robust, strict=True) if r} <= auto_robust
+    with pytest.raises(ValueError, match="budget"):
+        evaluate_model(model, x, y, preset="strong", budget=3000, **kwargs)

@@ -610,8 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=PRESETS,
         default=None,
-        help="attack preset (default: strong, which includes the baseline); aa-standard: "
-        "AutoAttack's standard version; auto: budgeted ladder of universal perturbations, "
+        help="attack preset (default: strong: the baseline, then auto at "
+        f"{AUTO_CONTAINS_AA_BUDGET}); strong-pgd: the baseline, then lpbench's PGD set (what "
+        "strong meant before auto); aa-standard: AutoAttack's standard version; auto: "
+        "budgeted ladder of universal perturbations, "
         "FGSM, APGD-DLR (also through a smoothed ReLU backward pass), APGD-CE, smoothed "
         "APGD-T, FAB-T, APGD-T, Square",
     )

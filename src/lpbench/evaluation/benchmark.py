@@ -26,10 +26,10 @@ from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
 from lpbench.evaluation.journal import discard_journal
 from lpbench.evaluation.protocol import NamedAttack, get_protocol, preset_attacks
 from lpbench.evaluation.schedule import (
-    DEFAULT_BUDGET,
     UNIVERSAL_SOURCES_PER_CLASS,
     auto_schedule,
     raise_budgets,
+    strong_or_auto_budget,
 )
 from lpbench.evaluation.shards import init_distributed, shard_device, shard_from_env
 from lpbench.runtime import default_batch_rows, evaluation_mode, resolve_device
@@ -142,8 +142,10 @@ def benchmark(
     for flag, value in (("adapt", adapt), ("exhaustive", exhaustive)):
         if value and (attacks is not None or preset != "auto"):
             raise ValueError(f"{flag} applies to preset='auto' only")
+    if budget is not None and (attacks is not None or preset != "auto"):
+        raise ValueError("budget applies to preset='auto' only")
     schedule = None
-    if attacks is None and preset == "auto":
+    if attacks is None and preset in ("auto", "strong"):
         pass  # built once the data is known (the schedule depends on the class count)
     elif attacks is None:
         attacks = preset_attacks(preset, dataset, eps, seed=attack_seed, budget=budget)
@@ -187,7 +189,7 @@ def benchmark(
         relu = _smoothable(model, x, device)
         schedule = auto_schedule(
             eps,
-            budget=budget or DEFAULT_BUDGET,
+            budget=strong_or_auto_budget(preset, budget),
             seed=attack_seed,
             num_classes=_num_classes(model, x, device),
             exhaustive=exhaustive,
@@ -201,6 +203,8 @@ def benchmark(
             summary = _adapt_check(model, x, y, eps, dataset, attack_seed, device)
             schedule = raise_budgets(schedule, summary["warnings"], summary)
         attacks = schedule.attacks
+        if preset == "strong":  # the seed's baseline first, then auto on what it leaves
+            attacks = [*preset_attacks("baseline", dataset, eps, seed=attack_seed), *attacks]
     manifest = build_manifest(
         model,
         attacks,

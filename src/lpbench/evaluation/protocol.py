@@ -127,8 +127,8 @@ class DatasetProtocol:
     eps_note: str = ""
 
 
-def _strong(baseline: AttackSpec, *extra: AttackSpec) -> tuple[AttackSpec, ...]:
-    """The baseline, then lpbench's strong PGD set: large and small steps, DLR loss."""
+def _strong_pgd(baseline: AttackSpec, *extra: AttackSpec) -> tuple[AttackSpec, ...]:
+    """The baseline, then lpbench's PGD set: large and small steps, DLR loss."""
     return (
         baseline,
         AttackSpec("pgd-ce-large-step", "eps/4", 100, restarts=3),
@@ -154,7 +154,7 @@ def _protocol(eps: float, baseline: AttackSpec, note: str, *extra: AttackSpec) -
         eps=eps,
         presets={
             "baseline": (baseline,),
-            "strong": _strong(baseline, *extra),
+            "strong-pgd": _strong_pgd(baseline, *extra),
             "aa-standard": AA_STANDARD,
         },
         eps_note=note,
@@ -200,8 +200,10 @@ GENERIC = _protocol(
     "no default radius: give eps",
 )
 
-#: ``auto`` is built by :func:`lpbench.evaluation.schedule.auto_schedule` (it has a budget).
-PRESETS = ("baseline", "strong", "aa-standard", "auto")
+#: ``auto`` is built by :func:`lpbench.evaluation.schedule.auto_schedule` (it has a budget);
+#: ``strong`` is the data set's baseline, then ``auto`` at
+#: :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET`.
+PRESETS = ("baseline", "strong", "strong-pgd", "aa-standard", "auto")
 DEFAULT_EPS: dict[str, float] = {name: p.eps for name, p in PROTOCOLS.items()}
 
 
@@ -234,12 +236,14 @@ def preset_attacks(
     """The attacks of ``preset`` on ``dataset``, run in order on still-robust points.
 
     ``baseline``: the seed's baseline (PGD judged on its last iterate, one restart).
-    ``strong``: the baseline, then PGD with a large step (eps/4, 3 restarts) and a small
-    step (eps/10) on cross-entropy, then PGD on the scale-invariant DLR loss (eps/4, 3
-    restarts), which logit squeezing and pairing cannot shrink away; these count a point
-    as broken when any iterate is adversarial. A point is robust only if it survives
-    every attack and every restart. ``dataset=None`` (a user's own data) needs ``eps``;
-    its baseline is PGD-40 with step eps/10.
+    ``strong``: the baseline, then ``auto`` at
+    :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET` on the points it leaves.
+    ``strong-pgd`` (what ``strong`` meant before ``auto``): the baseline, then PGD with a
+    large step (eps/4, 3 restarts) and a small step (eps/10) on cross-entropy, then PGD on
+    the scale-invariant DLR loss (eps/4, 3 restarts), which logit squeezing and pairing
+    cannot shrink away; these count a point as broken when any iterate is adversarial. A
+    point is robust only if it survives every attack and every restart. ``dataset=None``
+    (a user's own data) needs ``eps``; its baseline is PGD-40 with step eps/10.
     ``aa-standard``: AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square).
     ``auto``: the budgeted schedule of :func:`lpbench.evaluation.schedule.auto_schedule`
     (``budget`` gradients + queries per point; default
@@ -254,17 +258,20 @@ def preset_attacks(
     if exhaustive and preset != "auto":
         raise ValueError(f"exhaustive applies to the auto preset only, not {preset!r}")
     eps = protocol.eps if eps is None else eps
-    if preset == "auto":
-        from lpbench.evaluation.schedule import DEFAULT_BUDGET, auto_schedule
+    if preset in ("auto", "strong"):
+        from lpbench.evaluation.schedule import auto_schedule, strong_or_auto_budget
 
         schedule = auto_schedule(
             eps,
-            budget=budget or DEFAULT_BUDGET,
+            budget=strong_or_auto_budget(preset, budget),
             seed=seed,
             max_batch=max_batch,
             exhaustive=exhaustive,
         )
-        return schedule.attacks
+        if preset == "auto":
+            return schedule.attacks
+        baseline = preset_attacks("baseline", dataset, eps, seed=seed, max_batch=max_batch)
+        return [*baseline, *schedule.attacks]
     if preset not in protocol.presets:
         raise ValueError(f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return [spec.build(eps, seed=seed, max_batch=max_batch) for spec in protocol.presets[preset]]

@@ -178,6 +178,16 @@ def _contains_aa_budget() -> int:
 AUTO_CONTAINS_AA_BUDGET = _contains_aa_budget()
 
 
+def strong_or_auto_budget(preset: str, budget: int | None) -> int:
+    """The budget of ``auto`` in ``preset``: ``budget`` or :data:`DEFAULT_BUDGET` for
+    ``auto``; :data:`AUTO_CONTAINS_AA_BUDGET` for ``strong`` (where the goal of at most
+    ``aa-standard``'s robust accuracy for at most half its cost held on every model
+    measured)."""
+    if preset == "strong":
+        return AUTO_CONTAINS_AA_BUDGET
+    return budget or DEFAULT_BUDGET
+
+
 @dataclass
 class Schedule:
     """The attacks of ``auto`` in the order they run, each with its per-point cap."""

@@ -1,3 +1,3 @@
-"""The package version, in a module of its own so that subpackages need not import the root."""
+"""The package version: the one place it is written (pyproject.toml reads it from here)."""
 
 __version__ = "0.1.0"

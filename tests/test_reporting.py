@@ -13,7 +13,13 @@ from torch import nn
 
 from lpbench.attacks import PGD
 from lpbench.evaluation import NamedAttack, evaluate
-from lpbench.reporting import ResultRow, render_markdown, render_text, write_report
+from lpbench.reporting import (
+    ResultRow,
+    machine_warnings,
+    render_markdown,
+    render_text,
+    write_report,
+)
 
 HEADER = "| Model | Accuracy | Adversarial accuracy, baseline | Adversarial accuracy, strongest |"
 
@@ -173,6 +179,30 @@ def test_write_report(tmp_path) -> None:
     assert data["title"] == "demo"
     assert data["rows"][1]["strongest_accuracy"] == 0.041
     assert data["figures"] == {"Loss surfaces": ["../figures/surface.png"]}
+
+
+def test_tables_warn_when_results_come_from_different_machines(tmp_path) -> None:
+    avx2 = {"cpu": "Xeon", "cpu_capability": "AVX2", "gpu": None}
+    avx512 = {**avx2, "cpu_capability": "AVX512"}
+    plain = _results("Plain", 0.992, 0.0, 0.0, manifest={"machine": avx2})
+    clp = _results("CLP", 0.988, 0.624, 0.041, manifest={"machine": avx512})
+    rows = [ResultRow.from_results(plain), ResultRow.from_results(clp)]
+    assert [row.machine for row in rows] == ["Xeon (AVX2)", "Xeon (AVX512)"]
+    (warning,) = machine_warnings(rows)
+    assert "Plain on Xeon (AVX2); CLP on Xeon (AVX512)" in warning
+    assert f"> **Warning:** {warning}" in render_markdown(rows)
+    assert render_text(rows).splitlines()[-1] == f"warning: {warning}"
+    written = write_report([plain, clp], tmp_path)
+    assert json.loads(written["json"].read_text())["warnings"] == [warning]
+    with open(written["csv"]) as handle:
+        assert [r["machine"] for r in csv.DictReader(handle)] == ["Xeon (AVX2)", "Xeon (AVX512)"]
+
+    same = [plain, _results("CLP", 0.988, 0.624, 0.041, manifest={"machine": dict(avx2)})]
+    assert machine_warnings(same) == []
+    assert "Warning" not in render_markdown([ResultRow.from_results(r) for r in same])
+    unknown = ResultRow.from_results(_results("LSQ", 0.988, 0.706, None))
+    assert unknown.machine == "unknown"
+    assert "LSQ on unknown" in machine_warnings([rows[0], unknown])[0]
 
 
 def test_rows_from_a_real_evaluation(tiny_net: nn.Module) -> None:

@@ -32,6 +32,7 @@ from lpbench.evaluation.schedule import (
     strong_or_auto_budget,
 )
 from lpbench.evaluation.shards import init_distributed, shard_device, shard_from_env
+from lpbench.machine import machine_facts
 from lpbench.runtime import default_batch_rows, evaluation_mode, resolve_device
 from lpbench.version import __version__
 
@@ -75,6 +76,7 @@ def build_manifest(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
+        "machine": machine_facts(device),
         # TF32 rounds CUDA matmuls/convolutions to a 10-bit mantissa: verdicts of examples
         # near the boundary can differ from float32 (and from a CPU re-run).
         "tf32": {

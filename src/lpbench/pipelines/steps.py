@@ -39,7 +39,7 @@ from lpbench.evaluation import (
 )
 from lpbench.evaluation.check import CheckReport, check
 from lpbench.io import write_json
-from lpbench.reporting import ResultRow, write_report
+from lpbench.reporting import ResultRow, write_html_report, write_report
 from lpbench.reporting.collect import collect_results, figure_sections, read_results
 from lpbench.runtime import evaluation_mode, resolve_device
 from lpbench.training import TRAIN_PRESETS, load_checkpoint
@@ -329,11 +329,14 @@ def report_for(
     figures: Sequence[str | Path] = (),
     title: str = "lpbench report",
     out: str | Path | None = None,
+    html: bool = False,
 ) -> tuple[list[ResultRow], dict[str, Path]]:
-    """Seed-style report (Markdown, CSV, JSON) of results files or run folders.
+    """Seed-style report (Markdown, CSV, JSON; ``html``: a page too) of results or run folders.
 
     A run folder gives every results file in it and its sub-folders; a row read from
     ``results-PRESET.json`` is named ``MODEL (PRESET)``, after the model's own row.
+    The paths written are keyed "markdown", "csv", "json" and, with ``html``, "html"
+    (report.html: :func:`lpbench.reporting.write_html_report`).
     """
     paths = [Path(p) for p in inputs]
     files, found = collect_results(paths)
@@ -341,14 +344,25 @@ def report_for(
     rank = {name: i for i, name in enumerate(TRAIN_PRESETS)}
     keyed = []
     for path in files:
-        row = ResultRow.from_results(read_results(path))
+        results = read_results(path)
+        row = ResultRow.from_results(results)
         variant = path.stem.removeprefix("results-") if path.stem.startswith("results-") else ""
-        keyed.append(((rank.get(row.name, len(rank)), row.name, variant), row))
+        keyed.append(((rank.get(row.name, len(rank)), row.name, variant), row, results))
         if variant:
             row.name = f"{row.name} ({variant})"
-    rows = [row for _, row in sorted(keyed, key=lambda pair: pair[0])]
+    keyed.sort(key=lambda item: item[0])
+    rows = [row for _, row, _ in keyed]
     out = Path(out) if out is not None else (paths[0] if paths[0].is_dir() else Path("."))
-    written = write_report(rows, out, figures=figure_sections(found), title=title)
+    sections = figure_sections(found)
+    written = write_report(rows, out, figures=sections, title=title)
+    if html:
+        written["html"] = write_html_report(
+            [results for *_, results in keyed],
+            out,
+            names=[row.name for row in rows],
+            figures=sections,
+            title=title,
+        )
     return rows, written
 
 

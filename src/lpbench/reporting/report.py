@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lpbench.io import atomic_write, write_json
-from lpbench.reporting.table import ResultRow, render_markdown
+from lpbench.reporting.table import ResultRow, machine_warnings, render_markdown
 
 CSV_FIELDS = (
     "name",
@@ -26,6 +26,7 @@ CSV_FIELDS = (
     "strong_wall_time_s",
     "baseline_attack",
     "strong_attacks",
+    "machine",
 )
 
 
@@ -60,7 +61,9 @@ def write_report(
 
     Items are rows or evaluation results dicts (turned into rows). ``figures`` maps a
     section heading to image files, embedded in report.md by paths relative to
-    ``out_dir``. Returns the paths written, keyed "markdown", "csv" and "json".
+    ``out_dir``. report.md and report.json carry the warning of :func:`machine_warnings`
+    when the rows come from different machines. Returns the paths written, keyed
+    "markdown", "csv" and "json".
     """
     out_dir = Path(out_dir)
     rows = [_as_row(item) for item in rows_or_results]
@@ -77,7 +80,12 @@ def write_report(
         "csv": atomic_write(out_dir / "report.csv", lambda tmp: tmp.write_text(_csv_text(rows))),
         "json": write_json(
             out_dir / "report.json",
-            {"title": title, "rows": [row.to_dict() for row in rows], "figures": links},
+            {
+                "title": title,
+                "rows": [row.to_dict() for row in rows],
+                "figures": links,
+                "warnings": machine_warnings(rows),
+            },
         ),
     }
     return written

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lpbench.machine import describe_machine
+
 COLUMNS = ("Model", "Accuracy", "Adversarial accuracy, baseline", "Adversarial accuracy, strongest")
 COST_COLUMNS = (
     "Model",
@@ -53,7 +55,8 @@ class ResultRow:
     The baseline column is the attack labelled "baseline" (else the first attack, whose
     label the tables then print beside its accuracy); the strongest column is the worst
     case per point over every attack of the evaluation, and is None when no attack beyond
-    the baseline ran. Its cost is the whole evaluation's.
+    the baseline ran. Its cost is the whole evaluation's. ``machine`` labels the machine
+    that ran it (:func:`lpbench.machine.describe_machine`; "unknown" if not recorded).
     """
 
     name: str
@@ -70,6 +73,7 @@ class ResultRow:
     baseline_attack: str | None = None
     strong_attacks: list[str] = field(default_factory=list)
     baseline_label: str | None = None
+    machine: str = "unknown"
 
     @classmethod
     def from_results(cls, results: dict[str, Any], name: str | None = None) -> ResultRow:
@@ -96,6 +100,7 @@ class ResultRow:
             baseline_attack=None if baseline is None else describe_attack(baseline),
             strong_attacks=[describe_attack(a) for a in attacks] if strong else [],
             baseline_label=None if baseline is None else str(baseline["label"]),
+            machine=describe_machine((results.get("manifest") or {}).get("machine")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,15 +108,37 @@ class ResultRow:
         return asdict(self)
 
 
-def _percent(value: float | None) -> str:
+def machine_warnings(items: Sequence[ResultRow | dict[str, Any]]) -> list[str]:
+    """A warning naming which results came from which machine, when they came from several.
+
+    Items are rows or results dicts. Machines differ when the CPU model, torch's CPU
+    capability or the GPU differ; results that do not record theirs count as "unknown".
+    """
+    rows = [item if isinstance(item, ResultRow) else ResultRow.from_results(item) for item in items]
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row.machine, []).append(row.name)
+    if len(groups) < 2:
+        return []
+    where = "; ".join(f"{', '.join(names)} on {machine}" for machine, names in groups.items())
+    return [
+        "These results come from different machines (CPU, CPU capability or GPU), so "
+        f"verdicts near the decision boundary may differ by rounding alone: {where}."
+    ]
+
+
+def format_percent(value: float | None) -> str:
+    """``12.3%``, or ``n/a``."""
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _count(value: int | None) -> str:
+def format_count(value: int | None) -> str:
+    """``1,234``, or ``n/a``."""
     return "n/a" if value is None else f"{value:,}"
 
 
-def _seconds(value: float | None) -> str:
+def format_seconds(value: float | None) -> str:
+    """``1,234.5 s``, or ``n/a``."""
     return "n/a" if value is None else f"{value:,.1f} s"
 
 
@@ -127,7 +154,7 @@ def _accuracy_cells(rows: Sequence[ResultRow], *, bold: bool) -> list[list[str]]
         known = [v for v in values if v is not None]
         best = max(known) if bold and len(rows) > 1 and known else None
         for row, result, value in zip(cells, rows, values, strict=True):
-            text = _percent(value)
+            text = format_percent(value)
             text = f"**{text}**" if best is not None and value == best else text
             if column == 1 and result.baseline_label not in (None, "baseline"):
                 text += f" ({result.baseline_label})"  # no seed baseline: say what stands in
@@ -143,13 +170,18 @@ def _markdown_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> li
     return lines + ["| " + " | ".join(row) + " |" for row in cells]
 
 
-def _attack_lines(rows: Sequence[ResultRow]) -> list[str]:
-    """One bullet per distinct attack setup, naming the models it was run on."""
+def attack_setups(rows: Sequence[ResultRow]) -> dict[tuple[str | None, tuple[str, ...]], list[str]]:
+    """The models (names) per distinct (baseline attack, strongest column's attacks)."""
     groups: dict[tuple[str | None, tuple[str, ...]], list[str]] = {}
     for row in rows:
         groups.setdefault((row.baseline_attack, tuple(row.strong_attacks)), []).append(row.name)
+    return groups
+
+
+def _attack_lines(rows: Sequence[ResultRow]) -> list[str]:
+    """One bullet per distinct attack setup, naming the models it was run on."""
     lines = []
-    for (baseline, strong), names in groups.items():
+    for (baseline, strong), names in attack_setups(rows).items():
         lines.append(f"- {', '.join(names)}: baseline column: {baseline or 'none'}")
         if strong:
             lines.append(
@@ -165,10 +197,10 @@ def render_markdown(rows: Sequence[ResultRow], title: str = "Results") -> str:
             r.name,
             str(r.num_points),
             "n/a" if r.eps is None else f"{r.eps:g}",
-            _count(r.baseline_grad_evals),
-            _seconds(r.baseline_wall_time_s),
-            _count(r.strong_grad_evals),
-            _seconds(r.strong_wall_time_s),
+            format_count(r.baseline_grad_evals),
+            format_seconds(r.baseline_wall_time_s),
+            format_count(r.strong_grad_evals),
+            format_seconds(r.strong_wall_time_s),
         ]
         for r in rows
     ]
@@ -180,6 +212,7 @@ def render_markdown(rows: Sequence[ResultRow], title: str = "Results") -> str:
         "A point counts as robust only if it is classified correctly under every restart "
         "of every attack of its column (worst case per point).",
         "",
+        *[f"> **Warning:** {warning}\n" for warning in machine_warnings(rows)],
         "## Cost",
         "",
         *_markdown_table(COST_COLUMNS, cost),
@@ -204,10 +237,10 @@ def render_text(rows: Sequence[ResultRow]) -> str:
     cells = [
         [
             *acc,
-            _count(
+            format_count(
                 r.strong_grad_evals if r.strong_grad_evals is not None else r.baseline_grad_evals
             ),
-            _seconds(
+            format_seconds(
                 r.strong_wall_time_s if r.strong_wall_time_s is not None else r.baseline_wall_time_s
             ),
         ]
@@ -221,4 +254,5 @@ def render_text(rows: Sequence[ResultRow]) -> str:
             + [text.rjust(width) for text, width in zip(line[1:], widths[1:], strict=True)]
         )
 
-    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, cells)])
+    lines = [fmt(header), "  ".join("-" * w for w in widths), *map(fmt, cells)]
+    return "\n".join(lines + [f"warning: {warning}" for warning in machine_warnings(rows)])

@@ -328,8 +328,8 @@ def test_warm_started_results_do_not_depend_on_batch_size() -> None:
 
     def attacks() -> list[NamedAttack]:
         return [
-            NamedAttack("apgd", APGD(0.04, n_iter=1)),
-            NamedAttack("warm", Square(0.04, n_queries=100, stream="warm"), warm_start=True),
+            NamedAttack("apgd", APGD(0.04, iters=1)),
+            NamedAttack("warm", Square(0.04, queries=100, stream="warm"), warm_start=True),
         ]
 
     small = evaluate(model, x, y, attacks(), batch_size=3, show_progress=False)

@@ -284,7 +284,7 @@ def test_targeted_attacks_steer_to_their_target() -> None:
     with torch.no_grad():
         logits = model(x)
     y, least = logits.argmax(1), logits.argmin(1)
-    out = PGD(1.0, 0.1, 30, targeted="ll", early_stop=False)(model, x, y)
+    out = PGD(1.0, 0.1, 30, target_mode="ll", early_stop=False)(model, x, y)
     with torch.no_grad():
         pred = model(out.x_adv).argmax(1)
     assert (pred == least).float().mean() > 0.9
@@ -335,7 +335,7 @@ def test_dlr_when_the_true_class_is_not_on_top_and_targeted() -> None:
         ({"eps": 0.1, "step": 0.1, "iters": 1, "loss": "nope"}, "loss"),
         ({"eps": 0.1, "step": 0.1, "iters": 3, "record_at": [5]}, "record_at"),
         ({"eps": 0.1, "step": 0.1, "iters": 3, "score": "best"}, "score"),
-        ({"eps": 0.1, "step": 0.1, "iters": 3, "targeted": "most"}, "targeted"),
+        ({"eps": 0.1, "step": 0.1, "iters": 3, "target_mode": "most"}, "target_mode"),
         ({"eps": 0.1, "step": 0.1, "iters": 3, "model_mode": "train"}, "model_mode"),
     ],
 )
@@ -413,8 +413,6 @@ def test_out_of_memory_halves_the_batch_and_keeps_results(monkeypatch) -> None:
 
 
 def test_eot_iter_counts_every_draw_and_keeps_a_deterministic_model_s_steps() -> None:
-    from lpbench.evaluation import max_spend_per_point
-
     torch.manual_seed(0)
     model = TinyNet().eval()
     x = torch.rand(6, 1, 8, 8)
@@ -426,7 +424,7 @@ def test_eot_iter_counts_every_draw_and_keeps_a_deterministic_model_s_steps() ->
     assert three.cost.forwards == 3 * one.cost.forwards
     assert torch.equal(one.success, three.success)  # the same gradients, summed: same signs
     torch.testing.assert_close(one.x_adv, three.x_adv)
-    assert max_spend_per_point(PGD(0.05, 0.01, 7, 2, eot_iter=3)) == 42
+    assert PGD(0.05, 0.01, 7, 2, eot_iter=3).max_spend_per_point() == 42
     assert PGD(0.05, 0.01, 7, eot_iter=3).config()["eot_iter"] == 3
     with pytest.raises(ValueError, match="eot_iter"):
         PGD(0.05, 0.01, 7, eot_iter=0)

@@ -136,15 +136,17 @@ def test_random_starts_are_keyed_by_index_and_restart() -> None:
 
 
 class Band(nn.Module):
-    """Misclassifies only while pixel 0 is within 0.01 of 0.575; CE pulls it towards 0.575.
+    """Misclassifies only while pixel 0 is within ``1 / scale`` of 0.575 (margin
+    ``1 - scale * distance``); CE pulls it towards 0.575.
 
-    PGD from 0.5 with step 0.02 and no random start visits 0.52, 0.54, 0.56, 0.58 (wrong),
-    0.56, 0.58 (wrong), ...: its iterates oscillate across the band.
+    PGD from 0.5 with step 0.02 and no random start visits 0.52, 0.54, 0.56, 0.58, 0.56,
+    0.58, ...: its iterates oscillate across the band. With the default scale 100 only
+    0.58 is misclassified; with 50, 0.56 (margin 0.25) and 0.58 (margin 0.75) both are.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scale: float = 100.0) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.tensor(100.0))
+        self.scale = nn.Parameter(torch.tensor(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         distance = (x.flatten(1)[:, 0] - 0.575).abs()
@@ -266,14 +268,20 @@ def test_record_at_with_restart_rounds() -> None:
 
 
 def test_kept_example_has_the_largest_margin() -> None:
-    """Without early stop the adversarial iterate with the largest margin is kept."""
-    model = Band().eval()
+    """Without early stop the adversarial iterate with the largest margin is kept: here
+    neither the first adversarial iterate (iteration 3, at 0.56, margin 0.25) nor the last
+    (iteration 11, at 0.56 again) but those at 0.58 (margin 0.75)."""
+    model = Band(scale=50.0).eval()
     x = torch.full((1, 1, 1, 2), 0.5)
     y = torch.zeros(1, dtype=torch.long)
-    out = PGD(0.2, 0.02, 12, early_stop=False, random_start=False)(model, x, y)
+    out = PGD(0.2, 0.02, 11, early_stop=False, random_start=False)(model, x, y)
     with torch.no_grad():
         assert float(margin(model(out.x_adv), y, None)) == pytest.approx(float(out.margin))
-    assert float(out.margin) > 0
+    assert float(out.x_adv[0, 0, 0, 0]) == pytest.approx(0.58)
+    assert float(out.margin) == pytest.approx(0.75, abs=1e-4)
+    first = PGD(0.2, 0.02, 3, random_start=False)(model, x, y)  # stops at its first hit
+    assert float(first.x_adv[0, 0, 0, 0]) == pytest.approx(0.56)
+    assert float(first.margin) == pytest.approx(0.25, abs=1e-4)
 
 
 def test_targeted_attacks_steer_to_their_target() -> None:

@@ -153,7 +153,9 @@ def attack_mode(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
 
 def setting(*, config: bool = True, **kwargs: Any) -> Any:
     """A field of an attack's settings; ``config=False`` keeps it out of
-    :meth:`Attack.config` (how the work is run, not what the attack does)."""
+    :meth:`Attack.config`: options results files never recorded (``max_batch``,
+    ``model_mode``, PGD's ``record_at``) and settings an attack records in a form of its
+    own (Universal's ``sources``, as their count and digest)."""
     return field(metadata={"config": config}, **kwargs)
 
 
@@ -370,7 +372,9 @@ class Attack(ABC):
 
     def config(self) -> dict[str, Any]:
         """The attack's settings, JSON-serialisable, enough to re-run it: the attack's name,
-        its norm and every field but those marked ``setting(config=False)``."""
+        its norm and every field but those marked ``setting(config=False)``, tuples as lists.
+        Subclasses override it only to record a setting in a resolved form (e.g. a default
+        that depends on another setting)."""
         shared = self.base_config()
         return shared | {
             f.name: _jsonable(getattr(self, f.name))

@@ -31,7 +31,7 @@ COLOUR_TRIES = 16
 _BLOCK_ITERATIONS = 128
 _BLOCK_NUMBERS = 1 << 22
 #: (progress bound in 1/10000 of the budget, divisor of p_init) of the paper's schedule.
-_SCHEDULE = (
+_WINDOW_SCHEDULE = (
     (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16),
     (2000, 32), (4000, 64), (6000, 128), (8000, 256), (10000, 512),
 )  # fmt: skip
@@ -41,7 +41,7 @@ def p_selection(p_init: float, it: int, queries: int) -> float:
     """Fraction of pixels changed at iteration ``it``: p_init halved at fixed shares of
     ``queries``; past ``queries`` the schedule starts over."""
     progress = int(it % queries / queries * 10000)
-    for bound, divisor in _SCHEDULE:
+    for bound, divisor in _WINDOW_SCHEDULE:
         if progress <= bound:
             return p_init / divisor
     return p_init

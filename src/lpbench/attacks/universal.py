@@ -83,7 +83,7 @@ class Universal(Attack):
         }
 
     def max_spend_per_point(self) -> int:
-        """None: the perturbations are a shared cost (:attr:`spend`), not one per point."""
+        """0: the perturbations are a shared cost (:attr:`spend`), not one per point."""
         return 0
 
     def _weights_state(self, model: nn.Module) -> tuple[int, ...]:

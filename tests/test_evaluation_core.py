@@ -109,7 +109,7 @@ def test_strong_is_the_baseline_then_auto_and_strong_pgd_the_pgd_set() -> None:
     pgd = [a.label for a in preset_attacks("strong-pgd", "mnist")]
     assert pgd == ["baseline", "pgd-ce-large-step", "pgd-ce-small-step", "pgd-dlr"]
     tiny = preset_attacks("baseline", "tiny-imagenet")[0].attack
-    assert tiny.targeted == "ll" and tiny.eps == pytest.approx(16 / 255)
+    assert tiny.target_mode == "ll" and tiny.eps == pytest.approx(16 / 255)
 
 
 def test_resume_finishes_with_the_same_results(tmp_path) -> None:

@@ -122,10 +122,11 @@ def reference_spend(results: dict[str, Any]) -> float | None:
         if config["attack"] == "square":
             total += attack["queries"]
             continue
+        iters = config.get("iters", config.get("n_iter"))  # n_iter: older results
         if config["attack"] in ("apgd", "apgd-t"):
-            per_run = (config["n_iter"] + 1) * config["eot_iter"]
+            per_run = (iters + 1) * config["eot_iter"]
         elif config["attack"] == "fab-t":
-            per_run = config["n_iter"]
+            per_run = iters
         else:
             return None
         runs = sum(

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lpbench.attacks import APGD, APGDT, PGD, top_other_classes
-from lpbench.attacks.apgd import checkpoints
+from lpbench.attacks.apgd import step_halving_points
 from lpbench.attacks.base import COMPLETE, GAVE_UP, SKIPPED
 
 from .attack_models import Scaled, trained_mlp, two_way_linear, unbreakable
@@ -23,22 +23,22 @@ def test_breaks_an_undefended_model(attack: APGD) -> None:
 
 
 def test_checkpoint_schedule_matches_the_paper() -> None:
-    assert checkpoints(100) == (22, 6, 3)
-    assert checkpoints(10) == (2, 1, 1)
+    assert step_halving_points(100) == (22, 6, 3)
+    assert step_halving_points(10) == (2, 1, 1)
 
 
 def test_budget_is_exact_on_an_unbreakable_model() -> None:
     model = unbreakable()
     x = torch.rand(6, 1, 8, 8)
     y = torch.zeros(6, dtype=torch.long)
-    out = APGD(0.3, n_iter=7, restarts=3, eot_iter=2)(model, x, y)
+    out = APGD(0.3, iters=7, restarts=3, eot_iter=2)(model, x, y)
     assert not out.success.any()
     runs = 6 * 3
-    assert out.cost.gradients == runs * (7 + 1) * 2  # start + n_iter steps, x eot_iter
+    assert out.cost.gradients == runs * (7 + 1) * 2  # start + iters steps, x eot_iter
     assert out.cost.forwards == out.cost.gradients + 6  # + the clean check
     assert out.cost.queries == 0
     assert (out.restarts.status == COMPLETE).all()
-    t = APGDT(0.3, n_iter=4, restarts=2)(model, x, y)
+    t = APGDT(0.3, iters=4, restarts=2)(model, x, y)
     assert t.cost.gradients == 6 * 4 * 2 * (4 + 1)  # 4 targets (5 classes) x 2 restarts
 
 
@@ -47,7 +47,7 @@ def test_give_up_ends_a_target_on_points_that_make_too_little_progress() -> None
     rows = torch.arange(40)
 
     def run(give_up=(), part=rows):
-        attack = APGDT(0.05, n_iter=30, n_target_classes=2, give_up=give_up)
+        attack = APGDT(0.05, iters=30, targets=2, give_up=give_up)
         return attack(model, x[part], y[part], index=part)
 
     full = run()
@@ -82,7 +82,7 @@ def test_give_up_ends_a_target_on_points_that_make_too_little_progress() -> None
 
 def test_early_stop_skips_broken_points() -> None:
     model, x, y = trained_mlp()
-    out = APGD(0.1, n_iter=20, restarts=3)(model, x, y)
+    out = APGD(0.1, iters=20, restarts=3)(model, x, y)
     assert out.cost.gradients < 40 * 3 * 21
     broken_first = out.restarts.success[:, 0]
     assert (out.restarts.status[broken_first, 1:] == SKIPPED).all()
@@ -93,14 +93,14 @@ def test_targeted_reaches_its_target_on_a_linear_model() -> None:
     x = 0.05 + 0.02 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.zeros(6, dtype=torch.long)
     target = torch.full((6,), 2)
-    out = APGDT(0.2, n_iter=30)(model, x, y, target=target)
+    out = APGDT(0.2, iters=30)(model, x, y, target=target)
     with torch.no_grad():
         pred = model(out.x_adv).argmax(1)
     assert out.success.all() and (pred == 2).all()
-    ce = APGD(0.2, n_iter=30)(model, x, y, target=target)  # an explicit target wins
+    ce = APGD(0.2, iters=30)(model, x, y, target=target)  # an explicit target wins
     with torch.no_grad():
         assert (model(ce.x_adv).argmax(1) == 2).all()
-    untargeted = APGD(0.2, n_iter=30, loss="dlr")(model, x, y)
+    untargeted = APGD(0.2, iters=30, loss="dlr")(model, x, y)
     with torch.no_grad():
         assert (model(untargeted.x_adv).argmax(1) == 1).all()  # the close boundary
 
@@ -113,7 +113,7 @@ def test_targets_are_each_points_own_top_classes_of_the_points_attacked() -> Non
     x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     y = torch.zeros(8, dtype=torch.long)
     y[::2] = 3  # misclassified from the start
-    out = APGDT(0.1, n_iter=3, n_target_classes=2)(model, x, y)
+    out = APGDT(0.1, iters=3, targets=2)(model, x, y)
     assert torch.equal(out.success, y == 3)
     assert out.cost.gradients == 4 * 2 * (3 + 1)  # only the 4 correct points, 2 targets
     with torch.no_grad():
@@ -122,7 +122,7 @@ def test_targets_are_each_points_own_top_classes_of_the_points_attacked() -> Non
     assert not (expected == y[:, None]).any()
     order = logits.scatter(1, y[:, None], float("-inf")).argsort(1, descending=True)[:, :2]
     assert torch.equal(expected, order)
-    alone = APGDT(0.1, n_iter=3, n_target_classes=2)(model, x[1:2], y[1:2], index=torch.tensor([1]))
+    alone = APGDT(0.1, iters=3, targets=2)(model, x[1:2], y[1:2], index=torch.tensor([1]))
     assert torch.allclose(alone.loss, out.loss[1:2])
 
 
@@ -131,7 +131,7 @@ def test_target_count_comes_from_the_logits(classes: int, runs: int) -> None:
     model = unbreakable(classes=classes)
     x = torch.rand(3, 1, 8, 8)
     y = torch.zeros(3, dtype=torch.long)
-    out = APGD(0.1, n_iter=2, loss="ce", targeted=True)(model, x, y)
+    out = APGD(0.1, iters=2, loss="ce", targeted=True)(model, x, y)
     assert out.restarts.status.shape == (3, runs)
     assert (out.restarts.status == COMPLETE).all()
 
@@ -177,7 +177,7 @@ def test_eot_averages_several_forward_passes() -> None:
     base, x, y = trained_mlp(n=20)
     model = NoisyModel(base, 0.05).eval()
     torch.manual_seed(0)
-    out = APGD(0.1, n_iter=10, eot_iter=4)(model, x, y)
+    out = APGD(0.1, iters=10, eot_iter=4)(model, x, y)
     assert out.cost.gradients % 4 == 0 and out.cost.gradients >= 20 * 4
     # the clean check, then eot_iter passes per step while any point is still robust
     assert model.calls % 4 == 1 and model.calls <= 1 + 4 * (1 + 10)
@@ -187,12 +187,12 @@ def test_eot_averages_several_forward_passes() -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"n_iter": 0}, "n_iter"),
+        ({"iters": 0}, "iters"),
         ({"restarts": 0}, "restarts"),
         ({"loss": "nope"}, "loss"),
         ({"eot_iter": 0}, "eot_iter"),
         ({"rho": 1.5}, "rho"),
-        ({"n_target_classes": 0}, "n_target_classes"),
+        ({"targets": 0}, "targets"),
     ],
 )
 def test_bad_settings_are_rejected(kwargs: dict, match: str) -> None:

@@ -15,28 +15,28 @@ from .conftest import TinyNet
 
 def _make(kind: str, eps: float, seed: int, budget: int) -> Attack:
     if kind == "apgd-ce":
-        return APGD(eps, n_iter=budget, seed=seed)
+        return APGD(eps, iters=budget, seed=seed)
     if kind == "apgd-dlr":
-        return APGD(eps, n_iter=budget, loss="dlr", seed=seed)
+        return APGD(eps, iters=budget, loss="dlr", seed=seed)
     if kind == "apgd-t":
-        return APGDT(eps, n_iter=budget, n_target_classes=2, seed=seed)
+        return APGDT(eps, iters=budget, targets=2, seed=seed)
     if kind == "apgd-dlr-smooth":
-        return APGD(eps, n_iter=budget, loss="dlr", smooth_relu=1.0, seed=seed)
+        return APGD(eps, iters=budget, loss="dlr", smooth_relu=1.0, seed=seed)
     if kind == "apgd-t-smooth":
-        return APGDT(eps, n_iter=budget, n_target_classes=2, smooth_relu=3.0, seed=seed)
+        return APGDT(eps, iters=budget, targets=2, smooth_relu=3.0, seed=seed)
     if kind == "fab-t":
-        return FAB(eps, n_iter=budget, n_target_classes=2, restarts=2, seed=seed)
+        return FAB(eps, iters=budget, targets=2, restarts=2, seed=seed)
     if kind == "square":
-        return Square(eps, n_queries=budget * 3, seed=seed)
+        return Square(eps, queries=budget * 3, seed=seed)
     if kind == "spsa":
-        return SPSA(eps, n_iter=budget, samples=8, seed=seed)
+        return SPSA(eps, iters=budget, samples=8, seed=seed)
     if kind == "fgsm-steps":
         step = eps / 2 if eps / 2 > 0 else None  # a step must be positive (eps/2 may underflow)
-        return FGSM(eps, step=step, steps=budget, random_start=bool(seed % 2), seed=seed)
+        return FGSM(eps, step=step, iters=budget, random_start=bool(seed % 2), seed=seed)
     if kind == "universal":
         gen = torch.Generator().manual_seed(seed)
         sources = (torch.rand(12, 1, 8, 8, generator=gen), torch.arange(12) % 4)
-        return Universal(eps, sources, n_iter=budget, seed=seed)
+        return Universal(eps, sources, iters=budget, seed=seed)
     return FGSM(eps, random_start=bool(seed % 2), seed=seed)
 
 

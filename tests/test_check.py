@@ -173,9 +173,9 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
     data = json.loads(res.read_text())
     attacks = data["manifest"]["attacks"]
     assert [a["label"] for a in attacks][:2] == ["universal", "fgsm"]  # training split found
-    assert data["schedule"]["shared"] == attacks[0]["sources"]["images"] * attacks[0]["n_iter"]
+    assert data["schedule"]["shared"] == attacks[0]["sources"]["images"] * attacks[0]["iters"]
     assert [a["label"] for a in attacks][-2:] == ["square-warm", "square"]
-    assert attacks[-2]["warm_start"] and attacks[-2]["n_queries"] == 1000
+    assert attacks[-2]["warm_start"] and attacks[-2]["queries"] == 1000
     code, out, err = run(
         capsys,
         "evaluate",

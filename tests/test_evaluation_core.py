@@ -109,7 +109,7 @@ def test_strong_is_the_baseline_then_auto_and_strong_pgd_the_pgd_set() -> None:
     pgd = [a.label for a in preset_attacks("strong-pgd", "mnist")]
     assert pgd == ["baseline", "pgd-ce-large-step", "pgd-ce-small-step", "pgd-dlr"]
     tiny = preset_attacks("baseline", "tiny-imagenet")[0].attack
-    assert tiny.targeted == "ll" and tiny.eps == pytest.approx(16 / 255)
+    assert tiny.target_mode == "ll" and tiny.eps == pytest.approx(16 / 255)
 
 
 def test_resume_finishes_with_the_same_results(tmp_path) -> None:
@@ -328,8 +328,8 @@ def test_warm_started_results_do_not_depend_on_batch_size() -> None:
 
     def attacks() -> list[NamedAttack]:
         return [
-            NamedAttack("apgd", APGD(0.04, n_iter=1)),
-            NamedAttack("warm", Square(0.04, n_queries=100, stream="warm"), warm_start=True),
+            NamedAttack("apgd", APGD(0.04, iters=1)),
+            NamedAttack("warm", Square(0.04, queries=100, stream="warm"), warm_start=True),
         ]
 
     small = evaluate(model, x, y, attacks(), batch_size=3, show_progress=False)

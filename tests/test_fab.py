@@ -44,7 +44,7 @@ def test_projection_is_the_smallest_step_onto_the_hyperplane(
 
 def test_breaks_an_undefended_model() -> None:
     model, x, y = trained_mlp()
-    out = FAB(0.1, n_iter=20)(model, x, y)
+    out = FAB(0.1, iters=20)(model, x, y)
     assert out.success.float().mean() >= 0.95
     assert (out.x_adv - x).abs().amax() <= 0.1 + 1e-6
 
@@ -55,10 +55,10 @@ def test_standalone_fab_is_targeted() -> None:
     model = two_way_linear()
     x = 0.05 + 0.02 * torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.zeros(6, dtype=torch.long)
-    out = FAB(0.2, n_iter=20)(model, x, y, target=torch.full((6,), 2))
+    out = FAB(0.2, iters=20)(model, x, y, target=torch.full((6,), 2))
     with torch.no_grad():
         assert (model(out.x_adv).argmax(1) == 2).all() and out.success.all()
-    default = FAB(0.2, n_iter=20)(model, x, y)  # top other class first: class 1
+    default = FAB(0.2, iters=20)(model, x, y)  # top other class first: class 1
     with torch.no_grad():
         assert (model(default.x_adv).argmax(1) == 1).all()
     assert FAB(0.2).config()["targeted"] is True
@@ -68,7 +68,7 @@ def test_budget_and_target_count_from_the_logits() -> None:
     model = unbreakable(classes=4)
     x = torch.rand(5, 1, 8, 8)
     y = torch.zeros(5, dtype=torch.long)
-    out = FAB(0.3, n_iter=6, restarts=2)(model, x, y)  # default 9 targets, capped at 3
+    out = FAB(0.3, iters=6, restarts=2)(model, x, y)  # default 9 targets, capped at 3
     assert not out.success.any()
     assert out.restarts.status.shape == (5, 3 * 2)
     assert (out.restarts.status == COMPLETE).all()
@@ -82,10 +82,10 @@ def test_target_ranks_split_over_two_attacks_run_as_in_one() -> None:
     runs (random restarts included) must be those of one FAB-T over all ranks."""
     model, x, y = trained_mlp(classes=10, n=40)
     index = torch.arange(100, 140)
-    whole = FAB(0.04, n_iter=8, restarts=2, n_target_classes=9)(model, x, y, index=index)
-    first = FAB(0.04, n_iter=8, restarts=2, n_target_classes=3)(model, x, y, index=index)
+    whole = FAB(0.04, iters=8, restarts=2, targets=9)(model, x, y, index=index)
+    first = FAB(0.04, iters=8, restarts=2, targets=3)(model, x, y, index=index)
     left = (~first.success).nonzero().squeeze(1)
-    rest = FAB(0.04, n_iter=8, restarts=2, n_target_classes=6, skip_targets=3)(
+    rest = FAB(0.04, iters=8, restarts=2, targets=6, skip_targets=3)(
         model, x[left], y[left], index=index[left]
     )
     split = first.success.clone()

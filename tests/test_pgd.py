@@ -136,15 +136,17 @@ def test_random_starts_are_keyed_by_index_and_restart() -> None:
 
 
 class Band(nn.Module):
-    """Misclassifies only while pixel 0 is within 0.01 of 0.575; CE pulls it towards 0.575.
+    """Misclassifies only while pixel 0 is within ``1 / scale`` of 0.575 (margin
+    ``1 - scale * distance``); CE pulls it towards 0.575.
 
-    PGD from 0.5 with step 0.02 and no random start visits 0.52, 0.54, 0.56, 0.58 (wrong),
-    0.56, 0.58 (wrong), ...: its iterates oscillate across the band.
+    PGD from 0.5 with step 0.02 and no random start visits 0.52, 0.54, 0.56, 0.58, 0.56,
+    0.58, ...: its iterates oscillate across the band. With the default scale 100 only
+    0.58 is misclassified; with 50, 0.56 (margin 0.25) and 0.58 (margin 0.75) both are.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, scale: float = 100.0) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.tensor(100.0))
+        self.scale = nn.Parameter(torch.tensor(scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         distance = (x.flatten(1)[:, 0] - 0.575).abs()
@@ -266,14 +268,20 @@ def test_record_at_with_restart_rounds() -> None:
 
 
 def test_kept_example_has_the_largest_margin() -> None:
-    """Without early stop the adversarial iterate with the largest margin is kept."""
-    model = Band().eval()
+    """Without early stop the adversarial iterate with the largest margin is kept: here
+    neither the first adversarial iterate (iteration 3, at 0.56, margin 0.25) nor the last
+    (iteration 11, at 0.56 again) but those at 0.58 (margin 0.75)."""
+    model = Band(scale=50.0).eval()
     x = torch.full((1, 1, 1, 2), 0.5)
     y = torch.zeros(1, dtype=torch.long)
-    out = PGD(0.2, 0.02, 12, early_stop=False, random_start=False)(model, x, y)
+    out = PGD(0.2, 0.02, 11, early_stop=False, random_start=False)(model, x, y)
     with torch.no_grad():
         assert float(margin(model(out.x_adv), y, None)) == pytest.approx(float(out.margin))
-    assert float(out.margin) > 0
+    assert float(out.x_adv[0, 0, 0, 0]) == pytest.approx(0.58)
+    assert float(out.margin) == pytest.approx(0.75, abs=1e-4)
+    first = PGD(0.2, 0.02, 3, random_start=False)(model, x, y)  # stops at its first hit
+    assert float(first.x_adv[0, 0, 0, 0]) == pytest.approx(0.56)
+    assert float(first.margin) == pytest.approx(0.25, abs=1e-4)
 
 
 def test_targeted_attacks_steer_to_their_target() -> None:
@@ -284,7 +292,7 @@ def test_targeted_attacks_steer_to_their_target() -> None:
     with torch.no_grad():
         logits = model(x)
     y, least = logits.argmax(1), logits.argmin(1)
-    out = PGD(1.0, 0.1, 30, targeted="ll", early_stop=False)(model, x, y)
+    out = PGD(1.0, 0.1, 30, target_mode="ll", early_stop=False)(model, x, y)
     with torch.no_grad():
         pred = model(out.x_adv).argmax(1)
     assert (pred == least).float().mean() > 0.9
@@ -335,7 +343,7 @@ def test_dlr_when_the_true_class_is_not_on_top_and_targeted() -> None:
         ({"eps": 0.1, "step": 0.1, "iters": 1, "loss": "nope"}, "loss"),
         ({"eps": 0.1, "step": 0.1, "iters": 3, "record_at": [5]}, "record_at"),
         ({"eps": 0.1, "step": 0.1, "iters": 3, "score": "best"}, "score"),
-        ({"eps": 0.1, "step": 0.1, "iters": 3, "targeted": "most"}, "targeted"),
+        ({"eps": 0.1, "step": 0.1, "iters": 3, "target_mode": "most"}, "target_mode"),
         ({"eps": 0.1, "step": 0.1, "iters": 3, "model_mode": "train"}, "model_mode"),
     ],
 )
@@ -413,8 +421,6 @@ def test_out_of_memory_halves_the_batch_and_keeps_results(monkeypatch) -> None:
 
 
 def test_eot_iter_counts_every_draw_and_keeps_a_deterministic_model_s_steps() -> None:
-    from lpbench.evaluation import max_spend_per_point
-
     torch.manual_seed(0)
     model = TinyNet().eval()
     x = torch.rand(6, 1, 8, 8)
@@ -426,7 +432,7 @@ def test_eot_iter_counts_every_draw_and_keeps_a_deterministic_model_s_steps() ->
     assert three.cost.forwards == 3 * one.cost.forwards
     assert torch.equal(one.success, three.success)  # the same gradients, summed: same signs
     torch.testing.assert_close(one.x_adv, three.x_adv)
-    assert max_spend_per_point(PGD(0.05, 0.01, 7, 2, eot_iter=3)) == 42
+    assert PGD(0.05, 0.01, 7, 2, eot_iter=3).max_spend_per_point() == 42
     assert PGD(0.05, 0.01, 7, eot_iter=3).config()["eot_iter"] == 3
     with pytest.raises(ValueError, match="eot_iter"):
         PGD(0.05, 0.01, 7, eot_iter=0)

@@ -14,7 +14,6 @@ from lpbench.evaluation import (
     KindSpec,
     auto_schedule,
     evaluate_model,
-    max_spend_per_point,
     preset_attacks,
     raise_budgets,
 )
@@ -37,12 +36,12 @@ def test_aa_standard_has_autoattack_budgets_and_own_streams(dataset):
     attacks = preset_attacks("aa-standard", dataset, 0.1, seed=3)
     assert [a.label for a in attacks] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     ce, t, fab, square = (a.attack for a in attacks)
-    assert type(ce) is APGD and ce.loss_name == "ce" and not ce.targeted
-    assert (ce.n_iter, ce.restarts) == (100, 1)
-    assert isinstance(t, APGDT) and t.loss_name == "dlr" and t.targeted
-    assert (t.n_iter, t.restarts, t.n_target_classes) == (100, 1, 9)
-    assert isinstance(fab, FAB) and (fab.n_iter, fab.restarts, fab.n_target_classes) == (100, 1, 9)
-    assert isinstance(square, Square) and (square.n_queries, square.restarts) == (5000, 1)
+    assert type(ce) is APGD and ce.loss == "ce" and not ce.targeted
+    assert (ce.iters, ce.restarts) == (100, 1)
+    assert isinstance(t, APGDT) and t.loss == "dlr" and t.targeted
+    assert (t.iters, t.restarts, t.targets) == (100, 1, 9)
+    assert isinstance(fab, FAB) and (fab.iters, fab.restarts, fab.targets) == (100, 1, 9)
+    assert isinstance(square, Square) and (square.queries, square.restarts) == (5000, 1)
     assert square.p_init == 0.8
     assert [a.attack.stream for a in attacks] == [a.label for a in attacks]
     assert all(a.attack.seed == 3 and a.attack.eps == 0.1 for a in attacks)
@@ -86,7 +85,7 @@ FIRST_CAPS = [6, 51, 51, 101, 303, 51]
 def test_auto_caps_add_up_to_the_budget(budget, labels):
     schedule = auto_schedule(0.3, budget=budget)
     assert [a.label for a in schedule.attacks] == labels
-    assert schedule.caps == [max_spend_per_point(a.attack) for a in schedule.attacks]
+    assert schedule.caps == [a.attack.max_spend_per_point() for a in schedule.attacks]
     assert sum(schedule.caps) == budget and schedule.shared == 0  # no sources: no universal
     assert schedule.caps[:6] == FIRST_CAPS
     assert schedule.caps[-1] >= min(500, (budget - sum(FIRST_CAPS)) // 2)  # Square's floor
@@ -97,7 +96,7 @@ def test_autos_smoothed_runs_are_apgd_through_the_smoothed_relu_on_their_own_str
     sharp, soft = AUTO_SMOOTH_BETAS
     assert named["apgd-dlr-smooth3"].smooth_relu == named["apgd-t-smooth3"].smooth_relu == sharp
     assert named["apgd-dlr-smooth1"].smooth_relu == soft
-    assert named["apgd-t-smooth3"].n_target_classes == AUTO_SMOOTH_TARGETS
+    assert named["apgd-t-smooth3"].targets == AUTO_SMOOTH_TARGETS
     for label, attack in named.items():
         smoothed = getattr(attack, "smooth_relu", None) is not None
         assert smoothed == ("smooth" in label) and (not smoothed or attack.stream == label)
@@ -142,21 +141,17 @@ def test_exhaustive_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_
         }
     assert giving_up["apgd-ce"].config() == auto["apgd-ce"].config()
     aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3, seed=4)}
-    assert AA_STANDARD_BUDGET == sum(max_spend_per_point(a) for a in aa.values()) == 6910
+    assert AA_STANDARD_BUDGET == sum(a.max_spend_per_point() for a in aa.values()) == 6910
     assert 6910 + len(AUTO_FGSM_STEPS) + 3 * 51 + 3 * 101 == AUTO_CONTAINS_AA_BUDGET == 7372
     for label in ("apgd-ce", "apgd-t", "square"):
         assert auto[label].config() == aa[label].config()
     fab, more = auto["fab-t"], auto["fab-t-more"]
-    assert (fab.skip_targets, fab.n_target_classes) == (0, 3)
-    assert (more.skip_targets, more.n_target_classes) == (3, 6)
+    assert (fab.skip_targets, fab.targets) == (0, 3)
+    assert (more.skip_targets, more.targets) == (3, 6)
     for part in (fab, more):
         assert part.key == aa["fab-t"].key
-        assert {
-            k: v for k, v in part.config().items() if k not in ("skip_targets", "n_target_classes")
-        } == {
-            k: v
-            for k, v in aa["fab-t"].config().items()
-            if k not in ("skip_targets", "n_target_classes")
+        assert {k: v for k, v in part.config().items() if k not in ("skip_targets", "targets")} == {
+            k: v for k, v in aa["fab-t"].config().items() if k not in ("skip_targets", "targets")
         }
 
 
@@ -182,7 +177,7 @@ def test_auto_spends_queries_beyond_aa_standards_square_on_a_warm_start(budget, 
     Square started from each point's nearest miss, run before the one from stripes."""
     schedule = auto_schedule(0.3, budget=budget)
     named = {a.label: a for a in schedule.attacks}
-    assert named["square"].attack.n_queries == cold and not named["square"].warm_start
+    assert named["square"].attack.queries == cold and not named["square"].warm_start
     assert warm <= WARM_SQUARE_QUERIES
     if not warm:
         assert "square-warm" not in named
@@ -191,7 +186,7 @@ def test_auto_spends_queries_beyond_aa_standards_square_on_a_warm_start(budget, 
     assert labels.index("square-warm") == labels.index("square") - 1
     first = named["square-warm"]
     assert first.warm_start and first.config()["warm_start"]
-    assert first.attack.n_queries == warm and first.attack.schedule_queries == 5000
+    assert first.attack.queries == warm and first.attack.window_schedule_queries == 5000
     assert first.attack.give_up == AUTO_GIVE_UP
     assert first.attack.stream == "square-warm" and first.attack.key != named["square"].attack.key
     exhaustive = auto_schedule(0.3, budget=budget, exhaustive=True).attacks[-2]
@@ -206,12 +201,12 @@ def test_autos_square_runs_the_beginning_of_aa_standards_square(budget):
     Square is the start of aa-standard's run (or all of it and more)."""
     square = auto_schedule(0.3, budget=budget).attacks[-1].attack
     aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3)}["square"]
-    assert square.schedule_queries == aa.n_queries == 5000
-    assert square.n_queries == budget - sum(auto_schedule(0.3, budget=budget).caps[:-1])
+    assert square.window_schedule_queries == aa.queries == 5000
+    assert square.queries == budget - sum(auto_schedule(0.3, budget=budget).caps[:-1])
     assert square.key == aa.key and square.p_init == aa.p_init
     assert square.give_up == AUTO_GIVE_UP and not aa.give_up
     exhaustive = auto_schedule(0.3, budget=budget, exhaustive=True).attacks[-1].attack
-    assert exhaustive.give_up == () and exhaustive.n_queries == square.n_queries
+    assert exhaustive.give_up == () and exhaustive.queries == square.queries
 
 
 def test_exhaustive_is_for_auto_only():
@@ -281,7 +276,7 @@ def test_auto_fits_its_targets_to_the_class_count():
     three = auto_schedule(0.1, budget=3000, num_classes=3)
     targeted = ("apgd-t-smooth3", "fab-t", "apgd-t", "fab-t-more")
     targets = {
-        n: [a.attack.n_target_classes for a in s.attacks if a.label in targeted]
+        n: [a.attack.targets for a in s.attacks if a.label in targeted]
         for n, s in ((10, ten), (5, five), (3, three))
     }
     assert targets == {10: [3, 3, 9, 6], 5: [3, 3, 4, 1], 3: [2]}
@@ -323,24 +318,24 @@ def test_raise_budgets_doubles_the_setting_of_each_warned_probe_once():
     warned = ["black-box", "gap", "restarts", "convergence", "loss-surface", "eps-sweep"]
     raised = raise_budgets(base, warned, {"verdict": "v"})
     fgsm, sharp, dlr, ce, smooth_t, soft, fab, t, square = (a.attack for a in raised.attacks)
-    assert (ce.restarts, ce.n_iter) == (2, 200) and fgsm.steps == 6
+    assert (ce.restarts, ce.iters) == (2, 200) and fgsm.iters == 6
     for run in (sharp, dlr, soft):
-        assert (run.restarts, run.n_iter) == (1, 50)  # not raised
-    assert t.n_iter == 200 and t.n_target_classes == 6
-    assert smooth_t.n_iter == 100 and smooth_t.n_target_classes == 3  # not raised
-    assert square.n_queries == 2 * 531
-    assert fab.n_target_classes == 3  # not raised
+        assert (run.restarts, run.iters) == (1, 50)  # not raised
+    assert t.iters == 200 and t.targets == 6
+    assert smooth_t.iters == 100 and smooth_t.targets == 3  # not raised
+    assert square.queries == 2 * 531
+    assert fab.targets == 3  # not raised
     assert raised.caps == [6, 51, 51, 2 * 201, 303, 51, 300, 6 * 201, 1062]
     assert raised.budget == raised.max_per_point == sum(raised.caps)
     assert [(r["probe"], r["attack"], r["setting"], r["from"], r["to"]) for r in raised.raised] == [
-        ("black-box", "square", "n_queries", 531, 1062),
-        ("gap", "apgd-t", "n_iter", 606, 1206),
+        ("black-box", "square", "queries", 531, 1062),
+        ("gap", "apgd-t", "iters", 606, 1206),
         ("restarts", "apgd-ce", "restarts", 101, 202),
-        ("convergence", "apgd-ce", "n_iter", 202, 402),
+        ("convergence", "apgd-ce", "iters", 202, 402),
         ("loss-surface", "apgd-ce", "restarts", 402, 402),  # already doubled
     ]
-    assert [a.attack.n_iter for a in base.attacks[1:6]] == [50, 50, 100, 100, 50]  # untouched
-    assert base.attacks[-1].attack.n_queries == 531
+    assert [a.attack.iters for a in base.attacks[1:6]] == [50, 50, 100, 100, 50]  # untouched
+    assert base.attacks[-1].attack.queries == 531
     plan = raised.plan()
     assert plan["check"] == {"verdict": "v"} and plan["raised"] == raised.raised
     assert "raised" not in base.plan()
@@ -373,7 +368,7 @@ def test_adapt_raises_the_cap_of_the_attack_that_exposed_a_flag(monkeypatch):
         {
             "probe": "black-box",
             "attack": "square",
-            "setting": "n_queries",
+            "setting": "queries",
             "from": queries,
             "to": 2 * queries,
         }
@@ -383,7 +378,7 @@ def test_adapt_raises_the_cap_of_the_attack_that_exposed_a_flag(monkeypatch):
     assert report["check"]["warnings"] == ["black-box"] and report["check"]["exit_code"] == 1
     assert "MASKING SUSPECTED" in report["check"]["verdict"]
     config = {a["label"]: a for a in result.meta["manifest"]["attacks"]}
-    assert config["square"]["n_queries"] == 2 * queries
+    assert config["square"]["queries"] == 2 * queries
 
     monkeypatch.setattr(benchmark_module, "check", _fake_check([]))
     calm = evaluate_model(model, x, y, adapt=True, **kwargs).meta

@@ -80,8 +80,8 @@ def test_smoothed_apgd_breaks_a_point_whose_relu_is_off_and_plain_apgd_cannot():
     x = torch.full((4, 20), 0.5)  # sum 10; within eps 0.15 the sum reaches 13
     y = torch.zeros(4, dtype=torch.long)
     assert (model(x).argmax(dim=1) == y).all()  # classified correctly
-    plain = APGD(0.15, n_iter=20, seed=0)(model, x, y)
-    smooth = APGD(0.15, n_iter=20, seed=0, smooth_relu=1.0)(model, x, y)
+    plain = APGD(0.15, iters=20, seed=0)(model, x, y)
+    smooth = APGD(0.15, iters=20, seed=0, smooth_relu=1.0)(model, x, y)
     assert not plain.success.any()
     assert smooth.success.all()
     assert (model(smooth.x_adv).argmax(dim=1) != y).all()
@@ -93,7 +93,7 @@ def test_smoothing_a_model_without_relu_is_an_error():
     model = nn.Sequential(nn.Flatten(), nn.Linear(20, 3), nn.Tanh())
     x, y = torch.rand(2, 20), torch.tensor([0, 1])
     with pytest.raises(ValueError, match="no ReLU"):
-        APGDT(0.1, n_iter=5, n_target_classes=2, smooth_relu=1.0)(model, x, y)
+        APGDT(0.1, iters=5, targets=2, smooth_relu=1.0)(model, x, y)
 
 
 def test_config_records_the_smoothing_only_when_set():

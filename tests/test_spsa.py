@@ -30,7 +30,7 @@ def test_spsa_budget_is_exact_on_an_unbreakable_model() -> None:
     model = unbreakable()
     x = torch.rand(3, 1, 8, 8)
     y = torch.zeros(3, dtype=torch.long)
-    out = SPSA(0.2, n_iter=4, restarts=2, samples=16, max_batch=10)(model, x, y)
+    out = SPSA(0.2, iters=4, restarts=2, samples=16, max_batch=10)(model, x, y)
     assert not out.success.any()
     assert out.cost.queries == 3 * 2 * (1 + 4 * (16 + 1))
     assert out.cost.gradients == 0
@@ -38,7 +38,7 @@ def test_spsa_budget_is_exact_on_an_unbreakable_model() -> None:
 
 def test_spsa_breaks_an_undefended_model() -> None:
     model, x, y = trained_mlp(n=10)
-    out = SPSA(0.15, n_iter=20, samples=128, lr=0.02)(model, x, y)
+    out = SPSA(0.15, iters=20, samples=128, lr=0.02)(model, x, y)
     assert out.success.float().mean() >= 0.8
 
 

@@ -23,36 +23,39 @@ def test_p_schedule_halves_at_the_papers_budget_shares() -> None:
 
 def test_a_shorter_run_on_a_longer_schedule_is_the_beginning_of_the_longer_run() -> None:
     model, x, y = trained_mlp(n=40)
-    long = Square(0.05, n_queries=400)(model, x, y)
-    short = Square(0.05, n_queries=40, schedule_queries=400)(model, x, y)
+    long = Square(0.05, queries=400)(model, x, y)
+    short = Square(0.05, queries=40, window_schedule_queries=400)(model, x, y)
     assert 0 < short.success.sum() < long.success.sum()
     assert not (short.success & ~long.success).any()
     assert torch.equal(short.x_adv[short.success], long.x_adv[short.success])
     assert short.cost.queries <= 40 * 40
-    assert Square(0.05, n_queries=40, schedule_queries=400).config()["schedule_queries"] == 400
-    assert Square(0.05, n_queries=40).config()["schedule_queries"] == 40
+    assert (
+        Square(0.05, queries=40, window_schedule_queries=400).config()["window_schedule_queries"]
+        == 400
+    )
+    assert Square(0.05, queries=40).config()["window_schedule_queries"] == 40
     # its own schedule over 40 queries shrinks the windows sooner: a different search
-    squeezed = Square(0.05, n_queries=40)(model, x, y)
+    squeezed = Square(0.05, queries=40)(model, x, y)
     assert not torch.equal(squeezed.x_adv[squeezed.success], long.x_adv[squeezed.success])
-    with pytest.raises(ValueError, match="schedule_queries"):
-        Square(0.05, schedule_queries=0)
+    with pytest.raises(ValueError, match="window_schedule_queries"):
+        Square(0.05, window_schedule_queries=0)
 
 
 def test_give_up_stops_points_that_make_too_little_progress() -> None:
     model, x, y = trained_mlp(n=40)
-    full = Square(0.05, n_queries=400)(model, x, y)
+    full = Square(0.05, queries=400)(model, x, y)
     # share 0 gives up every robust point at 40 queries: exactly the run cut at 40
-    cut = Square(0.05, n_queries=400, give_up=[(40, 0.0)])(model, x, y)
-    short = Square(0.05, n_queries=40, schedule_queries=400)(model, x, y)
+    cut = Square(0.05, queries=400, give_up=[(40, 0.0)])(model, x, y)
+    short = Square(0.05, queries=40, window_schedule_queries=400)(model, x, y)
     assert torch.equal(cut.success, short.success) and torch.equal(cut.x_adv, short.x_adv)
     assert cut.cost == short.cost
     status = cut.restarts.status[:, 0]
     assert torch.equal(status == GAVE_UP, ~cut.success) and (short.restarts.status != GAVE_UP).all()
     # share 1 never gives up (the loss never falls below its first value)
-    kept = Square(0.05, n_queries=400, give_up=[(40, 1.0)])(model, x, y)
+    kept = Square(0.05, queries=400, give_up=[(40, 1.0)])(model, x, y)
     assert torch.equal(kept.x_adv, full.x_adv) and kept.cost == full.cost
     # in between: some points stop, those that go on are the full run's
-    half = Square(0.05, n_queries=400, give_up=[(40, 0.6), (100, 0.3)])(model, x, y)
+    half = Square(0.05, queries=400, give_up=[(40, 0.6), (100, 0.3)])(model, x, y)
     assert short.cost.queries < half.cost.queries < full.cost.queries
     assert short.success.sum() < half.success.sum() <= full.success.sum()
     assert not (half.success & ~full.success).any()
@@ -60,7 +63,7 @@ def test_give_up_stops_points_that_make_too_little_progress() -> None:
     # the same per point in any batch
     rows = torch.arange(40)
     split = [
-        Square(0.05, n_queries=400, give_up=[(40, 0.6), (100, 0.3)])(
+        Square(0.05, queries=400, give_up=[(40, 0.6), (100, 0.3)])(
             model, x[part], y[part], index=rows[part]
         )
         for part in (rows[::2], rows[1::2])
@@ -78,18 +81,18 @@ def test_give_up_stops_points_that_make_too_little_progress() -> None:
 
 def test_breaks_an_undefended_model() -> None:
     model, x, y = trained_mlp(n=20)
-    out = Square(0.15, n_queries=100)(model, x, y)
+    out = Square(0.15, queries=100)(model, x, y)
     assert out.success.float().mean() >= 0.95
     assert out.cost.gradients == 0 and out.cost.queries == out.cost.forwards - 20
     assert out.cost.queries < 20 * 100  # broken points stop querying
-    assert Square(0.01, n_queries=30)(model, x, y).success.float().mean() < 0.5
+    assert Square(0.01, queries=30)(model, x, y).success.float().mean() < 0.5
 
 
 def test_budget_is_exact_on_an_unbreakable_model() -> None:
     model = unbreakable()
     x = torch.rand(4, 1, 8, 8)
     y = torch.zeros(4, dtype=torch.long)
-    out = Square(0.3, n_queries=25, restarts=2)(model, x, y)
+    out = Square(0.3, queries=25, restarts=2)(model, x, y)
     assert not out.success.any()
     assert out.cost.queries == 4 * 25 * 2
     assert (out.x_adv - x).abs().max() <= 0.3 + 1e-6
@@ -100,10 +103,10 @@ def test_all_misclassified_batch_does_not_crash() -> None:
     model = unbreakable()
     x = torch.rand(5, 1, 8, 8)
     y = torch.full((5,), 3)  # the model says 0 everywhere: every point is misclassified
-    out = Square(0.1, n_queries=50, restarts=3)(model, x, y)
+    out = Square(0.1, queries=50, restarts=3)(model, x, y)
     assert out.success.all() and torch.equal(out.x_adv, x)
     assert out.cost.queries == 0 and out.cost.forwards == 5  # the clean check settles all
-    empty = Square(0.1, n_queries=50)(model, x[:0], y[:0])
+    empty = Square(0.1, queries=50)(model, x[:0], y[:0])
     assert empty.x_adv.shape == (0, 1, 8, 8) and empty.cost.queries == 0
 
 
@@ -111,16 +114,16 @@ def test_draws_depend_on_point_restart_and_iteration() -> None:
     model = unbreakable()
     x = torch.full((2, 1, 8, 8), 0.5)  # two identical images, different data-set indices
     y = torch.zeros(2, dtype=torch.long)
-    out = Square(0.1, n_queries=10)(model, x, y, index=torch.tensor([3, 4]))
+    out = Square(0.1, queries=10)(model, x, y, index=torch.tensor([3, 4]))
     assert not torch.equal(out.x_adv[0], out.x_adv[1])
-    again = Square(0.1, n_queries=10)(model, x[1:], y[1:], index=torch.tensor([4]))
+    again = Square(0.1, queries=10)(model, x[1:], y[1:], index=torch.tensor([4]))
     assert torch.equal(again.x_adv[0], out.x_adv[1])
 
 
 def test_non_image_inputs_are_a_clear_error() -> None:
     model = unbreakable()
     with pytest.raises(ValueError, match="images"):
-        Square(0.1, n_queries=5)(model, torch.rand(2, 64), torch.zeros(2, dtype=torch.long))
+        Square(0.1, queries=5)(model, torch.rand(2, 64), torch.zeros(2, dtype=torch.long))
 
 
 def test_keyed_rows_draw_per_row_whatever_the_selection() -> None:
@@ -164,7 +167,7 @@ def test_results_do_not_depend_on_how_draws_are_blocked(monkeypatch) -> None:
     import lpbench.attacks.square as square
 
     model, x, y = trained_mlp(n=40)
-    attack = Square(0.05, n_queries=300, give_up=((40, 0.9),))
+    attack = Square(0.05, queries=300, give_up=((40, 0.9),))
     reference = attack(model, x, y)
     assert 0 < reference.success.sum() < 40
     monkeypatch.setattr(square, "_BLOCK_ITERATIONS", 7)
@@ -176,23 +179,23 @@ def test_results_do_not_depend_on_how_draws_are_blocked(monkeypatch) -> None:
 
 def test_a_run_started_from_given_points_refines_them() -> None:
     model, x, y = trained_mlp(n=40)
-    cold = Square(0.05, n_queries=400)(model, x, y)
+    cold = Square(0.05, queries=400)(model, x, y)
     assert 0 < cold.success.sum() < 40
     # starting from examples already adversarial breaks them at the first query
     start = torch.where(cold.success[:, None, None, None], cold.x_adv, x)
-    warm = Square(0.05, n_queries=400)(model, x, y, x_init=start)
+    warm = Square(0.05, queries=400)(model, x, y, x_init=start)
     assert warm.success[cold.success].all()
     assert torch.equal(warm.x_adv[cold.success], cold.x_adv[cold.success])
-    hits = Square(0.05, n_queries=400)(
+    hits = Square(0.05, queries=400)(
         model, x[cold.success], y[cold.success], x_init=start[cold.success]
     )
     assert hits.cost.queries == int(cold.success.sum())
     # from the clean points it is another search than from stripes, the same in any batch
-    clean = Square(0.05, n_queries=400)(model, x, y, x_init=x)
+    clean = Square(0.05, queries=400)(model, x, y, x_init=x)
     assert not torch.equal(clean.x_adv, cold.x_adv)
     assert ((clean.x_adv - x).abs() <= 0.05 + 1e-6).all()
     rows = torch.arange(40)
-    odd = Square(0.05, n_queries=400)(model, x[1::2], y[1::2], index=rows[1::2], x_init=x[1::2])
+    odd = Square(0.05, queries=400)(model, x[1::2], y[1::2], index=rows[1::2], x_init=x[1::2])
     assert torch.equal(odd.x_adv, clean.x_adv[1::2]) and torch.equal(
         odd.success, clean.success[1::2]
     )
@@ -201,8 +204,8 @@ def test_a_run_started_from_given_points_refines_them() -> None:
 def test_starting_points_are_checked() -> None:
     model, x, y = trained_mlp(n=4)
     with pytest.raises(ValueError, match="eps-ball"):
-        Square(0.05, n_queries=10)(model, x, y, x_init=(x + 0.1).clamp(0, 1))
+        Square(0.05, queries=10)(model, x, y, x_init=(x + 0.1).clamp(0, 1))
     with pytest.raises(ValueError, match="shape"):
-        Square(0.05, n_queries=10)(model, x, y, x_init=x[:2])
+        Square(0.05, queries=10)(model, x, y, x_init=x[:2])
     with pytest.raises(ValueError, match="starting points"):
-        APGD(0.05, n_iter=2)(model, x, y, x_init=x)
+        APGD(0.05, iters=2)(model, x, y, x_init=x)

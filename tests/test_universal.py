@@ -18,7 +18,7 @@ def _sources(count: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_universal_breaks_most_points_of_an_undefended_model_for_a_shared_cost() -> None:
     model, x, y = trained_mlp(5, 40)
-    attack = Universal(0.15, _sources(), n_iter=4)
+    attack = Universal(0.15, _sources(), iters=4)
     out = attack(model, x, y)
     assert out.success.float().mean() >= 0.5
     assert out.cost.gradients == attack.spend == 4 * 60  # the sources' gradients, none per point
@@ -34,11 +34,11 @@ def test_universal_breaks_most_points_of_an_undefended_model_for_a_shared_cost()
 def test_universal_moves_each_point_by_its_own_class_perturbation() -> None:
     model, x, y = trained_mlp(5, 40)
     images, labels = _sources()
-    attack = Universal(0.15, (images, labels), n_iter=3)
+    attack = Universal(0.15, (images, labels), iters=3)
     deltas, _ = attack.perturbations(model, x.device)
     out = attack(model, x, y)
     assert torch.allclose(out.x_adv, (x + deltas[y]).clamp(0, 1))
-    only_zero = Universal(0.15, (images[labels == 0], labels[labels == 0]), n_iter=3)
+    only_zero = Universal(0.15, (images[labels == 0], labels[labels == 0]), iters=3)
     kept = only_zero(model, x, y).x_adv
     assert torch.equal(kept[y != 0], x[y != 0])  # classes without sources are not moved
 
@@ -54,7 +54,7 @@ def test_universal_rejects_bad_sources() -> None:
 def test_iterated_fgsm_stops_each_point_at_its_first_adversarial_step() -> None:
     model, x, y = trained_mlp(5, 40)
     one = FGSM(0.05, step=0.02)(model, x, y)
-    many = FGSM(0.05, step=0.02, steps=3)(model, x, y)
+    many = FGSM(0.05, step=0.02, iters=3)(model, x, y)
     assert bool((many.success | ~one.success).all())  # the first step is FGSM's
     assert int(many.success.sum()) > int(one.success.sum())
     assert torch.equal(many.x_adv[one.success], one.x_adv[one.success])  # stopped there

@@ -1,10 +1,12 @@
-"""APGD and APGD-T (Croce & Hein 2020): step-size-free PGD with momentum and checkpoints."""
+"""APGD and APGD-T (Croce & Hein 2020): step-size-free PGD with momentum, its step size
+halved where progress stalls."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any
+from dataclasses import KW_ONLY
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -20,30 +22,41 @@ from lpbench.attacks._common import (
     rows_view,
     score_and_loss,
 )
-from lpbench.attacks.base import Attack, AttackResult, Cost, checked_give_up, count_at_least
+from lpbench.attacks.base import (
+    Attack,
+    AttackResult,
+    Cost,
+    attack_settings,
+    checked_give_up,
+    count_at_least,
+    setting,
+)
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
 from lpbench.attacks.smooth import SmoothReLUBackward, computes_relu
 from lpbench.attacks.targets import top_other_classes
 
 
-def checkpoints(n_iter: int) -> tuple[int, int, int]:
-    """First checkpoint interval, its minimum and its decrease (22%, 6% and 3% of n_iter)."""
-    return max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1), max(int(0.03 * n_iter), 1)
+def step_halving_points(iters: int) -> tuple[int, int, int]:
+    """The iterations between the first two points where the step size may halve, their
+    least spacing and its decrease from one interval to the next (22%, 6% and 3% of
+    ``iters``)."""
+    return max(int(0.22 * iters), 1), max(int(0.06 * iters), 1), max(int(0.03 * iters), 1)
 
 
+@attack_settings
 class APGD(Attack):
     """Auto-PGD, L-infinity (Croce & Hein 2020), untargeted or targeted.
 
     Each run starts at a random corner-touching point of the eps-ball (keyed per point and
-    run), takes a first step of 2*eps and then momentum steps (0.75); at checkpoints (after
-    22% of ``n_iter``, then at intervals shrinking by 3% down to 6%) a point's step is
+    run), takes a first step of 2*eps and then momentum steps (0.75); at step-halving points
+    (after 22% of ``iters``, then at intervals shrinking by 3% down to 6%) a point's step is
     halved and it goes back to its best iterate when its loss rose in at most ``rho`` of
-    the steps since the last checkpoint, or when its best loss did not improve while its
-    step was not halved at the last checkpoint. All decisions are per point.
+    the steps since the last such point, or when its best loss did not improve while its
+    step was not halved at the last one. All decisions are per point.
 
     ``targeted``: every run steers towards one target class; the targets are each point's
-    ``n_target_classes`` highest-scoring other classes of the clean input (capped at
+    ``targets`` highest-scoring other classes of the clean input (capped at
     ``classes - 1``), tried in that order with ``restarts`` runs each. An explicit
     ``target`` passed to the call is the only target (also when ``targeted`` is False).
     Success means misclassified, as for every lpbench attack; a point's runs stop at its
@@ -71,54 +84,47 @@ class APGD(Attack):
     """
 
     name = "apgd"
+    renamed: ClassVar[dict[str, str]] = {"n_iter": "iters", "n_target_classes": "targets"}
 
-    def __init__(
-        self,
-        eps: float,
-        n_iter: int = 100,
-        restarts: int = 1,
-        *,
-        loss: str = "ce",
-        targeted: bool = False,
-        n_target_classes: int = 9,
-        eot_iter: int = 1,
-        rho: float = 0.75,
-        give_up: Sequence[tuple[int, float]] = (),
-        smooth_relu: float | None = None,
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        self.give_up = checked_give_up(give_up)
-        if smooth_relu is not None and not smooth_relu > 0:
-            raise ValueError(f"smooth_relu must be positive (or None), got {smooth_relu}")
-        self.smooth_relu = None if smooth_relu is None else float(smooth_relu)
-        if not 0 < rho < 1:
-            raise ValueError(f"rho must be in (0, 1), got {rho}")
-        self.n_iter = count_at_least("n_iter", n_iter, 1)
-        self.restarts = count_at_least("restarts", restarts, 1)
-        self.loss_name = loss
-        self.loss_fn = get_loss(loss)
-        self.targeted = bool(targeted)
-        self.n_target_classes = count_at_least("n_target_classes", n_target_classes, 1)
-        self.eot_iter = count_at_least("eot_iter", eot_iter, 1)
-        self.rho = float(rho)
+    iters: int = 100
+    restarts: int = 1
+    _: KW_ONLY
+    loss: str = "ce"
+    targeted: bool = False
+    targets: int = 9
+    eot_iter: int = 1
+    rho: float = 0.75
+    give_up: Sequence[tuple[int, float]] = ()
+    smooth_relu: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.give_up = checked_give_up(self.give_up)
+        if self.smooth_relu is not None and not self.smooth_relu > 0:
+            raise ValueError(f"smooth_relu must be positive (or None), got {self.smooth_relu}")
+        self.smooth_relu = None if self.smooth_relu is None else float(self.smooth_relu)
+        if not 0 < self.rho < 1:
+            raise ValueError(f"rho must be in (0, 1), got {self.rho}")
+        self.iters = count_at_least("iters", self.iters, 1)
+        self.restarts = count_at_least("restarts", self.restarts, 1)
+        self.loss_fn = get_loss(self.loss)
+        self.targeted = bool(self.targeted)
+        self.targets = count_at_least("targets", self.targets, 1)
+        self.eot_iter = count_at_least("eot_iter", self.eot_iter, 1)
+        self.rho = float(self.rho)
 
     def config(self) -> dict[str, Any]:
-        return {
-            **self.base_config(),
-            "n_iter": self.n_iter,
-            "restarts": self.restarts,
-            "loss": self.loss_name,
-            "targeted": self.targeted,
-            "n_target_classes": self.n_target_classes,
-            "eot_iter": self.eot_iter,
-            "rho": self.rho,
-            "give_up": [list(pair) for pair in self.give_up],
-            **({} if self.smooth_relu is None else {"smooth_relu": self.smooth_relu}),
-        }
+        config = super().config()
+        if self.smooth_relu is None:  # as before smoothing existed
+            del config["smooth_relu"]
+        return config
+
+    def max_spend_per_point(self) -> int:
+        """All runs to their end: a gradient at the start and one per iteration, per run.
+        Targeted, it is charged for all ``targets`` even when a model has fewer other
+        classes (it then spends less)."""
+        runs = self.restarts * (self.targets if self.targeted else 1)
+        return runs * (self.iters + 1) * self.eot_iter
 
     def perturb(
         self,
@@ -134,12 +140,12 @@ class APGD(Attack):
                 "torch.relu): there is nothing to smooth; use smooth_relu=None"
             )
         clean = forward(model, x, self.max_batch)
-        require_classes(clean.shape[1], self.loss_name, self.targeted or target is not None)
+        require_classes(clean.shape[1], self.loss, self.targeted or target is not None)
         targets: torch.Tensor | None = None
         if target is not None:
             targets = target[:, None]
         elif self.targeted:
-            targets = top_other_classes(clean, y, self.n_target_classes)
+            targets = top_other_classes(clean, y, self.targets)
         n_targets = 1 if targets is None else targets.shape[1]
         track = Tracker(x, n_targets * self.restarts)
         track.cost.forwards += x.shape[0]
@@ -168,7 +174,7 @@ class APGD(Attack):
         index: torch.Tensor,
         run: int,
     ) -> RunOutcome:
-        """One APGD run of ``n_iter`` iterations over points that are all still robust."""
+        """One APGD run of ``iters`` iterations over points that are all still robust."""
         m, device = x.shape[0], x.device
         cost = Cost()
         lower, upper = ball(x, self.eps)
@@ -185,9 +191,9 @@ class APGD(Attack):
         loss_best, margin_best = loss.clone(), out_margin.clone()
         x_prev = x_cur.clone()
         step = torch.full((m,), 2.0 * self.eps, dtype=x.dtype, device=device)
-        history = torch.zeros(m, self.n_iter + 1, dtype=score.dtype, device=device)
+        history = torch.zeros(m, self.iters + 1, dtype=score.dtype, device=device)
         history[:, 0] = score
-        interval, interval_min, interval_decr = checkpoints(self.n_iter)
+        interval, interval_min, interval_decr = step_halving_points(self.iters)
         since_check = 0
         reduced_last = torch.ones(m, dtype=torch.bool, device=device)
         score_best_last = score_best.clone()
@@ -195,7 +201,7 @@ class APGD(Attack):
         give_up = dict(self.give_up)
         start_margin, top_margin = out_margin.clone(), out_margin.clone()
         stopped = torch.zeros_like(success)
-        for i in range(self.n_iter):
+        for i in range(self.iters):
             if i in give_up:
                 slow = active & (top_margin < give_up[i] * start_margin)
                 stopped |= slow
@@ -252,40 +258,12 @@ class APGD(Attack):
         return RunOutcome(success, out_x, out_loss, out_margin, cost, out_score, gave_up=stopped)
 
 
+@attack_settings
 class APGDT(APGD):
-    """APGD-T: APGD on the targeted DLR loss over each point's top ``n_target_classes``."""
+    """APGD-T: APGD on the targeted DLR loss over each point's top ``targets`` classes
+    (``loss`` and ``targeted`` are fixed)."""
 
     name = "apgd-t"
 
-    def __init__(
-        self,
-        eps: float,
-        n_iter: int = 100,
-        restarts: int = 1,
-        *,
-        n_target_classes: int = 9,
-        eot_iter: int = 1,
-        rho: float = 0.75,
-        give_up: Sequence[tuple[int, float]] = (),
-        smooth_relu: float | None = None,
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        super().__init__(
-            eps,
-            n_iter,
-            restarts,
-            loss="dlr",
-            targeted=True,
-            n_target_classes=n_target_classes,
-            eot_iter=eot_iter,
-            rho=rho,
-            give_up=give_up,
-            smooth_relu=smooth_relu,
-            seed=seed,
-            stream=stream,
-            max_batch=max_batch,
-            model_mode=model_mode,
-        )
+    loss: str = setting(default="dlr", init=False)
+    targeted: bool = setting(default=True, init=False)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import KW_ONLY, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -150,6 +151,53 @@ def attack_mode(model: nn.Module, *, eval_mode: bool) -> Iterator[None]:
         model.train(was_training)
 
 
+def setting(*, config: bool = True, **kwargs: Any) -> Any:
+    """A field of an attack's settings; ``config=False`` keeps it out of
+    :meth:`Attack.config`: options results files never recorded (``max_batch``,
+    ``model_mode``, PGD's ``record_at``) and settings an attack records in a form of its
+    own (Universal's ``sources``, as their count and digest)."""
+    return field(metadata={"config": config}, **kwargs)
+
+
+A = TypeVar("A", bound="Attack")
+
+
+def attack_settings(cls: type[A]) -> type[A]:
+    """``cls`` as a dataclass of its settings (compared by identity, lpbench's repr) whose
+    constructor also takes the old keywords in ``cls.renamed``, with a DeprecationWarning."""
+    cls = dataclass(eq=False, repr=False)(cls)
+    generated = cls.__init__
+
+    @functools.wraps(generated)
+    def __init__(self: Attack, *args: Any, **kwargs: Any) -> None:
+        generated(self, *args, **_new_keywords(type(self), kwargs))
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+def _new_keywords(cls: type[Attack], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with each old keyword of ``cls.renamed`` under its new name (warned)."""
+    for old, new in cls.renamed.items():
+        if old not in kwargs:
+            continue
+        if new in kwargs:
+            raise TypeError(f"{cls.__name__} got both {old}= (deprecated) and {new}=")
+        warnings.warn(
+            f"{cls.__name__}: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3
+        )
+        kwargs[new] = kwargs.pop(old)
+    return kwargs
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with tuples turned into lists, as JSON writes them."""
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@attack_settings
 class Attack(ABC):
     """An L-infinity attack: ``attack(model, x, y, index=..., target=...) -> AttackResult``.
 
@@ -164,31 +212,57 @@ class Attack(ABC):
     forward passes of at most ``max_batch`` rows and, on a CUDA out-of-memory error,
     halves it and retries (results do not depend on it). Attacks with ``takes_start``
     accept ``x_init``, a starting point per input (its ``perturb`` then gets ``x_init``).
+
+    An attack's settings are the fields of a dataclass (subclasses are decorated with
+    :func:`attack_settings`): :meth:`config` lists them, :meth:`replace` builds a changed
+    copy through the constructor's checks (in ``__post_init__``).
     """
 
-    name: str = "attack"
-    norm: str = "linf"
+    name: ClassVar[str] = "attack"
+    norm: ClassVar[str] = "linf"
     #: Whether the attack can start from given points (``x_init``).
-    takes_start: bool = False
+    takes_start: ClassVar[bool] = False
+    #: Old keyword (and attribute) -> its new name; the old one is deprecated.
+    renamed: ClassVar[dict[str, str]] = {}
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        if not 0 <= eps <= 1:
-            raise ValueError(f"eps must be in [0, 1] (inputs are in [0, 1]), got {eps}")
-        if model_mode not in ("eval", "caller"):
-            raise ValueError(f"model_mode must be 'eval' or 'caller', got {model_mode!r}")
-        self.eps = float(eps)
-        self.seed = int(seed)
-        self.stream = stream or self.name
-        self.max_batch = count_at_least("max_batch", max_batch, 1)
-        self.model_mode = model_mode
+    eps: float
+    _: KW_ONLY
+    seed: int = 0
+    stream: str | None = None
+    max_batch: int = setting(default=10_000, config=False)
+    model_mode: str = setting(default="eval", config=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.eps <= 1:
+            raise ValueError(f"eps must be in [0, 1] (inputs are in [0, 1]), got {self.eps}")
+        if self.model_mode not in ("eval", "caller"):
+            raise ValueError(f"model_mode must be 'eval' or 'caller', got {self.model_mode!r}")
+        self.eps = float(self.eps)
+        self.seed = int(self.seed)
+        self.stream = self.stream or self.name
+        self.max_batch = count_at_least("max_batch", self.max_batch, 1)
+
+    def __getattr__(self, old: str) -> Any:
+        """A deprecated setting's name reads its new one, with a DeprecationWarning."""
+        new = type(self).renamed.get(old)
+        if new is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {old!r}")
+        warnings.warn(
+            f"{type(self).__name__}.{old} is deprecated, use .{new}", DeprecationWarning, 2
+        )
+        return getattr(self, new)
+
+    def replace(self: A, **changes: Any) -> A:
+        """A new attack with ``changes`` to its settings, built and checked by the
+        constructor; TypeError naming any name that is not a setting."""
+        settable = {f.name for f in fields(self) if f.init}
+        unknown = sorted(set(changes) - settable)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} has no setting {', '.join(unknown)}; "
+                f"settings: {', '.join(sorted(settable))}"
+            )
+        return type(self)(**{name: getattr(self, name) for name in settable} | changes)
 
     @property
     def key(self) -> int:
@@ -296,9 +370,17 @@ class Attack(ABC):
     ) -> AttackResult:
         """Attack one chunk of points (already on the model's device)."""
 
-    @abstractmethod
     def config(self) -> dict[str, Any]:
-        """The attack's settings, JSON-serialisable, enough to re-run it."""
+        """The attack's settings, JSON-serialisable, enough to re-run it: the attack's name,
+        its norm and every field but those marked ``setting(config=False)``, tuples as lists.
+        Subclasses override it only to record a setting in a resolved form (e.g. a default
+        that depends on another setting)."""
+        shared = self.base_config()
+        return shared | {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in fields(self)
+            if f.metadata.get("config", True) and f.name not in shared
+        }
 
     def base_config(self) -> dict[str, Any]:
         """Settings every attack shares."""
@@ -309,6 +391,11 @@ class Attack(ABC):
             "seed": self.seed,
             "stream": self.stream,
         }
+
+    def max_spend_per_point(self) -> int:
+        """The most gradients + queries this attack can spend on one point (its per-point
+        cap, which ``auto``'s budget is built from)."""
+        raise ValueError(f"no per-point cost bound known for {type(self).__name__}")
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in self.config().items())

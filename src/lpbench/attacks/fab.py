@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import KW_ONLY
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward, rows_view
-from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
+from lpbench.attacks.base import Attack, AttackResult, Cost, attack_settings, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import is_adversarial, margin
 from lpbench.attacks.targets import top_other_classes
@@ -46,10 +47,11 @@ def project_linf(
     return direction * torch.minimum(room, lam[:, None]), reachable
 
 
+@attack_settings
 class FAB(Attack):
     """FAB-T, L-infinity (Croce & Hein 2020): always targeted.
 
-    Each run targets one class: each point's ``n_target_classes`` highest-scoring other
+    Each run targets one class: each point's ``targets`` highest-scoring other
     classes of the clean input after the first ``skip_targets`` of them (capped at
     ``classes - 1`` in all), in that order, ``restarts`` runs each (the first from the
     clean point, later ones from a random point at eps/2, keyed per point and run, the
@@ -66,44 +68,33 @@ class FAB(Attack):
     """
 
     name = "fab-t"
+    renamed: ClassVar[dict[str, str]] = {"n_iter": "iters", "n_target_classes": "targets"}
 
-    def __init__(
-        self,
-        eps: float,
-        n_iter: int = 100,
-        restarts: int = 1,
-        *,
-        n_target_classes: int = 9,
-        skip_targets: int = 0,
-        alpha_max: float = 0.1,
-        eta: float = 1.05,
-        beta: float = 0.9,
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        self.n_iter = count_at_least("n_iter", n_iter, 1)
-        self.restarts = count_at_least("restarts", restarts, 1)
-        self.n_target_classes = count_at_least("n_target_classes", n_target_classes, 1)
-        self.skip_targets = count_at_least("skip_targets", skip_targets, 0)
-        self.alpha_max = float(alpha_max)
-        self.eta = float(eta)
-        self.beta = float(beta)
+    iters: int = 100
+    restarts: int = 1
+    _: KW_ONLY
+    targets: int = 9
+    skip_targets: int = 0
+    alpha_max: float = 0.1
+    eta: float = 1.05
+    beta: float = 0.9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.iters = count_at_least("iters", self.iters, 1)
+        self.restarts = count_at_least("restarts", self.restarts, 1)
+        self.targets = count_at_least("targets", self.targets, 1)
+        self.skip_targets = count_at_least("skip_targets", self.skip_targets, 0)
+        self.alpha_max = float(self.alpha_max)
+        self.eta = float(self.eta)
+        self.beta = float(self.beta)
 
     def config(self) -> dict[str, Any]:
-        return {
-            **self.base_config(),
-            "n_iter": self.n_iter,
-            "restarts": self.restarts,
-            "targeted": True,
-            "n_target_classes": self.n_target_classes,
-            "skip_targets": self.skip_targets,
-            "alpha_max": self.alpha_max,
-            "eta": self.eta,
-            "beta": self.beta,
-        }
+        return super().config() | {"targeted": True}
+
+    def max_spend_per_point(self) -> int:
+        """Every run to its end, charged for all ``targets`` (fewer with fewer classes)."""
+        return self.restarts * self.targets * self.iters
 
     def perturb(
         self,
@@ -122,7 +113,7 @@ class FAB(Attack):
                 f"skip_targets={skip} leaves no target: the model has {clean.shape[1]} classes"
             )
         else:
-            targets = top_other_classes(clean, y, skip + self.n_target_classes)[:, skip:]
+            targets = top_other_classes(clean, y, skip + self.targets)[:, skip:]
         track = Tracker(x, targets.shape[1] * self.restarts)
         track.cost.forwards += x.shape[0]
         clean_margin = margin(clean, y, None)
@@ -153,7 +144,7 @@ class FAB(Attack):
         index: torch.Tensor,
         run: int,
     ) -> RunOutcome:
-        """One FAB-T run of ``n_iter`` iterations towards ``t`` over still-robust points."""
+        """One FAB-T run of ``iters`` iterations towards ``t`` over still-robust points."""
         m, device = x.shape[0], x.device
         cost = Cost()
         lower, upper = ball(x, self.eps)
@@ -169,7 +160,7 @@ class FAB(Attack):
         out_x = x.clone()
         out_margin = torch.full((m,), float("-inf"), dtype=x.dtype, device=device)
         rows = torch.arange(m, device=device)
-        for _ in range(self.n_iter):
+        for _ in range(self.iters):
             idx = (~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break

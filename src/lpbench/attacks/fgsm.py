@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import KW_ONLY
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from lpbench.attacks._common import ball, clip, forward, loss_and_grad
-from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
+from lpbench.attacks.base import Attack, AttackResult, Cost, attack_settings, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
 
 
+@attack_settings
 class FGSM(Attack):
-    """Up to ``steps`` (default 1) steps of ``step`` (default eps) along the loss
+    """Up to ``iters`` (default 1) steps of ``step`` (default eps) along the loss
     gradient's sign, each projected onto the eps-ball; ``step`` may instead give the size
-    of each step (a sequence: ``steps`` is then its length).
+    of each step (a sequence: ``iters`` is then its length).
 
     ``random_start`` starts uniformly in the eps-ball (keyed per point); ``x_init`` (a
     starting point per input, in its eps-ball) starts there instead. Each step is judged
@@ -31,45 +33,39 @@ class FGSM(Attack):
 
     name = "fgsm"
     takes_start = True
+    renamed: ClassVar[dict[str, str]] = {"steps": "iters"}
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        step: float | Sequence[float] | None = None,
-        steps: int = 1,
-        random_start: bool = False,
-        loss: str = "ce",
-        eot_iter: int = 1,
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
+    _: KW_ONLY
+    step: float | Sequence[float] | None = None
+    iters: int = 1
+    random_start: bool = False
+    loss: str = "ce"
+    eot_iter: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        step = self.step
         sizes = (
-            [step] * count_at_least("steps", steps, 1) if not isinstance(step, Sequence) else step
+            [step] * count_at_least("iters", self.iters, 1)
+            if not isinstance(step, Sequence)
+            else step
         )
         if not sizes:
             raise ValueError("step needs at least one size")
         if not all(size is None or 0 < size <= 1 for size in sizes):
             raise ValueError(f"step sizes must be in (0, 1], got {step}")
         self.sizes = [self.eps if size is None else float(size) for size in sizes]
-        self.steps = len(self.sizes)
-        self.random_start = random_start
-        self.loss_name = loss
-        self.loss_fn = get_loss(loss)
-        self.eot_iter = count_at_least("eot_iter", eot_iter, 1)
+        self.iters = len(self.sizes)
+        self.loss_fn = get_loss(self.loss)
+        self.eot_iter = count_at_least("eot_iter", self.eot_iter, 1)
 
     def config(self) -> dict[str, Any]:
-        return {
-            **self.base_config(),
-            "step": self.sizes[0] if len(set(self.sizes)) == 1 else self.sizes,
-            "steps": self.steps,
-            "random_start": self.random_start,
-            "loss": self.loss_name,
-            "eot_iter": self.eot_iter,
+        return super().config() | {
+            "step": self.sizes[0] if len(set(self.sizes)) == 1 else self.sizes
         }
+
+    def max_spend_per_point(self) -> int:
+        return self.iters * self.eot_iter
 
     def perturb(
         self,

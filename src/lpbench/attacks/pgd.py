@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -17,7 +17,9 @@ from lpbench.attacks.base import (
     AttackResult,
     Cost,
     RestartRecords,
+    attack_settings,
     count_at_least,
+    setting,
 )
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
@@ -42,6 +44,7 @@ class _Round:
     cost: Cost
 
 
+@attack_settings
 class PGD(Attack):
     """Projected gradient ascent with signed steps (Madry et al. 2018).
 
@@ -61,7 +64,7 @@ class PGD(Attack):
     of its highest-loss restart, as adversarial training does (implies no early stop).
     ``record_at``: iteration counts k at which to record which points are broken within
     their first k iterations (one run reads off a whole column of an iteration grid).
-    ``targeted``: ``"ll"`` (least-likely class of the clean input) or ``"random"`` (a
+    ``target_mode``: ``"ll"`` (least-likely class of the clean input) or ``"random"`` (a
     class drawn once per point, fixed across restarts); an explicit ``target`` passed to
     the call wins. A targeted attack steers towards its target, but a point counts as
     broken as soon as it is misclassified: robust accuracy is accuracy under attack.
@@ -71,64 +74,42 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    renamed: ClassVar[dict[str, str]] = {"targeted": "target_mode"}
 
-    def __init__(
-        self,
-        eps: float,
-        step: float,
-        iters: int,
-        restarts: int = 1,
-        *,
-        loss: str = "ce",
-        score: str = "any",
-        random_start: bool = True,
-        early_stop: bool = True,
-        keep_last: bool = False,
-        targeted: str | None = None,
-        record_at: Sequence[int] = (),
-        eot_iter: int = 1,
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        if not 0 < step <= 1:
-            raise ValueError(f"step must be in (0, 1], got {step}")
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
-        if targeted is not None and targeted not in TARGET_MODES:
-            raise ValueError(f"targeted must be one of {', '.join(TARGET_MODES)} or None")
-        bad = [k for k in record_at if not 0 <= k <= iters]
+    step: float
+    iters: int
+    restarts: int = 1
+    _: KW_ONLY
+    loss: str = "ce"
+    score: str = "any"
+    random_start: bool = True
+    early_stop: bool = True
+    keep_last: bool = False
+    target_mode: str | None = None
+    record_at: Sequence[int] = setting(default=(), config=False)
+    eot_iter: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.step <= 1:
+            raise ValueError(f"step must be in (0, 1], got {self.step}")
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.target_mode is not None and self.target_mode not in TARGET_MODES:
+            raise ValueError(f"target_mode must be one of {', '.join(TARGET_MODES)} or None")
+        bad = [k for k in self.record_at if not 0 <= k <= self.iters]
         if bad:
-            raise ValueError(f"record_at iterations {bad} are outside 0..{iters}")
-        self.step = float(step)
-        self.iters = count_at_least("iters", iters, 0)
-        self.restarts = count_at_least("restarts", restarts, 1)
-        self.loss_name = loss
-        self.loss_fn = get_loss(loss)
-        self.score = score
-        self.random_start = random_start
-        self.keep_last = keep_last
-        self.early_stop = early_stop and not keep_last
-        self.targeted = targeted
-        self.record_at = tuple(sorted({int(k) for k in record_at}))
-        self.eot_iter = count_at_least("eot_iter", eot_iter, 1)
+            raise ValueError(f"record_at iterations {bad} are outside 0..{self.iters}")
+        self.step = float(self.step)
+        self.iters = count_at_least("iters", self.iters, 0)
+        self.restarts = count_at_least("restarts", self.restarts, 1)
+        self.loss_fn = get_loss(self.loss)
+        self.early_stop = self.early_stop and not self.keep_last
+        self.record_at = tuple(sorted({int(k) for k in self.record_at}))
+        self.eot_iter = count_at_least("eot_iter", self.eot_iter, 1)
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **self.base_config(),
-            "step": self.step,
-            "iters": self.iters,
-            "restarts": self.restarts,
-            "loss": self.loss_name,
-            "score": self.score,
-            "random_start": self.random_start,
-            "early_stop": self.early_stop,
-            "keep_last": self.keep_last,
-            "targeted": self.targeted,
-            "eot_iter": self.eot_iter,
-        }
+    def max_spend_per_point(self) -> int:
+        return self.restarts * self.iters * self.eot_iter
 
     def rows_per_point(self, points: int) -> int:
         # Restarts in lock step only while points are too few to fill a batch: run one
@@ -144,9 +125,9 @@ class PGD(Attack):
         target: torch.Tensor | None,
     ) -> AttackResult:
         n, restarts, device = x.shape[0], self.restarts, x.device
-        if target is None and self.targeted is not None:
+        if target is None and self.target_mode is not None:
             target = choose_targets(
-                self.targeted, model, x, y, index, seed=self.seed, stream=self.stream
+                self.target_mode, model, x, y, index, seed=self.seed, stream=self.stream
             )
         per_round = max(1, min(restarts, self.max_batch // max(n, 1)))
         best_x = x.detach().clone()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import KW_ONLY
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward
-from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
+from lpbench.attacks.base import Attack, AttackResult, Cost, attack_settings, count_at_least
 from lpbench.attacks.keyed import keyed_signs, keyed_uniform
 from lpbench.attacks.losses import is_adversarial, margin
 
@@ -16,6 +17,7 @@ _BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
 
 
+@attack_settings
 class SPSA(Attack):
     """SPSA on the margin loss, L-infinity, as cleverhans ships it (lr 0.01, delta 0.01).
 
@@ -24,47 +26,35 @@ class SPSA(Attack):
     Rademacher directions ``v``, each with its antithetic pair, keyed by point, restart and
     iteration), Adam takes an ascent step of ``lr`` and the iterate is projected onto the
     eps-ball and [0, 1]; one more query judges it. A point stops at its first
-    misclassified query; queries per point and run: at most ``1 + n_iter * (samples + 1)``.
+    misclassified query; queries per point and run: at most ``1 + iters * (samples + 1)``.
     Points misclassified as given are broken by the clean input (one forward pass each,
     not counted as a query).
     """
 
     name = "spsa"
+    renamed: ClassVar[dict[str, str]] = {"n_iter": "iters"}
 
-    def __init__(
-        self,
-        eps: float,
-        n_iter: int = 100,
-        restarts: int = 1,
-        *,
-        samples: int = 8192,
-        lr: float = 0.01,
-        delta: float = 0.01,
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        if samples < 2 or samples % 2:
-            raise ValueError(f"samples must be even and >= 2, got {samples}")
-        if lr <= 0 or delta <= 0:
+    iters: int = 100
+    restarts: int = 1
+    _: KW_ONLY
+    samples: int = 8192
+    lr: float = 0.01
+    delta: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.samples < 2 or self.samples % 2:
+            raise ValueError(f"samples must be even and >= 2, got {self.samples}")
+        if self.lr <= 0 or self.delta <= 0:
             raise ValueError("lr and delta must be positive")
-        self.n_iter = count_at_least("n_iter", n_iter, 0)
-        self.restarts = count_at_least("restarts", restarts, 1)
-        self.samples = int(samples)
-        self.lr = float(lr)
-        self.delta = float(delta)
+        self.iters = count_at_least("iters", self.iters, 0)
+        self.restarts = count_at_least("restarts", self.restarts, 1)
+        self.samples = int(self.samples)
+        self.lr = float(self.lr)
+        self.delta = float(self.delta)
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **self.base_config(),
-            "n_iter": self.n_iter,
-            "restarts": self.restarts,
-            "samples": self.samples,
-            "lr": self.lr,
-            "delta": self.delta,
-        }
+    def max_spend_per_point(self) -> int:
+        return self.restarts * (1 + self.iters * (self.samples + 1))
 
     def rows_per_point(self, points: int) -> int:
         return min(self.samples, self.max_batch)
@@ -121,7 +111,7 @@ class SPSA(Attack):
         index: torch.Tensor,
         restart: int,
     ) -> RunOutcome:
-        """One SPSA run of ``n_iter`` Adam steps over still-robust points."""
+        """One SPSA run of ``iters`` Adam steps over still-robust points."""
         m = x.shape[0]
         cost = Cost()
         lower, upper = ball(x, self.eps)
@@ -134,7 +124,7 @@ class SPSA(Attack):
         best_margin = margin(logits, y, None)
         success = is_adversarial(logits, y, None)
         moment1, moment2 = torch.zeros_like(x), torch.zeros_like(x)
-        for it in range(self.n_iter):
+        for it in range(self.iters):
             idx = (~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import KW_ONLY, dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward
-from lpbench.attacks.base import Attack, AttackResult, Cost, checked_give_up, count_at_least
+from lpbench.attacks.base import (
+    Attack,
+    AttackResult,
+    Cost,
+    attack_settings,
+    checked_give_up,
+    count_at_least,
+)
 from lpbench.attacks.keyed import KeyedRows
 from lpbench.attacks.losses import is_adversarial, margin
 
@@ -24,24 +31,25 @@ COLOUR_TRIES = 16
 _BLOCK_ITERATIONS = 128
 _BLOCK_NUMBERS = 1 << 22
 #: (progress bound in 1/10000 of the budget, divisor of p_init) of the paper's schedule.
-_SCHEDULE = (
+_WINDOW_SCHEDULE = (
     (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16),
     (2000, 32), (4000, 64), (6000, 128), (8000, 256), (10000, 512),
 )  # fmt: skip
 
 
-def p_selection(p_init: float, it: int, n_queries: int) -> float:
+def p_selection(p_init: float, it: int, queries: int) -> float:
     """Fraction of pixels changed at iteration ``it``: p_init halved at fixed shares of
-    ``n_queries``; past ``n_queries`` the schedule starts over."""
-    progress = int(it % n_queries / n_queries * 10000)
-    for bound, divisor in _SCHEDULE:
+    ``queries``; past ``queries`` the schedule starts over."""
+    progress = int(it % queries / queries * 10000)
+    for bound, divisor in _WINDOW_SCHEDULE:
         if progress <= bound:
             return p_init / divisor
     return p_init
 
 
+@attack_settings
 class Square(Attack):
-    """Square Attack, L-infinity, on the margin loss with a budget of ``n_queries`` per run.
+    """Square Attack, L-infinity, on the margin loss with a budget of ``queries`` per run.
 
     A run starts from vertical stripes of +-eps (one sign per channel and column) and then
     changes, per iteration, a random square window (side from the ``p_init`` schedule,
@@ -53,10 +61,10 @@ class Square(Attack):
     input: one forward pass each, outside the query budget (as in the reference, which
     attacks correctly classified points only). Inputs must be images ``(N, C, H, W)``.
 
-    ``schedule_queries`` (default ``n_queries``, as in the reference) is the length the
-    window schedule is laid over. A run with fewer queries is then, point by point, the
-    beginning of the run with ``schedule_queries``; a longer run starts the schedule over
-    from its best point every ``schedule_queries`` queries.
+    ``window_schedule_queries`` (default ``queries``, as in the reference) is the length
+    the window schedule is laid over. A run with fewer queries is then, point by point, the
+    beginning of the run with ``window_schedule_queries``; a longer run starts the schedule
+    over from its best point every ``window_schedule_queries`` queries.
 
     ``give_up`` (default none, as in the reference) stops a run early on points that make
     too little progress: for each ``(queries, share)`` pair, a point still robust after
@@ -73,46 +81,40 @@ class Square(Attack):
 
     name = "square"
     takes_start = True
+    renamed: ClassVar[dict[str, str]] = {
+        "n_queries": "queries",
+        "schedule_queries": "window_schedule_queries",
+    }
 
-    def __init__(
-        self,
-        eps: float,
-        n_queries: int = 5000,
-        restarts: int = 1,
-        *,
-        p_init: float = 0.8,
-        schedule_queries: int | None = None,
-        give_up: Sequence[tuple[int, float]] = (),
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        if not 0 < p_init <= 1:
-            raise ValueError(f"p_init must be in (0, 1], got {p_init}")
-        self.n_queries = count_at_least("n_queries", n_queries, 1)
-        self.restarts = count_at_least("restarts", restarts, 1)
-        self.p_init = float(p_init)
-        if schedule_queries is not None:
-            count_at_least("schedule_queries", schedule_queries, 1)
-        self.schedule_queries = schedule_queries
-        self.give_up = checked_give_up(give_up)
+    queries: int = 5000
+    restarts: int = 1
+    _: KW_ONLY
+    p_init: float = 0.8
+    window_schedule_queries: int | None = None
+    give_up: Sequence[tuple[int, float]] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.p_init <= 1:
+            raise ValueError(f"p_init must be in (0, 1], got {self.p_init}")
+        self.queries = count_at_least("queries", self.queries, 1)
+        self.restarts = count_at_least("restarts", self.restarts, 1)
+        self.p_init = float(self.p_init)
+        if self.window_schedule_queries is not None:
+            count_at_least("window_schedule_queries", self.window_schedule_queries, 1)
+        self.give_up = checked_give_up(self.give_up)
 
     def config(self) -> dict[str, Any]:
-        return {
-            **self.base_config(),
-            "n_queries": self.n_queries,
-            "restarts": self.restarts,
-            "p_init": self.p_init,
-            "schedule_queries": self.horizon,
-            "give_up": [list(pair) for pair in self.give_up],
-        }
+        return super().config() | {"window_schedule_queries": self.horizon}
+
+    def max_spend_per_point(self) -> int:
+        return self.restarts * self.queries
 
     @property
     def horizon(self) -> int:
-        """The queries the window schedule is laid over (``schedule_queries`` or the run's)."""
-        return self.schedule_queries or self.n_queries
+        """The queries the window schedule is laid over (``window_schedule_queries`` or the
+        run's)."""
+        return self.window_schedule_queries or self.queries
 
     def perturb(
         self,
@@ -152,7 +154,7 @@ class Square(Attack):
         restart: int,
         start: torch.Tensor | None,
     ) -> RunOutcome:
-        """One run of at most ``n_queries`` queries per point, from ``start`` if given,
+        """One run of at most ``queries`` queries per point, from ``start`` if given,
         else from stripes."""
         m, c, h, w = x.shape
         cost = Cost()
@@ -174,7 +176,7 @@ class Square(Attack):
         rows_w = torch.arange(w, device=x.device)
         signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)[None, :, None, None, None]
         draws = None
-        for it in range(1, self.n_queries):
+        for it in range(1, self.queries):
             if it in give_up:
                 running &= success | (best_loss >= give_up[it] * first_loss)
             idx = (running & ~success).nonzero().squeeze(1)
@@ -227,7 +229,7 @@ class Square(Attack):
         c, h, w = shape
         per_iteration = idx.numel() * (2 + COLOUR_TRIES * c)
         count = max(
-            1, min(_BLOCK_ITERATIONS, self.n_queries - first, _BLOCK_NUMBERS // per_iteration)
+            1, min(_BLOCK_ITERATIONS, self.queries - first, _BLOCK_NUMBERS // per_iteration)
         )
         device = idx.device
         sides = [self._side(it, h, w) for it in range(first, first + count)]

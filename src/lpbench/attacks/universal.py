@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from dataclasses import KW_ONLY
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lpbench.attacks._common import forward
-from lpbench.attacks.base import Attack, AttackResult, Cost, count_at_least
+from lpbench.attacks.base import (
+    Attack,
+    AttackResult,
+    Cost,
+    attack_settings,
+    count_at_least,
+    setting,
+)
 from lpbench.attacks.losses import cross_entropy, is_adversarial, margin
 
 
+@attack_settings
 class Universal(Attack):
     """One perturbation per class, found on a few ``sources`` and added to every point.
 
     ``sources`` are (images, labels), e.g. a few training images per class. The
-    perturbation of class c starts at 0 and takes ``n_iter`` steps of ``step`` (default
+    perturbation of class c starts at 0 and takes ``iters`` steps of ``step`` (default
     eps / 2) along the sign of the summed cross-entropy gradient of class c's sources,
     projected onto the eps-ball. A point of class c is attacked with ``x + delta_c``
     clipped to [0, 1]: no gradient and no query on the point itself. A class without
     sources gets no perturbation; a point misclassified as given keeps its input.
 
-    The perturbations cost ``n_iter`` gradients per source image (their forward passes
+    The perturbations cost ``iters`` gradients per source image (their forward passes
     included). They are computed at an attack's first call on a model and reused while its
     weights are unchanged, so they are charged to that call only; a fresh attack object
     (another process, shard or resumed run) computes and is charged for them again.
@@ -32,21 +41,16 @@ class Universal(Attack):
     """
 
     name = "universal"
+    renamed: ClassVar[dict[str, str]] = {"n_iter": "iters"}
 
-    def __init__(
-        self,
-        eps: float,
-        sources: tuple[torch.Tensor, torch.Tensor],
-        *,
-        n_iter: int = 5,
-        step: float | None = None,
-        seed: int = 0,
-        stream: str | None = None,
-        max_batch: int = 10_000,
-        model_mode: str = "eval",
-    ) -> None:
-        super().__init__(eps, seed=seed, stream=stream, max_batch=max_batch, model_mode=model_mode)
-        images, labels = sources
+    sources: tuple[torch.Tensor, torch.Tensor] = setting(config=False)
+    _: KW_ONLY
+    iters: int = 5
+    step: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        images, labels = self.sources
         if images.shape[0] != labels.shape[0] or images.shape[0] == 0:
             raise ValueError(
                 f"sources need as many labels as images and at least one image, got "
@@ -54,27 +58,33 @@ class Universal(Attack):
             )
         if images.min() < 0 or images.max() > 1:
             raise ValueError("source images must lie in [0, 1]")
-        if step is not None and not 0 < step <= 1:
-            raise ValueError(f"step must be in (0, 1], got {step}")
+        if self.step is not None and not 0 < self.step <= 1:
+            raise ValueError(f"step must be in (0, 1], got {self.step}")
         self.sources = (images.detach().cpu(), labels.detach().cpu().long())
-        self.n_iter = count_at_least("n_iter", n_iter, 1)
-        self.step = self.eps / 2 if step is None else float(step)
+        self.iters = count_at_least("iters", self.iters, 1)
         self._cache: tuple[tuple[int, ...], torch.Tensor] | None = None
+
+    @property
+    def step_size(self) -> float:
+        """The step of each iteration: ``step``, by default eps / 2."""
+        return self.eps / 2 if self.step is None else float(self.step)
 
     @property
     def spend(self) -> int:
         """Gradients the perturbations cost each time they are computed."""
-        return self.n_iter * self.sources[0].shape[0]
+        return self.iters * self.sources[0].shape[0]
 
     def config(self) -> dict[str, Any]:
         images, labels = self.sources
         digest = hashlib.sha256(images.float().numpy().tobytes() + labels.numpy().tobytes())
-        return {
-            **self.base_config(),
-            "n_iter": self.n_iter,
-            "step": self.step,
+        return super().config() | {
+            "step": self.step_size,
             "sources": {"images": int(images.shape[0]), "sha256": digest.hexdigest()},
         }
+
+    def max_spend_per_point(self) -> int:
+        """0: the perturbations are a shared cost (:attr:`spend`), not one per point."""
+        return 0
 
     def _weights_state(self, model: nn.Module) -> tuple[int, ...]:
         """Identifies the model and the version of its weights (changed by any update)."""
@@ -92,7 +102,7 @@ class Universal(Attack):
         for c in labels.unique().tolist():
             own = images[labels == c]
             delta = torch.zeros_like(own[0])
-            for _ in range(self.n_iter):
+            for _ in range(self.iters):
                 grads = []
                 for i in range(0, own.shape[0], self.max_batch):
                     xa = (own[i : i + self.max_batch] + delta).clamp(0.0, 1.0)
@@ -103,7 +113,7 @@ class Universal(Attack):
                         (grad,) = torch.autograd.grad(loss, xa)
                     grads.append(grad.sum(dim=0))
                 spent += own.shape[0]
-                delta = (delta + self.step * torch.stack(grads).sum(dim=0).sign()).clamp(
+                delta = (delta + self.step_size * torch.stack(grads).sum(dim=0).sign()).clamp(
                     -self.eps, self.eps
                 )
             deltas[c] = delta

@@ -353,7 +353,7 @@ def _run_probes(
     tgt = torch.zeros_like(ce)
     if classes >= 4:  # the targeted DLR loss needs four classes
         apgd_t = APGDT(
-            eps, iters, n_target_classes=3, eot_iter=eot, seed=seed, stream="check-apgd-t"
+            eps, iters, targets=3, eot_iter=eot, seed=seed, stream="check-apgd-t"
         )
         tgt = probe.broken("apgd-t", apgd_t)
     white = base | ce | tgt

@@ -58,7 +58,7 @@ class AttackSpec:
             self.restarts,
             loss=self.loss,
             score=self.score,
-            targeted=self.targeted,
+            target_mode=self.targeted,
             eot_iter=eot_iter,
             seed=seed,
             stream=self.label,
@@ -101,7 +101,7 @@ class KindSpec:
 
     @classmethod
     def of(cls, label: str, kind: str, **params: Any) -> KindSpec:
-        """``KindSpec.of("apgd-ce", "apgd", n_iter=100, loss="ce")``."""
+        """``KindSpec.of("apgd-ce", "apgd", iters=100, loss="ce")``."""
         return cls(label, kind, tuple(sorted(params.items())))
 
     def build(self, eps: float, *, seed: int, max_batch: int) -> NamedAttack:
@@ -142,10 +142,10 @@ def _strong_pgd(baseline: AttackSpec, *extra: AttackSpec) -> tuple[AttackSpec, .
 #: APGD-CE (100 iterations, 1 restart), APGD-T (100 iterations, 9 target classes),
 #: FAB-T (100 iterations, 9 target classes), Square (5000 queries, p_init 0.8).
 AA_STANDARD: tuple[KindSpec, ...] = (
-    KindSpec.of("apgd-ce", "apgd", n_iter=100, restarts=1, loss="ce"),
-    KindSpec.of("apgd-t", "apgd-t", n_iter=100, restarts=1, n_target_classes=9),
-    KindSpec.of("fab-t", "fab-t", n_iter=100, restarts=1, n_target_classes=9),
-    KindSpec.of("square", "square", n_queries=5000, restarts=1, p_init=0.8),
+    KindSpec.of("apgd-ce", "apgd", iters=100, restarts=1, loss="ce"),
+    KindSpec.of("apgd-t", "apgd-t", iters=100, restarts=1, targets=9),
+    KindSpec.of("fab-t", "fab-t", iters=100, restarts=1, targets=9),
+    KindSpec.of("square", "square", queries=5000, restarts=1, p_init=0.8),
 )
 
 
@@ -299,7 +299,7 @@ def custom_pgd(
         loss=loss or "ce",
         score=score or "any",
         early_stop=early_stop,
-        targeted=targeted,
+        target_mode=targeted,
         seed=seed,
         stream=label,
     )

@@ -17,15 +17,15 @@ the budget grows by exactly the caps' growth.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from lpbench.attacks import APGD, FAB, FGSM, PGD, SPSA, Attack, Square, Universal
+from lpbench.attacks import APGD, FGSM, Attack, Universal
 from lpbench.evaluation.protocol import AA_STANDARD, NamedAttack
 
 #: Most target classes of ``auto``'s targeted attacks, and FAB-T's first share of them.
@@ -66,46 +66,33 @@ AUTO_SMOOTH_TARGETS = 3
 #: a baseline gap gives APGD-T twice the iterations; masking by ReLUs that are off gives
 #: the first smoothed APGD-DLR twice the iterations. Other probes raise nothing.
 RAISES: dict[str, tuple[str, str]] = {
-    "black-box": ("square", "n_queries"),
-    "gradients": ("square", "n_queries"),
-    "transfer": ("square", "n_queries"),
+    "black-box": ("square", "queries"),
+    "gradients": ("square", "queries"),
+    "transfer": ("square", "queries"),
     "restarts": ("apgd-ce", "restarts"),
     "loss-surface": ("apgd-ce", "restarts"),
-    "convergence": ("apgd-ce", "n_iter"),
-    "incomplete": ("apgd-ce", "n_iter"),
-    "gap": ("apgd-t", "n_iter"),
-    "relu-masking": (f"apgd-dlr-smooth{AUTO_SMOOTH_BETAS[0]:g}", "n_iter"),
+    "convergence": ("apgd-ce", "iters"),
+    "incomplete": ("apgd-ce", "iters"),
+    "gap": ("apgd-t", "iters"),
+    "relu-masking": (f"apgd-dlr-smooth{AUTO_SMOOTH_BETAS[0]:g}", "iters"),
 }
 
 
 def max_spend_per_point(attack: Attack) -> int:
-    """The most gradients + queries ``attack`` can spend on one point (its per-point cap).
-
-    Targeted attacks are charged for their full ``n_target_classes`` even when a model has
-    fewer other classes (they then spend less).
-    """
-    if isinstance(attack, PGD):
-        return attack.restarts * attack.iters * attack.eot_iter
-    if isinstance(attack, APGD):  # APGDT included
-        runs = attack.restarts * (attack.n_target_classes if attack.targeted else 1)
-        return runs * (attack.n_iter + 1) * attack.eot_iter
-    if isinstance(attack, FAB):
-        return attack.restarts * attack.n_target_classes * attack.n_iter
-    if isinstance(attack, Square):
-        return attack.restarts * attack.n_queries
-    if isinstance(attack, SPSA):
-        return attack.restarts * (1 + attack.n_iter * (attack.samples + 1))
-    if isinstance(attack, FGSM):
-        return attack.steps * attack.eot_iter
-    if isinstance(attack, Universal):  # a shared cost (Universal.spend), none per point
-        return 0
-    raise ValueError(f"no per-point cost bound known for {type(attack).__name__}")
+    """Deprecated: use ``attack.max_spend_per_point()``."""
+    warnings.warn(
+        "lpbench.evaluation.schedule.max_spend_per_point(attack) is deprecated, use "
+        "attack.max_spend_per_point()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return attack.max_spend_per_point()
 
 
 #: The most ``aa-standard`` spends on one point of a 10-class model (6,910: APGD-CE 101,
 #: APGD-T 9 x 101, FAB-T 9 x 100, Square 5,000).
 AA_STANDARD_BUDGET = sum(
-    max_spend_per_point(s.build(1.0, seed=0, max_batch=1).attack) for s in AA_STANDARD
+    s.build(1.0, seed=0, max_batch=1).attack.max_spend_per_point() for s in AA_STANDARD
 )
 
 
@@ -117,7 +104,7 @@ def _apgd_dlr(
     label = "apgd-dlr" if smooth_relu is None else f"apgd-dlr-smooth{smooth_relu:g}"
     attack = APGD(
         eps,
-        n_iter=AUTO_DLR_ITERATIONS,
+        iters=AUTO_DLR_ITERATIONS,
         loss="dlr",
         smooth_relu=smooth_relu,
         seed=seed,
@@ -131,9 +118,7 @@ def _smooth_apgd_t(apgd_t: APGD, targets: int) -> NamedAttack:
     """``auto``'s APGD-T on ``targets`` top classes through the sharper smoothing, on its
     own stream (otherwise ``aa-standard``'s APGD-T settings)."""
     label = f"apgd-t-smooth{AUTO_SMOOTH_BETAS[0]:g}"
-    attack = copy.copy(apgd_t)
-    attack.n_target_classes, attack.stream = targets, label
-    attack.smooth_relu = AUTO_SMOOTH_BETAS[0]
+    attack = apgd_t.replace(targets=targets, stream=label, smooth_relu=AUTO_SMOOTH_BETAS[0])
     return NamedAttack(label, attack)
 
 
@@ -168,7 +153,7 @@ def _contains_aa_budget() -> int:
     first = _first_rungs(1.0, 0, 1, aa, classes=None, smooth=True)
     own = [r for r in first if r.label != "apgd-ce"]
     return (
-        AA_STANDARD_BUDGET + len(AUTO_FGSM_STEPS) + sum(max_spend_per_point(r.attack) for r in own)
+        AA_STANDARD_BUDGET + len(AUTO_FGSM_STEPS) + sum(r.attack.max_spend_per_point() for r in own)
     )
 
 
@@ -337,14 +322,14 @@ def auto_schedule(
     attacks = []
     if sources is not None:
         universal = Universal(
-            eps, sources, n_iter=UNIVERSAL_ITERATIONS, seed=seed, max_batch=max_batch
+            eps, sources, iters=UNIVERSAL_ITERATIONS, seed=seed, max_batch=max_batch
         )
         attacks.append(NamedAttack("universal", universal))
     steps = [share * eps for share in AUTO_FGSM_STEPS]
     fgsm = FGSM(eps, step=steps, seed=seed, max_batch=max_batch)
     attacks.append(NamedAttack("fgsm", fgsm, warm_start=sources is not None))
     attacks += _first_rungs(eps, seed, max_batch, aa, classes=num_classes, smooth=smooth)
-    first = sum(max_spend_per_point(a.attack) for a in attacks)
+    first = sum(a.attack.max_spend_per_point() for a in attacks)
     left = budget - first
     if left < 1:
         firsts = ", ".join(a.label for a in attacks if a.label != "universal")
@@ -362,33 +347,33 @@ def auto_schedule(
     ]
     room = left - min(SQUARE_FLOOR, left // 2 or 1)
     for label, part_of, targets, skip in ladder:
-        attack = copy.copy(aa[part_of])
-        attack.n_target_classes = 1
-        per_target = max_spend_per_point(attack)
+        per_target = aa[part_of].replace(targets=1).max_spend_per_point()
         fits = min(targets, room // per_target)
         if fits < 1:
             if targets:
                 break
             continue
-        attack.n_target_classes = fits
+        changes: dict[str, Any] = {"targets": fits}
         if skip:
-            attack.skip_targets = skip
+            changes["skip_targets"] = skip
         if label == "apgd-t" and not exhaustive:
-            attack.give_up = AUTO_APGD_T_GIVE_UP
-        attacks.append(NamedAttack(label, attack))
+            changes["give_up"] = AUTO_APGD_T_GIVE_UP
+        attacks.append(NamedAttack(label, aa[part_of].replace(**changes)))
         room -= fits * per_target
         if fits < targets:
             break
-    queries = budget - sum(max_spend_per_point(a.attack) for a in attacks)
-    warm = min(WARM_SQUARE_QUERIES, max(0, queries - aa["square"].n_queries))
-    for label, n_queries in (("square-warm", warm), ("square", queries - warm)):
-        if n_queries:
-            square = copy.copy(aa["square"])
-            square.n_queries, square.stream = n_queries, label
-            square.schedule_queries = aa["square"].n_queries
-            square.give_up = () if exhaustive else AUTO_GIVE_UP
+    queries = budget - sum(a.attack.max_spend_per_point() for a in attacks)
+    warm = min(WARM_SQUARE_QUERIES, max(0, queries - aa["square"].queries))
+    for label, square_queries in (("square-warm", warm), ("square", queries - warm)):
+        if square_queries:
+            square = aa["square"].replace(
+                queries=square_queries,
+                stream=label,
+                window_schedule_queries=aa["square"].queries,
+                give_up=() if exhaustive else AUTO_GIVE_UP,
+            )
             attacks.append(NamedAttack(label, square, warm_start=label == "square-warm"))
-    caps = [max_spend_per_point(a.attack) for a in attacks]
+    caps = [a.attack.max_spend_per_point() for a in attacks]
     assert sum(caps) == budget, (caps, budget)
     return Schedule(budget, attacks, caps)
 
@@ -410,18 +395,18 @@ def raise_budgets(
         label, setting = RAISES.get(probe, ("", ""))
         if label not in attacks:
             continue
-        before = max_spend_per_point(attacks[label].attack)
+        before = attacks[label].attack.max_spend_per_point()
         if (label, setting) not in done:
-            attack = copy.copy(attacks[label].attack)
-            setattr(attack, setting, 2 * getattr(attack, setting))
-            attacks[label] = dataclasses.replace(attacks[label], attack=attack)
+            attack = attacks[label].attack
+            doubled = attack.replace(**{setting: 2 * getattr(attack, setting)})
+            attacks[label] = dataclasses.replace(attacks[label], attack=doubled)
             done.add((label, setting))
-        after = max_spend_per_point(attacks[label].attack)
+        after = attacks[label].attack.max_spend_per_point()
         raised.append(
             {"probe": probe, "attack": label, "setting": setting, "from": before, "to": after}
         )
     named = list(attacks.values())
-    caps = [max_spend_per_point(a.attack) for a in named]
+    caps = [a.attack.max_spend_per_point() for a in named]
     return Schedule(
         sum(caps),
         named,

@@ -26,7 +26,8 @@ def describe_attack(summary: dict[str, Any]) -> str:
     config = summary.get("config", {})
     if config.get("attack") == "pgd":
         restarts = int(config["restarts"])
-        target = f", towards the {config['targeted']} class" if config.get("targeted") else ""
+        mode = config.get("target_mode", config.get("targeted"))  # targeted: older results
+        target = f", towards the {mode} class" if mode else ""
         text = (
             f"PGD on {config['loss']} loss{target}, {config['iters']} iterations, "
             f"step {config['step']:.4g}, {restarts} restart{'s' if restarts > 1 else ''}, "

@@ -1,6 +1,10 @@
-"""Training loop, recipes, checkpoints, logs and the multi-process launch."""
+"""Training loop, recipes, logs and the multi-process launch; checkpoints re-exported.
 
-from lpbench.training.checkpoint import (
+Checkpoints live in :mod:`lpbench.checkpoint` and the torchrun context in
+:mod:`lpbench.distributed`; the checkpoint names are re-exported here.
+"""
+
+from lpbench.checkpoint import (
     CheckpointError,
     load_checkpoint,
     read_checkpoint_meta,

@@ -20,7 +20,15 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lpbench import distributed
 from lpbench.attacks import PGD
+from lpbench.checkpoint import (
+    WEIGHTS_NAME,
+    load_checkpoint,
+    load_train_state,
+    save_checkpoint,
+    save_train_state,
+)
 from lpbench.data import dataset_eval_subset, evaluation_subset, get_dataset_info, load_arrays
 from lpbench.data.loader import (
     AUGMENTATIONS,
@@ -41,14 +49,6 @@ from lpbench.evaluation import NamedAttack, evaluate
 from lpbench.io import read_json, write_json
 from lpbench.models import build_model
 from lpbench.runtime import progress
-from lpbench.training import distributed
-from lpbench.training.checkpoint import (
-    WEIGHTS_NAME,
-    load_checkpoint,
-    load_train_state,
-    save_checkpoint,
-    save_train_state,
-)
 from lpbench.training.ema import WeightEMA
 from lpbench.training.logs import RunLog, read_log
 from lpbench.version import __version__

@@ -11,6 +11,7 @@ from lpbench.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from lpbench.training.config import TrainConfig
 from lpbench.training.logs import read_log
 from lpbench.training.plots import plot_training
 from lpbench.training.presets import (
@@ -23,7 +24,7 @@ from lpbench.training.presets import (
     get_train_preset,
     recipe_config,
 )
-from lpbench.training.trainer import TrainConfig, train
+from lpbench.training.trainer import train
 
 __all__ = [
     "RECIPES",

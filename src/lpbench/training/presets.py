@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lpbench.defenses import ObjectiveConfig
-from lpbench.training.trainer import TrainConfig
+from lpbench.training.config import TrainConfig
 
 
 @dataclass(frozen=True)

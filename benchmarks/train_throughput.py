@@ -18,7 +18,8 @@ from lpbench.defenses import add_input_noise, least_likely_targets, objective_te
 from lpbench.models import build_model
 from lpbench.runtime import resolve_device
 from lpbench.training import get_recipe
-from lpbench.training.trainer import TrainConfig, craft_adversarial, crafting_mode
+from lpbench.training.adversarial import craft_adversarial, crafting_mode
+from lpbench.training.config import TrainConfig
 
 MODELS = (
     ("LeNet", "mnist", 64),

@@ -16,10 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
+from lpbench.checkpoint import read_checkpoint_meta
 from lpbench.data import dataset_eval_subset, load_dataset
 from lpbench.evaluation import predict
 from lpbench.pipelines.steps import evaluate_checkpoint
-from lpbench.training import read_checkpoint_meta
 from lpbench.zoo import export_to_zoo, load
 
 POINTS = 1000

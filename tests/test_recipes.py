@@ -1,4 +1,4 @@
-"""Every seed table row has a recipe; each trains, checkpoints, evaluates and resumes.
+"""Every paper table row has a recipe; each trains, checkpoints, evaluates and resumes.
 
 The runs use the real on-disk formats (IDX, CIFAR-10 pickles in a tar.gz, Tiny ImageNet
 JPEGs converted to the cache), the recipes' architectures at a small width, one epoch of
@@ -10,26 +10,28 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lpbench import training
 from lpbench.attacks import PGD
 from lpbench.data import prepare_tiny_imagenet
 from lpbench.evaluation import NamedAttack, evaluate
 from lpbench.training import (
+    PAPER_ROWS,
     RECIPES,
-    SEED_ROWS,
     describe_recipes,
     get_recipe,
     load_checkpoint,
     recipe_config,
+    short_objective,
     train,
 )
 from lpbench.training import trainer as trainer_module
 from tests.conftest import write_cifar10_archive, write_mnist_folder, write_tiny_imagenet_tree
 
-ALL_ROWS = [name for rows in SEED_ROWS.values() for name in rows.values()]
+ALL_ROWS = [name for rows in PAPER_ROWS.values() for name in rows.values()]
 
 
-def test_every_seed_row_has_a_recipe() -> None:
-    assert [len(rows) for rows in SEED_ROWS.values()] == [8, 8, 9]
+def test_every_paper_row_has_a_recipe() -> None:
+    assert [len(rows) for rows in PAPER_ROWS.values()] == [8, 8, 9]
     assert len(set(ALL_ROWS)) == 25 and set(ALL_ROWS) <= set(RECIPES)
     text = describe_recipes()
     assert all(name in text for name in RECIPES)
@@ -143,3 +145,18 @@ def test_recipe_trains_evaluates_and_resumes(name, data_root, pretrained, tmp_pa
     x, y = torch.rand(4, *shape), torch.randint(0, 3, (4,))
     result = evaluate(model, x, y, [NamedAttack("pgd", PGD(0.03, 0.01, 2))], show_progress=False)
     assert result.num_points == 4 and 0 <= result.robust_accuracy <= result.clean_accuracy
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("SEED_ROWS", "PAPER_ROWS"),
+        ("TRAIN_PRESETS", "SHORT_OBJECTIVES"),
+        ("get_train_preset", "short_objective"),
+    ],
+)
+def test_old_names_warn_and_give_the_new_ones(old: str, new: str) -> None:
+    with pytest.warns(DeprecationWarning, match=f"use lpbench.training.{new}"):
+        value = getattr(training, old)
+    assert value is getattr(training, new)
+    assert short_objective("at50") == RECIPES["mnist/50at"].config.objective

@@ -19,8 +19,9 @@ from lpbench.defenses import (
     weight_l2,
 )
 from lpbench.training import RECIPES, read_log
+from lpbench.training.adversarial import crafting_mode
 from lpbench.training.ema import WeightEMA
-from lpbench.training.trainer import _lr_at, crafting_mode
+from lpbench.training.trainer import _lr_at
 from tests.conftest import write_tiny_imagenet_tree
 
 

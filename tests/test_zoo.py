@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 
+from lpbench import checkpoint
 from lpbench.data import dataset_eval_subset, load_dataset
 from lpbench.evaluation import predict
 from lpbench.io import read_json
@@ -20,7 +22,7 @@ from .conftest import TinyNet
 ENTRIES = list_entries()
 
 
-def test_the_zoo_ships_the_seed_rows_within_its_size_budget() -> None:
+def test_the_zoo_ships_the_paper_rows_within_its_size_budget() -> None:
     names = {entry.name for entry in ENTRIES}
     assert {"mnist-digits/plain", "mnist-digits/clp", "mnist-digits/lsq"} <= names
     assert any(entry.meta["objective"]["at"] > 0 for entry in ENTRIES), "no AT model"
@@ -82,3 +84,16 @@ def test_export_writes_half_precision_and_the_record(tmp_path: Path) -> None:
     assert meta["zoo"]["clean_accuracy"] == 0.5 and len(meta["zoo"]["source_sha256"]) == 64
     with pytest.raises(ZooError, match="must be mnist-digits/<entry>"):
         export_to_zoo(tmp_path / "run", "cifar10/tiny", {}, tmp_path)
+
+
+def test_checkpoint_resolves_zoo_names_below_the_zoo() -> None:
+    name = ENTRIES[0].name
+    weights = checkpoint.ZOO_DIR / name / checkpoint.WEIGHTS_NAME
+    assert checkpoint.ZOO_DIR == ZOO_DIR and checkpoint.zoo_names() == [e.name for e in ENTRIES]
+    assert checkpoint.resolve_checkpoint(f"zoo:{name}") == weights == checkpoint.zoo_path(name)
+    with pytest.raises(checkpoint.ZooError, match="no zoo model 'mnist-digits/nope'"):
+        checkpoint.read_checkpoint_meta("zoo:mnist-digits/nope")
+    tree = ast.parse(Path(checkpoint.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith(("lpbench.training", "lpbench.zoo"))}

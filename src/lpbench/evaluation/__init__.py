@@ -54,7 +54,6 @@ from lpbench.evaluation.schedule import (
     max_spend_per_point,
     raise_budgets,
 )
-from lpbench.evaluation.shards import Shard, shard_from_env
 
 __all__ = [
     "AA_STANDARD_BUDGET",
@@ -79,7 +78,6 @@ __all__ = [
     "ModelContractError",
     "NamedAttack",
     "Schedule",
-    "Shard",
     "VerificationError",
     "adversarial_mask",
     "auto_schedule",
@@ -98,7 +96,6 @@ __all__ = [
     "predict",
     "preset_attacks",
     "raise_budgets",
-    "shard_from_env",
     "universal_sources",
     "verify_adversarial",
     "weights_sha256",

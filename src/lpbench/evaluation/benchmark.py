@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lpbench import distributed
 from lpbench.attacks.smooth import computes_relu
 from lpbench.data import (
     DatasetNotFoundError,
@@ -31,9 +32,8 @@ from lpbench.evaluation.schedule import (
     raise_budgets,
     strong_or_auto_budget,
 )
-from lpbench.evaluation.shards import init_distributed, shard_device, shard_from_env
 from lpbench.machine import machine_facts
-from lpbench.runtime import default_batch_rows, evaluation_mode, resolve_device
+from lpbench.runtime import default_batch_rows, evaluation_mode
 from lpbench.version import __version__
 
 #: Settings of the check ``adapt`` runs before building ``auto`` (cheaper than the CLI's).
@@ -160,11 +160,8 @@ def benchmark(
         wrong = [a.label for a in attacks if abs(a.attack.eps - eps) > 1e-12]
         if wrong:
             raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
-    shard = shard_from_env()
-    device = shard_device(shard, resolve_device(device))
-    if device.type == "cuda" and device.index is not None:  # set_device refuses bare "cuda"
-        torch.cuda.set_device(device)
-    init_distributed(shard, device)
+    shard = distributed.setup(device)
+    device = shard.device
     batch_size = batch_size or default_batch_rows(device)
 
     full_test = None
@@ -219,7 +216,7 @@ def benchmark(
         indices=indices,
         device=device,
         batch_size=batch_size,
-        world_size=shard.world,
+        world_size=shard.world_size,
         data=data_info,
     )
     journal = None if out is None else Path(out).with_suffix(".journal")

@@ -20,10 +20,10 @@ from torch import nn
 
 from lpbench.attacks import Attack
 from lpbench.attacks.base import GAVE_UP, Cost
+from lpbench.distributed import Context, all_gather, broadcast_from_main
 from lpbench.evaluation.contract import check_inputs, check_model_contract
 from lpbench.evaluation.journal import Journal, Part
 from lpbench.evaluation.protocol import NamedAttack
-from lpbench.evaluation.shards import Shard, all_gather, broadcast_from_main
 from lpbench.io import atomic_write, write_json
 from lpbench.runtime import default_batch_rows, evaluation_mode, progress_bar
 
@@ -322,7 +322,7 @@ def evaluate(
     journal: str | Path | None = None,
     resume: bool = False,
     manifest: dict[str, Any] | None = None,
-    shard: Shard | None = None,
+    shard: Context | None = None,
 ) -> EvaluationResult:
     """Attack the points ``(x, y)`` with each attack in turn, on the points still robust.
 
@@ -350,7 +350,7 @@ def evaluate(
     eps = eps_values.pop() if eps_values else 0.0
     device = torch.device(device)
     batch_size = batch_size or default_batch_rows(device)
-    shard = shard or Shard()
+    shard = shard or Context()
     n = len(x)
     indices = list(range(n)) if indices is None else [int(i) for i in indices]
     if len(indices) != n:
@@ -400,14 +400,14 @@ def evaluate(
                 state.apply(part, y_list)
                 bar.update(len(block))
             bar.close()
-        if shard.world > 1:
+        if shard.distributed:
             for share in all_gather(shard, _share(state, mine)):
                 _merge(state, share)
         return _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
 
 
 def _open_journal(
-    folder: str | Path, manifest: dict[str, Any], resume: bool, shard: Shard
+    folder: str | Path, manifest: dict[str, Any], resume: bool, shard: Context
 ) -> Journal:
     """Rank 0 starts or checks the journal; every rank raises the same error, if any."""
     problem: Exception | None = None

@@ -19,7 +19,7 @@ from pathlib import Path
 from lpbench.evaluation import custom_pgd, default_eps
 from lpbench.pipelines import steps
 from lpbench.reporting import render_text
-from lpbench.training import TrainConfig, get_train_preset, train
+from lpbench.training import TrainConfig, short_objective, train
 from lpbench.zoo import ZOO_PREFIX, list_entries
 
 #: The seed's first three rows, trained and compared by ``--train``.
@@ -90,7 +90,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             )
             config = TrainConfig(
                 dataset=dataset,
-                objective=get_train_preset(name),
+                objective=short_objective(name),
                 preset=name,
                 epochs=s.epochs,
                 seed=s.seed,

@@ -42,7 +42,7 @@ from lpbench.io import write_json
 from lpbench.reporting import ResultRow, write_html_report, write_report
 from lpbench.reporting.collect import collect_results, figure_sections, read_results
 from lpbench.runtime import evaluation_mode, resolve_device
-from lpbench.training import TRAIN_PRESETS, load_checkpoint
+from lpbench.training import SHORT_OBJECTIVES, load_checkpoint
 from lpbench.zoo import entry_name, get_entry, is_zoo_ref, list_entries
 
 
@@ -341,7 +341,7 @@ def report_for(
     paths = [Path(p) for p in inputs]
     files, found = collect_results(paths)
     found += [Path(f) for f in figures]
-    rank = {name: i for i, name in enumerate(TRAIN_PRESETS)}
+    rank = {name: i for i, name in enumerate(SHORT_OBJECTIVES)}
     keyed = []
     for path in files:
         results = read_results(path)

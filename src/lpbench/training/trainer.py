@@ -7,11 +7,9 @@ adversarial examples are crafted on the unwrapped model. Only rank 0 writes file
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,35 +18,24 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from lpbench import distributed
 from lpbench.attacks import PGD
-from lpbench.data import dataset_eval_subset, evaluation_subset, get_dataset_info, load_arrays
-from lpbench.data.loader import (
-    AUGMENTATIONS,
-    EpochBatches,
-    augment_tiny_imagenet,
-    batch_loader,
-    to_float,
-)
-from lpbench.defenses import (
-    TARGETS,
-    ObjectiveConfig,
-    add_input_noise,
-    least_likely_targets,
-    objective_terms,
-    random_targets,
-)
-from lpbench.evaluation import NamedAttack, evaluate
-from lpbench.io import read_json, write_json
-from lpbench.models import build_model
-from lpbench.runtime import progress
-from lpbench.training import distributed
-from lpbench.training.checkpoint import (
+from lpbench.checkpoint import (
     WEIGHTS_NAME,
     load_checkpoint,
     load_train_state,
     save_checkpoint,
     save_train_state,
 )
+from lpbench.data import dataset_eval_subset, evaluation_subset, get_dataset_info, load_arrays
+from lpbench.data.loader import EpochBatches, augment_tiny_imagenet, batch_loader, to_float
+from lpbench.defenses import ObjectiveConfig, add_input_noise, objective_terms
+from lpbench.evaluation import NamedAttack, evaluate
+from lpbench.io import read_json, write_json
+from lpbench.models import build_model
+from lpbench.runtime import progress
+from lpbench.training.adversarial import adversarial_targets, craft_adversarial, crafting_mode
+from lpbench.training.config import TrainConfig
 from lpbench.training.ema import WeightEMA
 from lpbench.training.logs import RunLog, read_log
 from lpbench.version import __version__
@@ -56,79 +43,6 @@ from lpbench.version import __version__
 STATE_NAME = "train_state.safetensors"
 CONFIG_NAME = "train_config.json"
 EMA_NAME = "model_ema.safetensors"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (with the seed, its result).
-
-    ``batch_size`` is the global batch: with N processes each takes batch_size / N images
-    of every batch, and the learning rate applies to the averaged gradient, so a run on
-    N processes follows the same schedule as one process (no learning-rate scaling).
-    ``adv_model_mode``: the mode ("train" or "eval") the model is in while adversarial
-    examples are crafted. ``adv_target``: "none" (untargeted PGD on the label), "ll"
-    (targeted at the least-likely class) or "random". ``lr_milestones``: epochs after
-    which the learning rate is multiplied by ``lr_gamma``. ``ema_decay`` > 0 keeps a moving
-    average of the weights, saved as ``model_ema.safetensors``. ``checkpoint_every``: also
-    save a resumable state every this many steps within an epoch (0: at epoch ends only).
-    """
-
-    dataset: str = "fashion-mnist"
-    model: str = "lenet"
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    preset: str | None = None
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
-    adam_eps: float = 1e-6
-    seed: int = 0
-    train_points: int | None = None
-    adv_eps: float | None = None
-    adv_step: float = 0.01
-    adv_iters: int = 40
-    eval_adv_points: int = 0
-    model_options: dict[str, Any] = field(default_factory=dict)
-    lr_milestones: tuple[int, ...] = ()
-    lr_gamma: float = 0.1
-    adv_target: str = "none"
-    adv_model_mode: str = "train"
-    ema_decay: float = 0.0
-    augment: str = "none"
-    init_from: str | None = None
-    amp: bool = False
-    checkpoint_every: int = 0
-
-    def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "lr": self.lr > 0,
-            "adv_iters": self.adv_iters >= 0,
-            "eval_adv_points": self.eval_adv_points >= 0,
-            "train_points": self.train_points is None or self.train_points >= 1,
-            "adv_eps": self.adv_eps is None or 0 < self.adv_eps <= 1,
-            "adv_step": 0 < self.adv_step <= 1,
-            "adv_target": self.adv_target in TARGETS,
-            "adv_model_mode": self.adv_model_mode in ("train", "eval"),
-            "ema_decay": 0 <= self.ema_decay < 1,
-            "augment": self.augment in AUGMENTATIONS,
-            "checkpoint_every": self.checkpoint_every >= 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid training settings: {', '.join(bad)}")
-        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {**asdict(self), "objective": self.objective.to_dict()}
-        return json.loads(json.dumps(data))  # tuples as lists, as read back from JSON
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["objective"] = ObjectiveConfig(**data["objective"])
-        return cls(**values)
 
 
 #: Settings that may differ when a run is resumed (they do not change its result).
@@ -151,61 +65,6 @@ class _Objective(nn.Module):
         self, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
         return objective_terms(self.model, x, y, self.objective, x_adv)
-
-
-@contextmanager
-def crafting_mode(model: nn.Module, mode: str) -> Iterator[None]:
-    """Put the model in ``mode`` for crafting; in train mode keep batch-norm statistics.
-
-    Crafting forwards in train mode normalise with the batch's statistics, as the
-    MNIST/CIFAR-10 code did, but do not move the running averages.
-    """
-    buffers = {k: v.clone() for k, v in model.named_buffers()} if mode == "train" else {}
-    model.train(mode == "train")
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for key, value in model.named_buffers():
-                if key in buffers:
-                    value.copy_(buffers[key])
-
-
-def craft_adversarial(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    index: torch.Tensor,
-    target: torch.Tensor | None,
-    config: TrainConfig,
-    eps: float,
-    seed: int,
-) -> torch.Tensor:
-    """The one place training calls an attack: PGD's last iterate, in the caller's mode.
-
-    Random starts are keyed by ``seed`` and each image's position ``index`` in the
-    training set, so they are the same on 1 or N processes and after a resume.
-    """
-    attack = PGD(
-        eps,
-        config.adv_step,
-        config.adv_iters,
-        keep_last=True,
-        seed=seed,
-        stream="train-adversarial",
-        model_mode="caller",
-    )
-    return attack(model, x, y, index=index, target=target).x_adv
-
-
-def _targets(
-    model: nn.Module, x: torch.Tensor, config: TrainConfig, classes: int, gen: torch.Generator
-) -> torch.Tensor | None:
-    if config.adv_target == "ll":
-        return least_likely_targets(model, x)
-    if config.adv_target == "random":
-        return random_targets(len(x), classes, gen, x.device)
-    return None
 
 
 def _accuracy(
@@ -316,6 +175,7 @@ def _train(
             step_module, device_ids=[device.index] if device.type == "cuda" else None
         )
 
+    # the default radius is the data-set registry's (lpbench.data.DatasetInfo.eps)
     eps = config.adv_eps if config.adv_eps is not None else info.eps
     adv_idx = None
     if config.eval_adv_points:
@@ -443,7 +303,7 @@ class _Run:
                 key = config.seed * 1_000_003 + epoch  # with each image's index: per image
                 with autocast, crafting_mode(self.model, config.adv_model_mode):
                     gen = _generator(config.seed, epoch, step, 3)
-                    target = _targets(self.model, x, config, self.classes, gen)
+                    target = adversarial_targets(self.model, x, config, self.classes, gen)
                     index = ib.to(device)
                     x_adv = craft_adversarial(
                         self.model, x, y, index, target, config, self.eps, key

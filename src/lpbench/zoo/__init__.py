@@ -9,6 +9,8 @@ Anywhere a checkpoint is expected, ``zoo:<dataset>/<name>`` names a zoo entry::
 
     model = lpbench.zoo.load("mnist-digits/clp")        # float32, eval mode
     lpbench evaluate zoo:mnist-digits/clp --preset strong
+
+Resolving ``zoo:`` references lives in :mod:`lpbench.checkpoint`, below this package.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from lpbench.zoo.registry import (
     is_zoo_ref,
     list_entries,
     load,
+    zoo_names,
     zoo_path,
 )
 
@@ -38,5 +41,6 @@ __all__ = [
     "is_zoo_ref",
     "list_entries",
     "load",
+    "zoo_names",
     "zoo_path",
 ]

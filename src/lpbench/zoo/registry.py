@@ -12,21 +12,35 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lpbench.data import sha256sum
-from lpbench.io import atomic_write, write_json
-from lpbench.training.checkpoint import (
+from lpbench.checkpoint import (
     WEIGHTS_NAME,
-    CheckpointError,
+    ZOO_DIR,
+    ZOO_PREFIX,
+    ZooError,
+    entry_name,
+    is_zoo_ref,
     load_checkpoint,
     read_checkpoint_meta,
+    zoo_names,
+    zoo_path,
 )
+from lpbench.data import sha256sum
+from lpbench.io import atomic_write, write_json
 
-ZOO_DIR = Path(__file__).parent / "files"
-ZOO_PREFIX = "zoo:"
-
-
-class ZooError(CheckpointError):
-    """An unknown zoo entry, or one whose files are incomplete."""
+__all__ = [
+    "ZOO_DIR",
+    "ZOO_PREFIX",
+    "ZooEntry",
+    "ZooError",
+    "entry_name",
+    "export_to_zoo",
+    "get_entry",
+    "is_zoo_ref",
+    "list_entries",
+    "load",
+    "zoo_names",
+    "zoo_path",
+]
 
 
 @dataclass(frozen=True)
@@ -47,34 +61,6 @@ class ZooEntry:
         return self.folder / WEIGHTS_NAME
 
 
-def is_zoo_ref(ref: str | Path) -> bool:
-    """Whether ``ref`` is written ``zoo:<dataset>/<name>``."""
-    return str(ref).startswith(ZOO_PREFIX)
-
-
-def entry_name(ref: str | Path) -> str:
-    """``dataset/name`` of a zoo reference, with or without ``zoo:``."""
-    return str(ref).removeprefix(ZOO_PREFIX)
-
-
-def _names() -> list[str]:
-    return sorted(
-        f"{path.parent.parent.name}/{path.parent.name}"
-        for path in ZOO_DIR.glob(f"*/*/{WEIGHTS_NAME}")
-    )
-
-
-def zoo_path(name: str | Path) -> Path:
-    """The weights file of entry ``name`` (with or without ``zoo:``); ZooError if unknown."""
-    name = entry_name(name)
-    if name not in _names():
-        raise ZooError(
-            f"no zoo model {name!r}; the zoo has: {', '.join(_names()) or 'nothing'} "
-            "(`lpbench zoo list`)"
-        )
-    return ZOO_DIR / name / WEIGHTS_NAME
-
-
 def get_entry(name: str) -> ZooEntry:
     """The entry ``name`` with its metadata; ZooError when unknown or without a zoo block."""
     weights = zoo_path(name)
@@ -86,7 +72,7 @@ def get_entry(name: str) -> ZooEntry:
 
 def list_entries() -> list[ZooEntry]:
     """Every zoo entry, sorted by name."""
-    return [get_entry(name) for name in _names()]
+    return [get_entry(name) for name in zoo_names()]
 
 
 def load(name: str, device: str | torch.device = "cpu") -> nn.Module:

@@ -1,4 +1,11 @@
-"""Checkpoints: safetensors weights plus JSON metadata. Loading never executes code."""
+"""Checkpoints: safetensors weights plus JSON metadata. Loading never executes code.
+
+A checkpoint is named by its run folder, its ``model.safetensors`` (or the ``.json`` beside
+it) or ``zoo:<dataset>/<name>``, a zoo entry. This module sits below :mod:`lpbench.training`
+and :mod:`lpbench.zoo`, which both build on it: it knows where the zoo's files are but not
+the zoo's records. The resumable training state (weights, optimizer, extra tensors in one
+file) is written and read here too.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +25,47 @@ FORMAT = "lpbench-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "model.safetensors"
 
+#: The zoo's entries: ``ZOO_DIR/<dataset>/<name>/model.safetensors`` (see :mod:`lpbench.zoo`).
+ZOO_DIR = Path(__file__).parent / "zoo" / "files"
+ZOO_PREFIX = "zoo:"
+
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or not for the requested model or data set."""
+
+
+class ZooError(CheckpointError):
+    """An unknown zoo entry, or one whose files are incomplete."""
+
+
+def is_zoo_ref(ref: str | Path) -> bool:
+    """Whether ``ref`` is written ``zoo:<dataset>/<name>``."""
+    return str(ref).startswith(ZOO_PREFIX)
+
+
+def entry_name(ref: str | Path) -> str:
+    """``dataset/name`` of a zoo reference, with or without ``zoo:``."""
+    return str(ref).removeprefix(ZOO_PREFIX)
+
+
+def zoo_names() -> list[str]:
+    """The names (``dataset/name``) of every zoo entry, sorted."""
+    return sorted(
+        f"{path.parent.parent.name}/{path.parent.name}"
+        for path in ZOO_DIR.glob(f"*/*/{WEIGHTS_NAME}")
+    )
+
+
+def zoo_path(name: str | Path) -> Path:
+    """The weights file of entry ``name`` (with or without ``zoo:``); ZooError if unknown."""
+    name = entry_name(name)
+    names = zoo_names()
+    if name not in names:
+        raise ZooError(
+            f"no zoo model {name!r}; the zoo has: {', '.join(names) or 'nothing'} "
+            "(`lpbench zoo list`)"
+        )
+    return ZOO_DIR / name / WEIGHTS_NAME
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
@@ -35,9 +80,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """Accept a run folder, the .safetensors file, its .json or ``zoo:<dataset>/<name>``."""
-    if str(path).startswith("zoo:"):
-        from lpbench.zoo import zoo_path  # the zoo builds on this module
-
+    if is_zoo_ref(path):
         return zoo_path(path)
     path = Path(path)
     if path.is_dir():

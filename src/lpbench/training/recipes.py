@@ -1,4 +1,4 @@
-"""Training recipes named after every row of the seed's three tables, as data.
+"""Training recipes named after every row of the paper's three tables, as data.
 
 A recipe is a complete :class:`TrainConfig` (data set, model, objective, optimiser and
 schedule, how adversarial examples are crafted) plus a note on where its values come
@@ -6,6 +6,9 @@ from. ``mnist/*`` and ``cifar10/*`` follow the MNIST/CIFAR-10 code, ``tiny-image
 the ALP-derived Tiny ImageNet code. The short names of earlier lpbench versions
 (``plain``, ``clp``, ``lsq``, ``plain-alp``, ``at50``, ``at50-alp``, ``at100``,
 ``at100-alp``) still select the MNIST recipes, on MNIST or Fashion-MNIST.
+
+The command line names a recipe with ``--preset``, and checkpoints record it under the key
+``preset``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lpbench.defenses import ObjectiveConfig
-from lpbench.training.trainer import TrainConfig
+from lpbench.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class Recipe:
     needs_init: bool = False
 
 
-#: Objective weights of the seed's rows for MNIST and CIFAR-10. The code behind them
+#: Objective weights of the paper's rows for MNIST and CIFAR-10. The code behind them
 #: exposes every weight as a flag and records none of the values used: AT and ALP
 #: weights 0.5 follow the Tiny ImageNet code (where "50% AT" is a mean over clean and
 #: adversarial halves and ALP weight 0.5), CLP 0.5 is the same logit-pairing weight and
@@ -57,7 +60,7 @@ _SMALL_NOTES = {
     "weight decay; AT/ALP examples: PGD eps 16/255, step 2/255, 10 iterations, crafted "
     "with batch norm in training mode as the code did. CLP/LSQ noise std 16/255, "
     "clipped to [0, 1] as in the MNIST/CIFAR-10 code: the code's 0.5 is an MNIST value, "
-    "and the seed's CLP/LSQ CIFAR-10 models keep 74-82% clean accuracy, which "
+    "and the paper's CLP/LSQ CIFAR-10 models keep 74-82% clean accuracy, which "
     "std 0.5 noise on CIFAR-10 images would not allow; 16/255 is the Tiny ImageNet code's. "
     "CLP pairs the logits of the batch's two halves, each run through the network as its "
     "own batch (own batch-norm statistics), as the code did.",
@@ -146,7 +149,7 @@ def _tiny(row: str, target: str) -> Recipe:
         notes += " Random-target variant: a uniform class per example and step."
     if finetune:
         notes += (
-            " Fine-tuning: starts from --init-from (the seed's row started from the ALP "
+            " Fine-tuning: starts from --init-from (the paper's row started from the ALP "
             "ImageNet release, a TensorFlow checkpoint lpbench cannot read; any lpbench "
             "ResNet-50 v2 checkpoint works) with inputs mapped to [-1, 1] inside the model; "
             "the released code does not record the fine-tuning schedule, so the recipe's "
@@ -164,8 +167,8 @@ def _build() -> dict[str, Recipe]:
 
 RECIPES: dict[str, Recipe] = _build()
 
-#: The seed's table rows, in table order, and the recipe each maps to.
-SEED_ROWS: dict[str, dict[str, str]] = {
+#: The paper's table rows, in table order, and the recipe each maps to.
+PAPER_ROWS: dict[str, dict[str, str]] = {
     "mnist": {
         "Plain": "mnist/plain",
         "CLP": "mnist/clp",
@@ -211,19 +214,19 @@ SHORT_NAMES = {
     "at100-alp": "100at-alp",
 }
 
-#: The objective of each short name (kept for reports that rank rows in seed order).
-TRAIN_PRESETS: dict[str, ObjectiveConfig] = {
+#: The objective of each short name, in the paper's row order.
+SHORT_OBJECTIVES: dict[str, ObjectiveConfig] = {
     short: RECIPES[f"mnist/{row}"].config.objective for short, row in SHORT_NAMES.items()
 }
 
 
-def get_train_preset(name: str) -> ObjectiveConfig:
-    """The objective of short preset ``name``."""
-    if name not in TRAIN_PRESETS:
+def short_objective(name: str) -> ObjectiveConfig:
+    """The objective of the recipe with short name ``name``."""
+    if name not in SHORT_OBJECTIVES:
         raise ValueError(
-            f"unknown training preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}"
+            f"unknown training preset {name!r}; choose one of {', '.join(SHORT_OBJECTIVES)}"
         )
-    return TRAIN_PRESETS[name]
+    return SHORT_OBJECTIVES[name]
 
 
 def get_recipe(name: str, dataset: str | None = None) -> Recipe:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from lpbench.attacks import APGD, FAB, FGSM, PGD, SPSA, Attack, Square, Universal
-from lpbench.evaluation.protocol import AA_STANDARD, NamedAttack
+from lpbench.evaluation.specs import AA_STANDARD, NamedAttack
 
 #: Most target classes of ``auto``'s targeted attacks, and FAB-T's first share of them.
 MAX_TARGETS, FIRST_FAB_TARGETS = 9, 3

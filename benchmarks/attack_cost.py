@@ -83,7 +83,7 @@ def run_row(model: str, label: str, out: Path, points: int, **kwargs: Any) -> di
         model, points=points, out=out, show_progress=False, name=label, **kwargs
     )
     wall = time.perf_counter() - tic
-    grads = sum(a.grad_evals for a in result.attacks)
+    grads = sum(a.gradients for a in result.attacks)
     queries = sum(a.queries for a in result.attacks)
     saved = json.loads(out.read_text())
     reference = reference_spend(saved) if label == "aa-standard" else None

@@ -67,7 +67,7 @@ def main() -> None:
         if preset == "strong":
             robust["baseline"] = result.attacks[0].robust_accuracy_after
         robust[preset] = result.robust_accuracy
-        spent = sum(a.grad_evals + a.queries for a in result.attacks)
+        spent = sum(a.gradients + a.queries for a in result.attacks)
         cost[preset] = round(spent / POINTS, 1)
         files[preset] = str(out)
         print(f"{args.name} {preset}: robust {result.robust_accuracy:.1%}, {cost[preset]}/point")

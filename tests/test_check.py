@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import lpbench
+from lpbench.diagnostics import plot_sweep
 from lpbench.evaluation.check import CLEAN, SUSPECT
 from tests.attack_models import Noisy, Scaled, trained_mlp, unbreakable
 from tests.test_cli import run
@@ -51,7 +52,8 @@ def _labelled(model: nn.Module, n: int = 40) -> tuple[torch.Tensor, torch.Tensor
 def test_check_passes_an_honest_model_and_draws_the_sweep(tmp_path):
     model, _, _ = trained_mlp(5, 40)
     x, y = _labelled(model)
-    report = lpbench.check(model, x, y, 0.05, plot=tmp_path / "sweep.png")
+    report = lpbench.check(model, x, y, 0.05)
+    plot_sweep(report.sweep, tmp_path / "sweep.png", eps=report.eps)  # pipelines draw it
     assert report.warnings == [], report.lines()
     assert report.exit_code == CLEAN and report.verdict.startswith("verdict: clean")
     assert report.correct == 40 and report.accuracy["eps=1"] == 0.0

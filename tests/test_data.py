@@ -24,6 +24,7 @@ from lpbench.data import (
     sha256sum,
     write_idx,
 )
+from lpbench.evaluation import DEFAULT_EPS, PROTOCOLS, default_eps
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 UNREACHABLE = "http://127.0.0.1:9/"
@@ -390,3 +391,14 @@ def test_evaluation_subset_edges() -> None:
     for size in (0, -3):
         with pytest.raises(ValueError):
             evaluation_subset(10, size)
+
+
+def test_the_registry_alone_holds_each_default_radius() -> None:
+    expected = {"mnist": 0.3, "mnist-digits": 0.3, "fashion-mnist": 0.1}
+    expected |= {"cifar10": 16 / 255, "tiny-imagenet": 16 / 255}
+    for name, info in DATASETS.items():
+        assert info.eps == expected[name] and info.eps_note
+        assert default_eps(name) == info.eps == DEFAULT_EPS[name]
+    # the presets carry no radius of their own
+    for protocol in PROTOCOLS.values():
+        assert "eps" not in {f.name for f in dataclasses.fields(protocol)}

@@ -52,7 +52,7 @@ def test_robust_means_survives_every_attack_and_restart(tiny_net: nn.Module) -> 
     assert summaries["weak"].points_attacked == int(clean_ok.sum())
     assert summaries["strong"].points_attacked == int((clean_ok & ~alone["weak"]).sum())
     assert summaries["strong"].robust_accuracy_after == result.robust_accuracy
-    assert result.grad_evals == summaries["weak"].grad_evals + summaries["strong"].grad_evals
+    assert result.gradients == summaries["weak"].gradients + summaries["strong"].gradients
     for point, broken_by in enumerate(result.broken_by):
         if not clean_ok[point]:
             assert broken_by == "clean"

@@ -7,17 +7,23 @@ import torch
 from torch import nn
 
 from lpbench.attacks import APGD, PGD, Attack, AttackResult, Cost, Square
+from lpbench.data import DATASETS
 from lpbench.evaluation import (
     AUTO_CONTAINS_AA_BUDGET,
+    CustomPGD,
     LogitsOf,
     ModelContractError,
+    ModelFacts,
     NamedAttack,
     auto_schedule,
     benchmark,
     check_model_contract,
+    custom_pgd,
     evaluate,
     evaluate_model,
+    prepared,
     preset_attacks,
+    resolve_attacks,
 )
 
 from .attack_models import trained_mlp
@@ -266,7 +272,7 @@ def test_empty_one_point_and_all_misclassified_inputs() -> None:
     wrong = evaluate(model, x[:2], y[:2], _small_strong(), show_progress=False)
     assert wrong.clean_accuracy == 0.0 and wrong.robust_accuracy == 0.0
     assert wrong.broken_by == ["clean", "clean"]
-    assert all(a.points_attacked == 0 and a.grad_evals == 0 for a in wrong.attacks)
+    assert all(a.points_attacked == 0 and a.gradients == 0 for a in wrong.attacks)
 
 
 class _Leaves(Attack):
@@ -339,3 +345,122 @@ def test_warm_started_results_do_not_depend_on_batch_size() -> None:
     assert torch.equal(small.x_adv, large.x_adv)
     warm = small.attacks[1]
     assert warm.points_attacked > 0 and warm.points_broken > 0
+
+
+def test_the_final_recheck_counts_examples_that_no_longer_hold_as_robust(tmp_path) -> None:
+    """A journal resumed against other weights: every stored example is re-run at the end,
+    and those the model now classifies correctly count as robust and are reported."""
+    model = TinyNet(seed=1).eval()
+    x, y = _labelled(model, 16)
+    kwargs = {"batch_size": 8, "show_progress": False, "manifest": {"seed": 0}}
+    first = evaluate(model, x, y, _small_strong(), journal=tmp_path / "j", **kwargs)
+    broken = [i for i, b in enumerate(first.broken_by) if b not in (None, "clean")]
+    assert broken and first.verification_mismatches == []
+
+    class Nearest(nn.Module):
+        """The model's clean logits of the nearest of ``x``: no example in a ball fools it."""
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            nearest = torch.cdist(inputs.flatten(1), x.flatten(1)).argmin(1)
+            return model(x[nearest])
+
+    journal = {"journal": tmp_path / "j", "resume": True}
+    again = evaluate(Nearest(), x, y, _small_strong(), **journal, **kwargs)
+    assert again.clean_pred == first.clean_pred  # the journal's clean stage, consistent
+    assert all(again.robust[i] and again.broken_by[i] is None for i in broken)
+    assert again.verification_mismatches == broken
+    assert again.robust_accuracy == again.clean_accuracy
+    assert again.to_dict()["verification"]["mismatches"] == len(broken)
+    labels = {first.broken_by[i] for i in broken}
+    assert sum(a.verification_mismatches for a in again.attacks) == 0  # not seen in the blocks
+    assert labels <= {a.label for a in again.attacks}
+
+
+def _linear3() -> nn.Module:
+    """Three classes and no ReLU: ``auto`` drops APGD-T and its smoothed runs."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+
+
+def test_preflight_establishes_the_facts_once(monkeypatch) -> None:
+    import lpbench.evaluation.preflight as module
+
+    calls = {"model_facts": 0, "computes_relu": 0}
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(module, name, counted(name, getattr(module, name)))
+    model = TinyNet(seed=2).train()
+    x, y = _labelled(model, 12)
+    result = evaluate_model(
+        model, x, y, eps=EPS, preset="auto", adapt=True, budget=1000, show_progress=False
+    )
+    assert calls == {"model_facts": 1, "computes_relu": 1}  # not again in check or evaluate
+    assert "check" in result.meta["schedule"] and model.training  # mode restored
+    with prepared(_linear3(), x, y % 3, torch.device("cpu")) as facts:
+        assert facts == ModelFacts(torch.device("cpu"), 3, False)
+    refused = pytest.raises(ModelContractError, match="probabilities")
+    with refused, prepared(Softmaxed(), x, y, torch.device("cpu")):
+        pass
+
+
+def test_resolver_decides_preset_eps_and_budget_in_one_place() -> None:
+    for flag in ({"budget": 100}, {"exhaustive": True}, {"adapt": lambda eps: {}}):
+        for preset in ("strong", "baseline", "aa-standard"):
+            with pytest.raises(ValueError, match="applies to the auto preset only"):
+                resolve_attacks(preset, "mnist", **flag)
+        with pytest.raises(ValueError, match="applies to the auto preset only"):
+            resolve_attacks(None, "mnist", custom=CustomPGD(), **flag)
+    with pytest.raises(ValueError, match=r"either a preset .* or custom PGD settings, not both"):
+        resolve_attacks("baseline", "mnist", custom=CustomPGD(iters=3))
+    with pytest.raises(ValueError, match="give eps"):
+        resolve_attacks("baseline", None)
+    with pytest.raises(ValueError, match="unknown attack preset"):
+        resolve_attacks("nope", "mnist")
+    assert resolve_attacks("baseline", "fashion-mnist").eps == DATASETS["fashion-mnist"].eps
+    default = resolve_attacks(None, "mnist")
+    assert default.preset == "strong" and default.eps == 0.3
+    assert default.budget == AUTO_CONTAINS_AA_BUDGET and default.schedule is not None
+    custom = resolve_attacks(None, "cifar10", custom=CustomPGD(step="eps/8", iters=7), seed=3)
+    assert custom.preset == "custom" and custom.schedule is None and custom.budget is None
+    (pgd,) = custom.attacks
+    expected = custom_pgd(16 / 255, step="eps/8", iters=7, seed=3)
+    assert pgd.label == "pgd" and pgd.config() == expected.config()
+
+
+def test_preset_attacks_are_what_benchmark_runs_for_the_same_facts() -> None:
+    model = _linear3()
+    x = torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    facts = ModelFacts(torch.device("cpu"), 3, False)
+    for preset, budget in (("auto", 1500), ("strong", None)):
+        result = evaluate_model(
+            model, x, y, eps=EPS, preset=preset, budget=budget, show_progress=False
+        )
+        ran = result.meta["manifest"]["attacks"]
+        listed = preset_attacks(preset, None, EPS, budget=budget, facts=facts)
+        assert ran == [{"label": a.label, **a.config()} for a in listed]
+        blind = preset_attacks(preset, None, EPS, budget=budget)  # 10 classes and ReLUs assumed
+        assert [a.label for a in blind] != [a.label for a in listed]
+
+
+def test_gradients_are_counted_and_grad_evals_is_deprecated(tmp_path) -> None:
+    model = TinyNet().eval()
+    x, y = _labelled(model, 6)
+    result = evaluate(model, x, y, _small_strong(), show_progress=False)
+    assert result.gradients == sum(a.gradients for a in result.attacks) > 0
+    with pytest.warns(DeprecationWarning, match="gradients"):
+        assert result.grad_evals == result.gradients
+    with pytest.warns(DeprecationWarning, match="gradients"):
+        assert result.attacks[0].grad_evals == result.attacks[0].gradients
+    data = result.to_dict()  # results files keep the key every earlier file has
+    assert data["grad_evals"] == result.gradients and "gradients" not in data
+    assert [a["grad_evals"] for a in data["attacks"]] == [a.gradients for a in result.attacks]
+    assert all("gradients" not in a for a in data["attacks"])

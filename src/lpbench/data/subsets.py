@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lpbench.data.datasets import get_dataset_info
+
 
 def evaluation_subset(num_points: int, size: int = 1000, seed: int = 0) -> np.ndarray:
     """Sorted, distinct int64 indices of ``size`` items drawn from ``range(num_points)``.
@@ -25,13 +27,11 @@ def evaluation_subset(num_points: int, size: int = 1000, seed: int = 0) -> np.nd
 def dataset_eval_subset(
     dataset: str, num_points: int, size: int = 1000, seed: int = 0
 ) -> np.ndarray:
-    """The seed's evaluation subset of a registered data set's test split.
+    """The original paper's evaluation subset of a registered data set's test split.
 
-    The first ``size`` images where the seed used them (Tiny ImageNet's validation set),
+    The first ``size`` images where the original paper used them (Tiny ImageNet's validation set),
     else :func:`evaluation_subset`.
     """
-    from lpbench.data.datasets import get_dataset_info
-
     if get_dataset_info(dataset).eval_first:
         if size <= 0:
             raise ValueError(f"subset size must be positive, got {size}")

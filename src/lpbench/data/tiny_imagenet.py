@@ -5,7 +5,7 @@ The archive (``tiny-imagenet-200.zip``, or the folder it unpacks to) holds ``wni
 ``val/val_annotations.txt``. Decoding 110,000 JPEGs every run is slow, so
 :func:`prepare_tiny_imagenet` writes them once as ``.npy`` arrays (uint8, N x 3 x 64 x 64),
 which training memory-maps. Labels index the sorted WordNet ids; validation images keep
-the order of ``val_annotations.txt``, whose first 1,000 are the seed's evaluation subset.
+the order of ``val_annotations.txt``, whose first 1,000 are the original paper's evaluation subset.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,10 +22,8 @@ from tqdm.auto import tqdm
 
 from lpbench.data.download import DatasetNotFoundError, download
 from lpbench.data.idx import DataFormatError
+from lpbench.data.info import DatasetInfo
 from lpbench.io import atomic_write, read_json, write_json
-
-if TYPE_CHECKING:
-    from lpbench.data.datasets import DatasetInfo
 
 TINY_IMAGENET_FILES = {
     "train": ("train-images.npy", "train-labels.npy"),

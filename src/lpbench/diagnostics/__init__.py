@@ -22,6 +22,7 @@ from lpbench.diagnostics.surface import (
     save_figure,
     write_npz,
 )
+from lpbench.diagnostics.sweep import plot_sweep
 
 __all__ = [
     "LOSS_THRESHOLD",
@@ -35,6 +36,7 @@ __all__ = [
     "plot_point_histograms",
     "plot_restart_summary",
     "plot_surfaces",
+    "plot_sweep",
     "point_histograms",
     "resolve_label",
     "restart_losses",

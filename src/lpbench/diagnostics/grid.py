@@ -16,7 +16,7 @@ from torch import nn
 from lpbench.attacks import PGD
 from lpbench.diagnostics.surface import read_npz, save_figure, write_npz
 from lpbench.evaluation.contract import check_inputs
-from lpbench.evaluation.evaluate import predict
+from lpbench.evaluation.verify import predict
 from lpbench.runtime import default_batch_rows, evaluation_mode, progress
 
 
@@ -161,7 +161,7 @@ def plot_grid(
     title: str | None = None,
     pdf: bool = False,
 ) -> list[Path]:
-    """The seed's heatmap: step size across, iterations up, colour = robust accuracy.
+    """The original paper's heatmap: step size across, iterations up, colour = robust accuracy.
 
     Tick labels default to the step sizes and counts as plain numbers; pass ``step_labels``
     (e.g. ``"2.5/255"``) to show them in the caller's units and ``step_unit`` to name the

@@ -248,7 +248,7 @@ def plot_point_histograms(
     bins: int = 20,
     pdf: bool = False,
 ) -> tuple[list[PointHistogram], list[Path]]:
-    """The seed's histograms: per point, the final loss of each restart.
+    """The original paper's histograms: per point, the final loss of each restart.
 
     Log count axis, red line at -ln(0.1); ``label`` None picks the attack with the most
     restarts, ``points`` None picks points (see :func:`pick_points`). Returns the

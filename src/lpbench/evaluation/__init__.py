@@ -1,5 +1,6 @@
-"""Evaluation: presets as data, worst case over attacks and restarts, verification,
-journalled (resumable) and sharded (torchrun) runs, and the model contract check."""
+"""Evaluation: presets as data and the one resolver of what runs, the model's pre-flight,
+worst case over attacks and restarts, verification, journalled (resumable) and sharded
+(torchrun) runs, and the model contract check."""
 
 from lpbench.evaluation.benchmark import (
     benchmark,
@@ -14,30 +15,22 @@ from lpbench.evaluation.contract import (
     check_inputs,
     check_model_contract,
 )
-from lpbench.evaluation.evaluate import (
-    AttackSummary,
-    EvaluationResult,
-    VerificationError,
-    adversarial_mask,
-    evaluate,
-    load_adversarial,
-    predict,
-    verify_adversarial,
-)
+from lpbench.evaluation.evaluate import evaluate
+from lpbench.evaluation.preflight import ModelFacts, model_facts, prepared
 from lpbench.evaluation.protocol import (
     DEFAULT_EPS,
     PRESETS,
     PROTOCOLS,
-    AttackSpec,
+    CustomPGD,
     DatasetProtocol,
-    KindSpec,
-    NamedAttack,
+    Resolution,
     custom_pgd,
     default_eps,
     get_protocol,
-    parse_step,
     preset_attacks,
+    resolve_attacks,
 )
+from lpbench.evaluation.result import AttackSummary, EvaluationResult, load_adversarial
 from lpbench.evaluation.schedule import (
     AA_STANDARD_BUDGET,
     AUTO_APGD_T_GIVE_UP,
@@ -54,8 +47,16 @@ from lpbench.evaluation.schedule import (
     max_spend_per_point,
     raise_budgets,
 )
+from lpbench.evaluation.specs import AA_STANDARD, AttackSpec, KindSpec, NamedAttack, parse_step
+from lpbench.evaluation.verify import (
+    VerificationError,
+    adversarial_mask,
+    predict,
+    verify_adversarial,
+)
 
 __all__ = [
+    "AA_STANDARD",
     "AA_STANDARD_BUDGET",
     "AUTO_APGD_T_GIVE_UP",
     "AUTO_CONTAINS_AA_BUDGET",
@@ -71,12 +72,15 @@ __all__ = [
     "WARM_SQUARE_QUERIES",
     "AttackSpec",
     "AttackSummary",
+    "CustomPGD",
     "DatasetProtocol",
     "EvaluationResult",
     "KindSpec",
     "LogitsOf",
     "ModelContractError",
+    "ModelFacts",
     "NamedAttack",
+    "Resolution",
     "Schedule",
     "VerificationError",
     "adversarial_mask",
@@ -92,10 +96,13 @@ __all__ = [
     "get_protocol",
     "load_adversarial",
     "max_spend_per_point",
+    "model_facts",
     "parse_step",
     "predict",
+    "prepared",
     "preset_attacks",
     "raise_budgets",
+    "resolve_attacks",
     "universal_sources",
     "verify_adversarial",
     "weights_sha256",

@@ -6,6 +6,7 @@ import hashlib
 import platform
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +15,23 @@ import torch
 from torch import nn
 
 from lpbench import distributed
-from lpbench.attacks.smooth import computes_relu
 from lpbench.data import (
-    DatasetNotFoundError,
     dataset_eval_subset,
     load_arrays,
     load_dataset,
     per_class_subset,
 )
 from lpbench.evaluation.check import NothingToCheck, check
-from lpbench.evaluation.evaluate import EvaluationResult, evaluate, predict
+from lpbench.evaluation.evaluate import evaluate
 from lpbench.evaluation.journal import discard_journal
-from lpbench.evaluation.protocol import NamedAttack, get_protocol, preset_attacks
-from lpbench.evaluation.schedule import (
-    UNIVERSAL_SOURCES_PER_CLASS,
-    auto_schedule,
-    raise_budgets,
-    strong_or_auto_budget,
-)
+from lpbench.evaluation.preflight import ModelFacts, prepared
+from lpbench.evaluation.protocol import CustomPGD, Sources, resolve_attacks
+from lpbench.evaluation.result import EvaluationResult
+from lpbench.evaluation.schedule import UNIVERSAL_SOURCES_PER_CLASS
+from lpbench.evaluation.specs import NamedAttack
+from lpbench.evaluation.verify import predict
 from lpbench.machine import machine_facts
-from lpbench.runtime import default_batch_rows, evaluation_mode
+from lpbench.runtime import default_batch_rows
 from lpbench.version import __version__
 
 #: Settings of the check ``adapt`` runs before building ``auto`` (cheaper than the CLI's).
@@ -95,7 +93,8 @@ def benchmark(
     model: nn.Module,
     data: str | tuple[torch.Tensor, torch.Tensor] = "fashion-mnist",
     *,
-    preset: str = "strong",
+    preset: str | None = None,
+    custom: CustomPGD | None = None,
     attacks: Sequence[NamedAttack] | None = None,
     eps: float | None = None,
     points: int = 1000,
@@ -117,9 +116,11 @@ def benchmark(
 
     ``data`` is a data-set name (its test split; ``points`` seeded points of it, plus
     clean accuracy on the whole split) or a pair ``(x, y)`` of inputs in [0, 1] and
-    labels (all of them are used). Runs ``preset`` (or the given ``attacks``, which
-    must use ``eps``), keeps the worst case per point over every attack and restart and
-    re-checks the adversarial examples. ``result.meta`` holds the reproducibility
+    labels (all of them are used). Runs ``preset`` (None: ``"strong"``), a ``custom`` PGD
+    or the given ``attacks`` (which must use ``eps``), as
+    :func:`lpbench.evaluation.protocol.resolve_attacks` decides (``eps=None``: the data
+    set's default radius), keeps the worst case per point over every attack and restart
+    and re-checks the adversarial examples. ``result.meta`` holds the reproducibility
     manifest. With ``out`` the results are saved there (and the adversarial examples
     beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed run
     continues with ``resume=True``. Under ``torchrun`` the points are split over the
@@ -138,28 +139,10 @@ def benchmark(
     only), :func:`lpbench.check` first probes the evaluation points (:data:`ADAPT_CHECK`
     settings) and each warning raises the budget of the attack that can expose it
     (:func:`raise_budgets`); the schedule report then holds the check's verdict and
-    ``raised``.
+    ``raised``. The model's facts (class count, ReLUs, contract) are established once, by
+    :func:`lpbench.evaluation.preflight.prepared`.
     """
     dataset = data if isinstance(data, str) else None
-    protocol = get_protocol(dataset)
-    eps = protocol.eps if eps is None else float(eps)
-    if not 0 < eps <= 1:
-        raise ValueError(f"eps must be in (0, 1], got {eps}")
-    for flag, value in (("adapt", adapt), ("exhaustive", exhaustive)):
-        if value and (attacks is not None or preset != "auto"):
-            raise ValueError(f"{flag} applies to preset='auto' only")
-    if budget is not None and (attacks is not None or preset != "auto"):
-        raise ValueError("budget applies to preset='auto' only")
-    schedule = None
-    if attacks is None and preset in ("auto", "strong"):
-        pass  # built once the data is known (the schedule depends on the class count)
-    elif attacks is None:
-        attacks = preset_attacks(preset, dataset, eps, seed=attack_seed, budget=budget)
-    else:
-        preset = "custom"
-        wrong = [a.label for a in attacks if abs(a.attack.eps - eps) > 1e-12]
-        if wrong:
-            raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
     shard = distributed.setup(device)
     device = shard.device
     batch_size = batch_size or default_batch_rows(device)
@@ -180,75 +163,68 @@ def benchmark(
         x, y = data
         indices = list(range(len(x)))
         data_info = {"dataset": None, "tensors": {"points": len(x), "shape": list(x.shape[1:])}}
-    if attacks is None:
-        skipped = None
-        if sources is None and dataset is not None:
-            try:
-                sources = universal_sources(dataset, data_dir=data_dir, seed=attack_seed)
-            except (DatasetNotFoundError, OSError) as error:
-                skipped = f"no training split for its sources ({error})"
-        elif sources is None:
-            skipped = "no sources given (benchmark(..., sources=(images, labels)))"
-        relu = _smoothable(model, x, device)
-        schedule = auto_schedule(
-            eps,
-            budget=strong_or_auto_budget(preset, budget),
-            seed=attack_seed,
-            num_classes=_num_classes(model, x, device),
+    source: Sources | None = sources
+    if sources is None and dataset is not None:
+        source = partial(universal_sources, dataset, data_dir=data_dir, seed=attack_seed)
+    with prepared(model, x, y, device) as facts:
+        check_first = partial(_adapt_check, model, x, y, dataset, attack_seed, facts)
+        chosen = resolve_attacks(
+            preset,
+            dataset,
+            eps=eps,
+            custom=custom,
+            attacks=attacks,
+            budget=budget,
             exhaustive=exhaustive,
-            sources=sources,
-            smooth=relu,
+            adapt=check_first if adapt else None,
+            facts=facts,
+            sources=source,
+            no_sources="no sources given (benchmark(..., sources=(images, labels)))",
+            seed=attack_seed,
         )
-        schedule.universal_skipped = skipped
-        if not relu:
-            schedule.smooth_skipped = "the model computes no ReLU: nothing to smooth"
-        if adapt:
-            summary = _adapt_check(model, x, y, eps, dataset, attack_seed, device)
-            schedule = raise_budgets(schedule, summary["warnings"], summary)
-        attacks = schedule.attacks
-        if preset == "strong":  # the seed's baseline first, then auto on what it leaves
-            attacks = [*preset_attacks("baseline", dataset, eps, seed=attack_seed), *attacks]
-    manifest = build_manifest(
-        model,
-        attacks,
-        eps=eps,
-        seed=attack_seed,
-        indices=indices,
-        device=device,
-        batch_size=batch_size,
-        world_size=shard.world_size,
-        data=data_info,
-    )
-    journal = None if out is None else Path(out).with_suffix(".journal")
-    result = evaluate(
-        model,
-        x,
-        y,
-        attacks,
-        indices=indices,
-        device=device,
-        batch_size=batch_size,
-        show_progress=show_progress and shard.is_main,
-        journal=journal,
-        resume=resume,
-        manifest=manifest,
-        shard=shard,
-    )
-    result.meta = {
-        "lpbench_version": __version__,
-        **(meta or {}),
-        **data_info,
-        "preset": preset,
-        "score": {a.label: a.attack.config().get("score", "any") for a in attacks},
-        "device": str(device),
-        "manifest": manifest,
-    }
-    if schedule is not None:
-        result.meta["schedule"] = schedule.report(result)
-    if full_test is not None:
-        with evaluation_mode(model, device):
+        run = chosen.attacks
+        manifest = build_manifest(
+            model,
+            run,
+            eps=chosen.eps,
+            seed=attack_seed,
+            indices=indices,
+            device=device,
+            batch_size=batch_size,
+            world_size=shard.world_size,
+            data=data_info,
+        )
+        journal = None if out is None else Path(out).with_suffix(".journal")
+        result = evaluate(
+            model,
+            x,
+            y,
+            run,
+            indices=indices,
+            batch_size=batch_size,
+            show_progress=show_progress and shard.is_main,
+            journal=journal,
+            resume=resume,
+            manifest=manifest,
+            shard=shard,
+            facts=facts,
+        )
+        result.meta = {
+            "lpbench_version": __version__,
+            **(meta or {}),
+            **data_info,
+            "preset": chosen.preset,
+            "score": {a.label: a.attack.config().get("score", "any") for a in run},
+            "device": str(device),
+            "manifest": manifest,
+        }
+        if chosen.schedule is not None:
+            result.meta["schedule"] = chosen.schedule.report(result)
+        if full_test is not None:
             pred = predict(model, full_test.images, batch_size, device)
-        result.meta["clean_accuracy_full_test"] = float((pred == full_test.labels).float().mean())
+            result.meta["clean_accuracy_full_test"] = float(
+                (pred == full_test.labels).float().mean()
+            )
     if out is not None and shard.is_main:
         result.save(out)
         if journal is not None:
@@ -260,14 +236,14 @@ def _adapt_check(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eps: float,
     dataset: str | None,
     seed: int,
-    device: torch.device,
+    facts: ModelFacts,
+    eps: float,
 ) -> dict[str, Any]:
     """``check``'s verdict and warned probes on the evaluation points, for ``adapt``."""
     try:
-        report = check(model, x, y, eps, dataset=dataset, seed=seed, device=device, **ADAPT_CHECK)
+        report = check(model, x, y, eps, dataset=dataset, seed=seed, facts=facts, **ADAPT_CHECK)
     except NothingToCheck as error:  # robust accuracy is 0 anyway: nothing to raise
         return {"verdict": f"skipped: {error}", "exit_code": None, "warnings": []}
     return {
@@ -295,30 +271,14 @@ def universal_sources(
     )
 
 
-def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int | None:
-    """The number of logits the model gives (None without points)."""
-    if len(x) == 0:
-        return None
-    with evaluation_mode(model, device), torch.no_grad():
-        return int(model(x[:1].to(device)).shape[1])
-
-
-def _smoothable(model: nn.Module, x: torch.Tensor, device: torch.device) -> bool:
-    """Whether the model computes a ReLU, which ``auto``'s smoothed runs need (True without
-    points: nothing will be attacked)."""
-    if len(x) == 0:
-        return True
-    with evaluation_mode(model, device):
-        return computes_relu(model, x[:1].to(device))
-
-
 def evaluate_model(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
     eps: float,
-    preset: str = "strong",
+    preset: str | None = None,
+    custom: CustomPGD | None = None,
     attacks: Sequence[NamedAttack] | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -333,7 +293,8 @@ def evaluate_model(
 
     ``model`` maps inputs in [0, 1] to logits (normalisation inside the model; tuple or
     dict outputs through :class:`lpbench.LogitsOf`). Points are identified by their
-    position in ``x``. The model's mode and device are restored afterwards. ``sources``
+    position in ``x``. ``preset`` (None: ``"strong"``), ``custom`` and ``attacks`` as in
+    :func:`benchmark`. The model's mode and device are restored afterwards. ``sources``
     (a few labelled images per class, e.g. from the training set) let ``auto`` start with
     universal perturbations.
     """
@@ -341,6 +302,7 @@ def evaluate_model(
         model,
         (x, y),
         preset=preset,
+        custom=custom,
         attacks=attacks,
         eps=eps,
         attack_seed=seed,

@@ -3,6 +3,8 @@
 A point's outcome depends only on the model, the point, the attacks and their seeds:
 never on the batch size, the order of points, how many processes share the work, or
 whether the run was interrupted and resumed (see :mod:`lpbench.evaluation.journal`).
+The result types are in :mod:`lpbench.evaluation.result`, the re-checks of examples in
+:mod:`lpbench.evaluation.verify`.
 """
 
 from __future__ import annotations
@@ -10,211 +12,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lpbench.attacks import Attack
 from lpbench.attacks.base import GAVE_UP, Cost
 from lpbench.distributed import Context, all_gather, broadcast_from_main
-from lpbench.evaluation.contract import check_inputs, check_model_contract
 from lpbench.evaluation.journal import Journal, Part
-from lpbench.evaluation.protocol import NamedAttack
-from lpbench.io import atomic_write, write_json
-from lpbench.runtime import default_batch_rows, evaluation_mode, progress_bar
-
-
-class VerificationError(RuntimeError):
-    """A stored adversarial example does not do what the evaluation claimed."""
-
-
-@dataclass
-class AttackSummary:
-    """What one attack of an evaluation did (cost and time summed over processes);
-    ``points_given_up``: points a run stopped on early for too little progress."""
-
-    label: str
-    config: dict[str, Any]
-    points_attacked: int
-    points_broken: int
-    robust_accuracy_after: float
-    mean_over_restarts_accuracy: float | None
-    grad_evals: int
-    forward_evals: int
-    queries: int
-    wall_time_s: float
-    verification_mismatches: int = 0
-    points_given_up: int = 0
-
-
-@dataclass
-class EvaluationResult:
-    """Clean and worst-case robust accuracy on a fixed set of points, with per-point records.
-
-    ``verification_mismatches`` lists the data-set indices whose adversarial example was
-    not adversarial when the model was re-run on it (numerical non-determinism); those
-    points count as robust.
-    """
-
-    indices: list[int]
-    labels: list[int]
-    clean_pred: list[int]
-    adv_pred: list[int]
-    robust: list[bool]
-    broken_by: list[str | None]
-    restart_records: list[dict[str, dict[str, Any]]]
-    attacks: list[AttackSummary]
-    eps: float
-    x_adv: torch.Tensor
-    clean_time_s: float
-    verified_points: int
-    verification_mismatches: list[int] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_points(self) -> int:
-        return len(self.indices)
-
-    @property
-    def clean_accuracy(self) -> float:
-        if not self.indices:
-            return float("nan")
-        correct = sum(p == y for p, y in zip(self.clean_pred, self.labels, strict=True))
-        return correct / self.num_points
-
-    @property
-    def robust_accuracy(self) -> float:
-        return sum(self.robust) / self.num_points if self.indices else float("nan")
-
-    @property
-    def grad_evals(self) -> int:
-        return sum(a.grad_evals for a in self.attacks)
-
-    @property
-    def queries(self) -> int:
-        return sum(a.queries for a in self.attacks)
-
-    @property
-    def wall_time_s(self) -> float:
-        return self.clean_time_s + sum(a.wall_time_s for a in self.attacks)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: summary first, then one record per point."""
-        first = self.attacks[0] if self.attacks else None
-        points = [
-            {
-                "index": i,
-                "label": y,
-                "clean_pred": c,
-                "adv_pred": a,
-                "robust": r,
-                "broken_by": b,
-                "attacks": rec,
-            }
-            for i, y, c, a, r, b, rec in zip(
-                self.indices,
-                self.labels,
-                self.clean_pred,
-                self.adv_pred,
-                self.robust,
-                self.broken_by,
-                self.restart_records,
-                strict=True,
-            )
-        ]
-        return {
-            **self.meta,
-            "eps": self.eps,
-            "num_points": self.num_points,
-            "clean_accuracy": self.clean_accuracy,
-            "robust_accuracy": self.robust_accuracy,
-            "mean_over_restarts_accuracy": first.mean_over_restarts_accuracy if first else None,
-            "grad_evals": self.grad_evals,
-            "queries": self.queries,
-            "wall_time_s": self.wall_time_s,
-            "verification": {
-                "adversarial_points_rechecked": self.verified_points,
-                "mismatches": len(self.verification_mismatches),
-                "mismatched_indices": self.verification_mismatches,
-                "rule": "a stored example counts only if, re-run, it is misclassified, within "
-                "the eps-ball and in [0, 1]; a mismatch counts the point as robust",
-            },
-            "attacks": [vars(a) for a in self.attacks],
-            "subset_indices": self.indices,
-            "points": points,
-        }
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``path`` (JSON) and, beside it, the adversarial examples (safetensors)."""
-        path = Path(path)
-        adv_path = path.with_suffix(".adv.safetensors")
-        broken = torch.tensor([not r for r in self.robust], dtype=torch.bool)
-        tensors = {
-            "indices": torch.tensor(self.indices, dtype=torch.int64)[broken],
-            "x_adv": self.x_adv[broken].contiguous().cpu(),
-        }
-        atomic_write(adv_path, lambda tmp: save_file(tensors, str(tmp)))
-        data = self.to_dict()
-        data["adversarial_examples"] = adv_path.name
-        return write_json(path, data)
-
-
-def predict(
-    model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device
-) -> torch.Tensor:
-    """Predicted classes of ``x`` (on the CPU), ``batch_size`` inputs at a time."""
-    with torch.no_grad():
-        return torch.cat(
-            [
-                model(x[i : i + batch_size].to(device)).argmax(1).cpu()
-                for i in range(0, len(x), batch_size)
-            ]
-            or [torch.zeros(0, dtype=torch.int64)]
-        )
-
-
-def adversarial_mask(
-    model: nn.Module,
-    x: torch.Tensor,
-    x_adv: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    *,
-    batch_size: int = 1000,
-    device: torch.device | str = "cpu",
-    tol: float = 1e-6,
-) -> torch.Tensor:
-    """Per example: inside the eps-ball, inside [0, 1] and misclassified when re-run."""
-    if len(x_adv) == 0:
-        return torch.zeros(0, dtype=torch.bool)
-    dist = (x_adv - x).flatten(1).abs().max(dim=1).values
-    in_box = (x_adv.flatten(1).min(dim=1).values >= 0) & (x_adv.flatten(1).max(dim=1).values <= 1)
-    wrong = predict(model, x_adv, batch_size, torch.device(device)) != y.cpu()
-    return (dist.cpu() <= eps + tol) & in_box.cpu() & wrong
-
-
-def verify_adversarial(
-    model: nn.Module,
-    x: torch.Tensor,
-    x_adv: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    **options: Any,
-) -> int:
-    """Check every example as :func:`adversarial_mask` does (same ``options``); raise on any
-    failure. For checking stored results by hand; evaluations count failures as robust.
-    """
-    ok = adversarial_mask(model, x, x_adv, y, eps, **options)
-    if not ok.all():
-        raise VerificationError(
-            f"{int((~ok).sum())} of {len(ok)} stored adversarial examples are outside the "
-            "eps-ball or [0, 1], or classified correctly when the model is re-run on them"
-        )
-    return len(x_adv)
+from lpbench.evaluation.preflight import ModelFacts, prepared
+from lpbench.evaluation.result import AttackSummary, EvaluationResult
+from lpbench.evaluation.specs import NamedAttack
+from lpbench.evaluation.verify import adversarial_mask, predict
+from lpbench.runtime import default_batch_rows, progress_bar
 
 
 class _State:
@@ -323,6 +135,7 @@ def evaluate(
     resume: bool = False,
     manifest: dict[str, Any] | None = None,
     shard: Context | None = None,
+    facts: ModelFacts | None = None,
 ) -> EvaluationResult:
     """Attack the points ``(x, y)`` with each attack in turn, on the points still robust.
 
@@ -338,8 +151,32 @@ def evaluate(
     other settings). ``shard``: this process's share under ``torchrun``; every process
     returns the merged result. An attack marked ``warm_start`` starts on each point from
     the not-adversarial example of the earlier attacks with the largest margin.
+    ``facts``: the model's :func:`~lpbench.evaluation.preflight.prepared`, run by a caller
+    that holds the model in eval mode on ``facts.device`` (which then replaces ``device``);
+    without, the pre-flight runs here.
     """
-    check_inputs(x, y)
+    run = (indices, batch_size, show_progress, journal, resume, manifest, shard)
+    if facts is not None:
+        return _evaluate(model, x, y, attacks, facts, *run)
+    with prepared(model, x, y, torch.device(device)) as found:
+        return _evaluate(model, x, y, attacks, found, *run)
+
+
+def _evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attacks: Sequence[NamedAttack],
+    facts: ModelFacts,
+    indices: Sequence[int] | None,
+    batch_size: int | None,
+    show_progress: bool,
+    journal: str | Path | None,
+    resume: bool,
+    manifest: dict[str, Any] | None,
+    shard: Context | None,
+) -> EvaluationResult:
+    """:func:`evaluate` on a model the pre-flight has put in eval mode on ``facts.device``."""
     x, y = x.detach().cpu(), y.detach().cpu()
     eps_values = {a.attack.eps for a in attacks}
     if len(eps_values) > 1:
@@ -348,7 +185,7 @@ def evaluate(
     if len(set(labels)) != len(labels):
         raise ValueError(f"attack labels must be distinct, got {labels}")
     eps = eps_values.pop() if eps_values else 0.0
-    device = torch.device(device)
+    device = facts.device
     batch_size = batch_size or default_batch_rows(device)
     shard = shard or Context()
     n = len(x)
@@ -365,45 +202,42 @@ def evaluate(
         for part in book.parts():
             state.apply(part, y_list)
     mine = shard.positions(n)
-    with evaluation_mode(model, device):
-        if n:
-            check_model_contract(model, x[:8].to(device), y[:8].to(device))
-        for stage in range(len(attacks) + 1):
-            named = attacks[stage - 1] if stage else None
-            todo = state.pending(stage, mine)
-            size = _block_size(named.attack if named else None, len(todo), batch_size)
-            desc = named.label if named else "clean"
-            bar = progress_bar(
-                desc=desc, total=len(todo), enabled=show_progress and bool(todo), unit="pt"
+    for stage in range(len(attacks) + 1):
+        named = attacks[stage - 1] if stage else None
+        todo = state.pending(stage, mine)
+        size = _block_size(named.attack if named else None, len(todo), batch_size)
+        desc = named.label if named else "clean"
+        bar = progress_bar(
+            desc=desc, total=len(todo), enabled=show_progress and bool(todo), unit="pt"
+        )
+        for first in range(0, len(todo), size):
+            block = todo[first : first + size]
+            start = None
+            if named is not None and named.warm_start:
+                start = state.start[torch.tensor(block, dtype=torch.int64)]  # type: ignore[index]
+            part = _run_block(
+                model,
+                x,
+                y,
+                eps,
+                block,
+                indices,
+                stage,
+                named,
+                device,
+                batch_size,
+                start=start,
+                keep_best=0 < stage < state.last_warm,
             )
-            for first in range(0, len(todo), size):
-                block = todo[first : first + size]
-                start = None
-                if named is not None and named.warm_start:
-                    start = state.start[torch.tensor(block, dtype=torch.int64)]  # type: ignore[index]
-                part = _run_block(
-                    model,
-                    x,
-                    y,
-                    eps,
-                    block,
-                    indices,
-                    stage,
-                    named,
-                    device,
-                    batch_size,
-                    start=start,
-                    keep_best=0 < stage < state.last_warm,
-                )
-                if book is not None:
-                    book.write(part)
-                state.apply(part, y_list)
-                bar.update(len(block))
-            bar.close()
-        if shard.distributed:
-            for share in all_gather(shard, _share(state, mine)):
-                _merge(state, share)
-        return _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
+            if book is not None:
+                book.write(part)
+            state.apply(part, y_list)
+            bar.update(len(block))
+        bar.close()
+    if shard.distributed:
+        for share in all_gather(shard, _share(state, mine)):
+            _merge(state, share)
+    return _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
 
 
 def _open_journal(
@@ -580,7 +414,7 @@ def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary
         points_broken=len(broken),
         robust_accuracy_after=robust_after / n if n else float("nan"),
         mean_over_restarts_accuracy=_mean_over_restarts(label, k, state, n),
-        grad_evals=cost.gradients,
+        gradients=cost.gradients,
         forward_evals=cost.forwards,
         queries=cost.queries,
         wall_time_s=wall,
@@ -590,7 +424,7 @@ def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary
 
 
 def _mean_over_restarts(label: str, k: int, state: _State, n: int) -> float | None:
-    """The seed's mean over restarts, for the first attack when every restart was run."""
+    """The original paper's mean over restarts, for the first attack when every restart was run."""
     if k != 0 or n == 0:
         return None
     kept = 0.0
@@ -603,9 +437,3 @@ def _mean_over_restarts(label: str, k: int, state: _State, n: int) -> float | No
             return None
         kept += 1 - sum(wins) / len(wins)
     return kept / n
-
-
-def load_adversarial(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (indices, x_adv) stored beside a results file."""
-    tensors = load_file(str(path))
-    return tensors["indices"], tensors["x_adv"]

@@ -1,130 +1,43 @@
-"""Attack protocols per data set, as data: the radius and the attacks of each preset.
+"""Attack presets per data set, as data, and :func:`resolve_attacks`: the one place that
+decides what an evaluation runs (preset, radius, budget, ``auto``'s schedule).
 
 Step sizes are written in units of eps (``"eps/30"``) or as numbers, so a preset keeps
 its meaning when the user picks another radius. Every attack of a preset draws its
-random numbers from its own stream (its label), keyed per point.
+random numbers from its own stream (its label), keyed per point. The default radius of a
+data set is decided in the data-set registry (:attr:`lpbench.data.DatasetInfo.eps`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square
+import torch
 
-
-@dataclass(frozen=True)
-class NamedAttack:
-    """An attack with the label it carries in results and tables.
-
-    ``warm_start``: in an evaluation, start the attack on each point from the example of
-    the earlier attacks with the largest margin (the nearest miss; the clean input when
-    none ran); the attack must take starting points (``Attack.takes_start``).
-    """
-
-    label: str
-    attack: Attack
-    warm_start: bool = False
-
-    def __post_init__(self) -> None:
-        if self.warm_start and not self.attack.takes_start:
-            raise ValueError(
-                f"{self.label}: {type(self.attack).__name__} cannot be warm-started "
-                "(it takes no starting points)"
-            )
-
-    def config(self) -> dict[str, Any]:
-        """The attack's settings, with ``warm_start`` when set."""
-        return self.attack.config() | ({"warm_start": True} if self.warm_start else {})
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    """One attack of a preset: PGD settings with the step in units of eps or absolute."""
-
-    label: str
-    step: str
-    iters: int
-    restarts: int = 1
-    loss: str = "ce"
-    score: str = "any"
-    targeted: str | None = None
-
-    def build(self, eps: float, *, seed: int, max_batch: int, eot_iter: int = 1) -> NamedAttack:
-        attack = PGD(
-            eps,
-            parse_step(self.step, eps),
-            self.iters,
-            self.restarts,
-            loss=self.loss,
-            score=self.score,
-            target_mode=self.targeted,
-            eot_iter=eot_iter,
-            seed=seed,
-            stream=self.label,
-            max_batch=max_batch,
-        )
-        return NamedAttack(self.label, attack)
-
-
-#: Attack kinds a :class:`KindSpec` can name, and the attack classes they build.
-ATTACK_KINDS: dict[str, type[Attack]] = {
-    "pgd": PGD,
-    "apgd": APGD,
-    "apgd-t": APGDT,
-    "fab-t": FAB,
-    "square": Square,
-    "spsa": SPSA,
-    "fgsm": FGSM,
-}
-
-#: Parameters that are step-like: written in units of eps (``"eps/4"``) or as numbers.
-STEP_PARAMS = ("step", "lr", "delta")
-
-
-@dataclass(frozen=True)
-class KindSpec:
-    """One attack of a preset, of any kind in :data:`ATTACK_KINDS`, with its parameters.
-
-    ``params`` are the keyword arguments of the attack class (besides eps, seed, stream
-    and max_batch); step-like ones (:data:`STEP_PARAMS`) may be written in units of eps.
-    The attack draws its random numbers from its own stream: its label.
-    """
-
-    label: str
-    kind: str
-    params: tuple[tuple[str, Any], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in ATTACK_KINDS:
-            raise ValueError(f"unknown attack kind {self.kind!r}; known: {', '.join(ATTACK_KINDS)}")
-
-    @classmethod
-    def of(cls, label: str, kind: str, **params: Any) -> KindSpec:
-        """``KindSpec.of("apgd-ce", "apgd", iters=100, loss="ce")``."""
-        return cls(label, kind, tuple(sorted(params.items())))
-
-    def build(self, eps: float, *, seed: int, max_batch: int) -> NamedAttack:
-        params = dict(self.params)
-        for name in STEP_PARAMS:
-            if name in params and params[name] is not None:
-                params[name] = parse_step(params[name], eps)
-        attack = ATTACK_KINDS[self.kind](
-            eps, **params, seed=seed, stream=self.label, max_batch=max_batch
-        )
-        return NamedAttack(self.label, attack)
-
+from lpbench.attacks import PGD
+from lpbench.data import DATASETS, DatasetNotFoundError, get_dataset_info
+from lpbench.evaluation.preflight import ModelFacts
+from lpbench.evaluation.schedule import (
+    Schedule,
+    auto_schedule,
+    raise_budgets,
+    strong_or_auto_budget,
+)
+from lpbench.evaluation.specs import AA_STANDARD, AttackSpec, KindSpec, NamedAttack, parse_step
 
 Spec = AttackSpec | KindSpec
+
+#: Source images and labels of ``auto``'s universal perturbations, or a function that
+#: loads them (called only when a schedule is built).
+Sources = tuple[torch.Tensor, torch.Tensor] | Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
 class DatasetProtocol:
-    """A data set's default radius and attack presets (run in order, worst case kept)."""
+    """A data set's attack presets (run in order, worst case kept)."""
 
-    eps: float
     presets: dict[str, tuple[Spec, ...]] = field(default_factory=dict)
-    eps_note: str = ""
 
 
 def _strong_pgd(baseline: AttackSpec, *extra: AttackSpec) -> tuple[AttackSpec, ...]:
@@ -138,73 +51,38 @@ def _strong_pgd(baseline: AttackSpec, *extra: AttackSpec) -> tuple[AttackSpec, .
     )
 
 
-#: AutoAttack's "standard" version (Croce & Hein 2020, ``fra31/auto-attack``), L-infinity:
-#: APGD-CE (100 iterations, 1 restart), APGD-T (100 iterations, 9 target classes),
-#: FAB-T (100 iterations, 9 target classes), Square (5000 queries, p_init 0.8).
-AA_STANDARD: tuple[KindSpec, ...] = (
-    KindSpec.of("apgd-ce", "apgd", iters=100, restarts=1, loss="ce"),
-    KindSpec.of("apgd-t", "apgd-t", iters=100, restarts=1, targets=9),
-    KindSpec.of("fab-t", "fab-t", iters=100, restarts=1, targets=9),
-    KindSpec.of("square", "square", queries=5000, restarts=1, p_init=0.8),
-)
-
-
-def _protocol(eps: float, baseline: AttackSpec, note: str, *extra: AttackSpec) -> DatasetProtocol:
+def _protocol(baseline: AttackSpec, *extra: AttackSpec) -> DatasetProtocol:
     return DatasetProtocol(
-        eps=eps,
         presets={
             "baseline": (baseline,),
             "strong-pgd": _strong_pgd(baseline, *extra),
             "aa-standard": AA_STANDARD,
         },
-        eps_note=note,
     )
 
 
-#: The seed's baselines: PGD judged on its last iterate, one restart.
+#: The original paper's baselines: PGD judged on its last iterate, one restart (the radii
+#: and where they come from: :attr:`lpbench.data.DatasetInfo.eps` and ``eps_note``).
 PROTOCOLS: dict[str, DatasetProtocol] = {
-    "mnist": _protocol(
-        0.3,
-        AttackSpec("baseline", "eps/30", 40, score="last"),
-        "the seed's MNIST radius; baseline PGD-40 with step 0.01",
-    ),
-    "mnist-digits": _protocol(
-        0.3,
-        AttackSpec("baseline", "eps/30", 40, score="last"),
-        "MNIST's protocol on the 1,000 held-out shipped digits; baseline PGD-40, step 0.01",
-    ),
-    "fashion-mnist": _protocol(
-        0.1,
-        AttackSpec("baseline", "eps/10", 40, score="last"),
-        "at 0.3 no Fashion-MNIST model keeps any accuracy; at 0.1 an undefended LeNet "
-        "falls to ~4%; baseline PGD-40 with the seed's MNIST step 0.01",
-    ),
-    "cifar10": _protocol(
-        16 / 255,
-        AttackSpec("baseline", "eps/8", 10, score="last"),
-        "the seed's CIFAR-10 radius; baseline PGD-10 with step 2/255",
-    ),
+    "mnist": _protocol(AttackSpec("baseline", "eps/30", 40, score="last")),
+    "mnist-digits": _protocol(AttackSpec("baseline", "eps/30", 40, score="last")),
+    "fashion-mnist": _protocol(AttackSpec("baseline", "eps/10", 40, score="last")),
+    "cifar10": _protocol(AttackSpec("baseline", "eps/8", 10, score="last")),
     "tiny-imagenet": _protocol(
-        16 / 255,
         AttackSpec("baseline", "eps/8", 10, score="last", targeted="ll"),
-        "the seed's Tiny ImageNet radius; baseline PGD-10 with step 2/255 towards the "
-        "least-likely class",
         AttackSpec("pgd-ll", "eps/4", 100, restarts=3, targeted="ll"),
     ),
 }
 
 #: For a user's own tensors, where no data set fixes the radius (eps must be given).
-GENERIC = _protocol(
-    float("nan"),
-    AttackSpec("baseline", "eps/10", 40, score="last"),
-    "no default radius: give eps",
-)
+GENERIC = _protocol(AttackSpec("baseline", "eps/10", 40, score="last"))
 
 #: ``auto`` is built by :func:`lpbench.evaluation.schedule.auto_schedule` (it has a budget);
 #: ``strong`` is the data set's baseline, then ``auto`` at
 #: :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET`.
 PRESETS = ("baseline", "strong", "strong-pgd", "aa-standard", "auto")
-DEFAULT_EPS: dict[str, float] = {name: p.eps for name, p in PROTOCOLS.items()}
+#: The registry's default radii by data set (read from :data:`lpbench.data.DATASETS`).
+DEFAULT_EPS: dict[str, float] = {name: info.eps for name, info in DATASETS.items()}
 
 
 def get_protocol(dataset: str | None) -> DatasetProtocol:
@@ -219,8 +97,149 @@ def get_protocol(dataset: str | None) -> DatasetProtocol:
 
 
 def default_eps(dataset: str) -> float:
-    """The data set's default radius."""
-    return get_protocol(dataset).eps
+    """The data set's default radius (:attr:`lpbench.data.DatasetInfo.eps`)."""
+    return get_dataset_info(dataset).eps
+
+
+def resolve_eps(eps: float | None, dataset: str | None) -> float:
+    """``eps``, or with None the data set's default (:func:`default_eps`; an error without a
+    data set); it must lie in (0, 1]."""
+    if eps is None and dataset is None:
+        raise ValueError("give eps: there is no default radius without a data set")
+    eps = default_eps(str(dataset)) if eps is None else float(eps)
+    if not 0 < eps <= 1:
+        raise ValueError(f"eps must be in (0, 1], got {eps}")
+    return eps
+
+
+@dataclass(frozen=True)
+class CustomPGD:
+    """Settings of one free PGD, without its radius (:func:`resolve_attacks` builds it at
+    the resolved eps with :func:`custom_pgd`); None takes :func:`custom_pgd`'s default."""
+
+    step: str | float | None = None
+    iters: int | None = None
+    restarts: int | None = None
+    loss: str | None = None
+    score: str | None = None
+    targeted: str | None = None
+    early_stop: bool = True
+
+    def build(self, eps: float, *, seed: int = 0) -> NamedAttack:
+        """The PGD at radius ``eps``."""
+        return custom_pgd(
+            eps,
+            step=self.step,
+            iters=self.iters,
+            restarts=self.restarts,
+            loss=self.loss,
+            score=self.score,
+            early_stop=self.early_stop,
+            targeted=self.targeted,
+            seed=seed,
+        )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What :func:`resolve_attacks` decided: the preset run (``"custom"`` for given attacks
+    or a custom PGD), the radius, ``auto``'s budget (None when no schedule runs), the
+    schedule (``auto`` and ``strong``) and the attacks in the order they run."""
+
+    preset: str
+    eps: float
+    attacks: list[NamedAttack]
+    budget: int | None = None
+    schedule: Schedule | None = None
+
+
+def resolve_attacks(
+    preset: str | None,
+    dataset: str | None,
+    *,
+    eps: float | None = None,
+    custom: CustomPGD | None = None,
+    attacks: Sequence[NamedAttack] | None = None,
+    budget: int | None = None,
+    exhaustive: bool = False,
+    adapt: Callable[[float], dict[str, Any]] | None = None,
+    facts: ModelFacts | None = None,
+    sources: Sources | None = None,
+    no_sources: str | None = None,
+    seed: int = 0,
+    max_batch: int = 10_000,
+) -> Resolution:
+    """Decide what an evaluation on ``dataset`` (None: a user's own tensors) runs.
+
+    Exactly one of ``preset`` (None: ``"strong"``), ``custom`` (a PGD built at the
+    resolved eps) and ``attacks`` (ready-built, which must use eps; the preset is then not
+    used) names the attacks; a preset with a custom PGD is an error. ``eps=None`` is the
+    data set's default (:func:`default_eps`; required without a data set). ``budget``,
+    ``exhaustive`` and ``adapt`` apply to the ``auto`` preset only (checked here only).
+    ``auto`` and ``strong`` are built for the model's ``facts`` (class count and ReLUs;
+    without them, as for 10 classes and a ReLU model) and start with universal
+    perturbations on ``sources`` (tensors, or a loader whose missing data set skips them;
+    ``no_sources`` says why there are none). ``adapt(eps)`` runs the check and returns its
+    summary, whose ``warnings`` raise the schedule's budgets
+    (:func:`lpbench.evaluation.schedule.raise_budgets`).
+    """
+    if custom is not None and preset is not None:
+        raise ValueError(
+            f"give either a preset ({preset!r}) or custom PGD settings, not both"
+        )
+    if custom is not None and attacks is not None:
+        raise ValueError("give either custom PGD settings or ready-built attacks, not both")
+    given = attacks is not None or custom is not None
+    preset = "custom" if given else preset or "strong"
+    if not given and preset not in PRESETS:
+        raise ValueError(f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    protocol = get_protocol(dataset)
+    for flag, value in (("budget", budget is not None), ("exhaustive", exhaustive)):
+        if value and preset != "auto":
+            raise ValueError(f"{flag} applies to the auto preset only, not {preset!r}")
+    if adapt is not None and preset != "auto":
+        raise ValueError(f"adapt applies to the auto preset only, not {preset!r}")
+    eps = resolve_eps(eps, dataset)
+    if attacks is not None:
+        wrong = [a.label for a in attacks if abs(a.attack.eps - eps) > 1e-12]
+        if wrong:
+            raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
+        return Resolution(preset, eps, list(attacks))
+    if custom is not None:
+        return Resolution(preset, eps, [custom.build(eps, seed=seed)])
+    if preset not in ("auto", "strong"):
+        specs = protocol.presets[preset]
+        return Resolution(
+            preset, eps, [spec.build(eps, seed=seed, max_batch=max_batch) for spec in specs]
+        )
+    skipped = no_sources if sources is None else None
+    if callable(sources):
+        try:
+            sources = sources()
+        except (DatasetNotFoundError, OSError) as error:
+            sources, skipped = None, f"no training split for its sources ({error})"
+    smooth = True if facts is None else facts.computes_relu
+    schedule = auto_schedule(
+        eps,
+        budget=strong_or_auto_budget(preset, budget),
+        seed=seed,
+        max_batch=max_batch,
+        num_classes=None if facts is None else facts.num_classes,
+        exhaustive=exhaustive,
+        sources=sources,
+        smooth=smooth,
+    )
+    schedule.universal_skipped = skipped
+    if not smooth:
+        schedule.smooth_skipped = "the model computes no ReLU: nothing to smooth"
+    if adapt is not None:
+        summary = adapt(eps)
+        schedule = raise_budgets(schedule, summary["warnings"], summary)
+    run = schedule.attacks
+    if preset == "strong":  # the original paper's baseline first, then auto on what it leaves
+        baseline = protocol.presets["baseline"]
+        run = [*(s.build(eps, seed=seed, max_batch=max_batch) for s in baseline), *run]
+    return Resolution(preset, eps, run, schedule.budget, schedule)
 
 
 def preset_attacks(
@@ -232,11 +251,15 @@ def preset_attacks(
     max_batch: int = 10_000,
     budget: int | None = None,
     exhaustive: bool = False,
+    facts: ModelFacts | None = None,
+    sources: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[NamedAttack]:
-    """The attacks of ``preset`` on ``dataset``, run in order on still-robust points.
+    """The attacks of ``preset`` on ``dataset``, run in order on still-robust points
+    (:func:`resolve_attacks`, so ``auto`` and ``strong`` are what :func:`benchmark` runs
+    for a model with these ``facts`` and ``sources``).
 
-    ``baseline``: the seed's baseline (PGD judged on its last iterate, one restart).
-    ``strong``: the baseline, then ``auto`` at
+    ``baseline``: the original paper's baseline (PGD judged on its last iterate, one
+    restart). ``strong``: the baseline, then ``auto`` at
     :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET` on the points it leaves.
     ``strong-pgd`` (what ``strong`` meant before ``auto``): the baseline, then PGD with a
     large step (eps/4, 3 restarts) and a small step (eps/10) on cross-entropy, then PGD on
@@ -250,31 +273,17 @@ def preset_attacks(
     :data:`lpbench.evaluation.schedule.DEFAULT_BUDGET`; ``exhaustive``: Square never gives
     a point up).
     """
-    protocol = get_protocol(dataset)
-    if eps is None and dataset is None:
-        raise ValueError("give eps: there is no default radius without a data set")
-    if budget is not None and preset != "auto":
-        raise ValueError(f"a budget applies to the auto preset only, not {preset!r}")
-    if exhaustive and preset != "auto":
-        raise ValueError(f"exhaustive applies to the auto preset only, not {preset!r}")
-    eps = protocol.eps if eps is None else eps
-    if preset in ("auto", "strong"):
-        from lpbench.evaluation.schedule import auto_schedule, strong_or_auto_budget
-
-        schedule = auto_schedule(
-            eps,
-            budget=strong_or_auto_budget(preset, budget),
-            seed=seed,
-            max_batch=max_batch,
-            exhaustive=exhaustive,
-        )
-        if preset == "auto":
-            return schedule.attacks
-        baseline = preset_attacks("baseline", dataset, eps, seed=seed, max_batch=max_batch)
-        return [*baseline, *schedule.attacks]
-    if preset not in protocol.presets:
-        raise ValueError(f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return [spec.build(eps, seed=seed, max_batch=max_batch) for spec in protocol.presets[preset]]
+    return resolve_attacks(
+        preset,
+        dataset,
+        eps=eps,
+        budget=budget,
+        exhaustive=exhaustive,
+        facts=facts,
+        sources=sources,
+        seed=seed,
+        max_batch=max_batch,
+    ).attacks
 
 
 def custom_pgd(
@@ -304,39 +313,3 @@ def custom_pgd(
         stream=label,
     )
     return NamedAttack(label, attack)
-
-
-def parse_step(text: str | float, eps: float) -> float:
-    """A step size as a number, a fraction ``a/b`` or a multiple of eps (``eps/4``, ``2*eps``)."""
-    value = float(text) if isinstance(text, (int, float)) else _parse_step_text(text, eps)
-    if not 0 < value <= 1:
-        raise ValueError(f"step size {text!r} = {value:g} must be in (0, 1]")
-    return value
-
-
-def _parse_step_text(text: str, eps: float) -> float:
-    expr = text.strip().replace(" ", "")
-    factor = 1.0
-    if "*" in expr:
-        left, _, expr = expr.partition("*")
-        factor = _number(left, text)
-    if expr.startswith("eps"):
-        value, rest = eps, expr[3:]
-    else:
-        head, _, rest = expr.partition("/")
-        value, rest = _number(head, text), f"/{rest}" if rest else ""
-    if rest:
-        if not rest.startswith("/"):
-            raise ValueError(f"cannot read step size {text!r}: use 0.01, 2.5/255 or eps/4")
-        value /= _number(rest[1:], text)
-    return value * factor
-
-
-def _number(text: str, whole: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"cannot read step size {whole!r}: use 0.01, 2.5/255 or eps/4") from None
-    if value <= 0:
-        raise ValueError(f"step size {whole!r} must be positive")
-    return value

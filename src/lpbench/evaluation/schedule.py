@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from lpbench.attacks import APGD, FGSM, Attack, Universal
-from lpbench.evaluation.protocol import AA_STANDARD, NamedAttack
+from lpbench.evaluation.specs import AA_STANDARD, NamedAttack
 
 #: Most target classes of ``auto``'s targeted attacks, and FAB-T's first share of them.
 MAX_TARGETS, FIRST_FAB_TARGETS = 9, 3
@@ -226,7 +226,7 @@ class Schedule:
         rows, total = [], 0
         for named, cap in zip(self.attacks, self.caps, strict=True):
             summary = by_label[named.label]
-            spent = summary.grad_evals + summary.queries
+            spent = summary.gradients + summary.queries
             total += spent
             shared = isinstance(named.attack, Universal)  # no per-point cap: a shared cost
             cap_total = None if shared else cap * summary.points_attacked
@@ -237,7 +237,7 @@ class Schedule:
                     "points_attacked": summary.points_attacked,
                     "points_broken": summary.points_broken,
                     "points_given_up": summary.points_given_up,
-                    "gradients": summary.grad_evals,
+                    "gradients": summary.gradients,
                     "queries": summary.queries,
                     "spent": spent,
                     "cap_total": cap_total,

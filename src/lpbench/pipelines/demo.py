@@ -2,8 +2,8 @@
 
 By default the demo takes the model zoo's LeNets of one data set (Plain, CLP, LSQ and the
 adversarially trained one on the shipped MNIST digits), so it shows in minutes, without
-training, what the seed found: CLP and LSQ look robust to the baseline attack and fall to
-the strong one. ``train=True`` (``--train``) trains fresh Plain, CLP and LSQ models instead.
+training, what the original paper found: CLP and LSQ look robust to the baseline attack and
+fall to the strong one. ``train=True`` (``--train``) trains fresh Plain, CLP and LSQ models instead.
 Built on the Python API (:mod:`lpbench.pipelines.steps`); before each step it prints the
 ``lpbench`` command that does the same thing alone, so any step can be re-run by hand.
 """
@@ -16,17 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lpbench.evaluation import custom_pgd, default_eps
+from lpbench.evaluation import CustomPGD
 from lpbench.pipelines import steps
 from lpbench.reporting import render_text
 from lpbench.training import TrainConfig, short_objective, train
 from lpbench.zoo import ZOO_PREFIX, list_entries
 
-#: The seed's first three rows, trained and compared by ``--train``.
+#: The original paper's first three rows, trained and compared by ``--train``.
 DEMO_PRESETS = ("plain", "clp", "lsq")
 #: The zoo's data set the demo shows by default, and the order of its rows.
 ZOO_DATASET = "mnist-digits"
-_SEED_ORDER = ("plain", "clp", "lsq", "plain-alp", "at50-alp", "at50", "at100-alp", "at100")
+_PAPER_ORDER = ("plain", "clp", "lsq", "plain-alp", "at50-alp", "at50", "at100-alp", "at100")
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,12 @@ class DemoSettings:
 
 
 def zoo_models(dataset: str) -> list[str]:
-    """The zoo's entries for ``dataset`` as ``zoo:`` references, in the seed's row order."""
+    """The zoo's entries for ``dataset`` as ``zoo:`` references, in the original paper's row
+    order."""
     names = [e.name.split("/", 1)[1] for e in list_entries() if e.meta["dataset"] == dataset]
     if not names:
         raise ValueError(f"the model zoo has no {dataset} models (`lpbench zoo list`)")
-    rank = {name: i for i, name in enumerate(_SEED_ORDER)}
+    rank = {name: i for i, name in enumerate(_PAPER_ORDER)}
     names.sort(key=lambda name: (rank.get(name, len(rank)), name))
     return [f"{ZOO_PREFIX}{dataset}/{name}" for name in names]
 
@@ -67,7 +68,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     s = settings
     dataset = s.dataset or ("fashion-mnist" if s.train else ZOO_DATASET)
     run = s.out
-    eps = s.eps if s.eps is not None else default_eps(dataset)
+    eps_flag = "" if s.eps is None else f" --eps {s.eps}"  # None: the data set's default
     started = time.perf_counter()
     q = shlex.quote
     shared = f"--device {q(s.device)}" + ("" if s.show_progress else " --no-progress")
@@ -107,13 +108,13 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         results = folder / "results.json"
         echo(f"== {name}: baseline and strong attacks on {s.points} test points")
         echo(
-            f"$ lpbench evaluate {q(str(model))} --preset strong --eps {eps} "
+            f"$ lpbench evaluate {q(str(model))} --preset strong{eps_flag} "
             f"--points {s.points} --name {name} --out {q(str(results))} --resume {shared}"
         )
         result, _ = steps.evaluate_checkpoint(
             model,
             preset="strong",
-            eps=eps,
+            eps=s.eps,
             points=s.points,
             name=name,
             out=results,
@@ -129,15 +130,15 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         echo(f"== {name}: restart study, histograms and step x iterations grid")
         study = folder / "restarts.json"
         echo(
-            f"$ lpbench evaluate {q(str(model))} --eps {eps} --step eps/4 --iters 40 "
+            f"$ lpbench evaluate {q(str(model))}{eps_flag} --step eps/4 --iters 40 "
             f"--restarts {s.restarts} --no-early-stop --points {s.restart_points} "
             f"--name {name} --out {q(str(study))} --resume {shared}"
         )
-        attack = custom_pgd(eps, step="eps/4", iters=40, restarts=s.restarts, early_stop=False)
+        pgd = CustomPGD(step="eps/4", iters=40, restarts=s.restarts, early_stop=False)
         steps.evaluate_checkpoint(
             model,
-            attacks=[attack],
-            eps=eps,
+            custom=pgd,
+            eps=s.eps,
             points=s.restart_points,
             name=name,
             out=study,
@@ -154,7 +155,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         )
         grid = figures / f"grid-{name}.png"
         echo(
-            f"$ lpbench grid {q(str(model))} --eps {eps} --points {s.grid_points} "
+            f"$ lpbench grid {q(str(model))}{eps_flag} --points {s.grid_points} "
             f"--steps eps/20 eps/10 eps/4 eps/2 eps --iters 5 10 20 50 "
             f"--out {q(str(grid))} {shared}"
         )
@@ -162,7 +163,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             model,
             steps=["eps/20", "eps/10", "eps/4", "eps/2", "eps"],
             iters=[5, 10, 20, 50],
-            eps=eps,
+            eps=s.eps,
             points=s.grid_points,
             out=grid,
             **common,
@@ -175,10 +176,10 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     surface = figures / "surface.png"
     echo(
         f"$ lpbench surface {q(str(sources[0]))} --compare "
-        f"{' '.join(q(str(f)) for f in sources[1:])} --eps {eps} --out {q(str(surface))} "
+        f"{' '.join(q(str(f)) for f in sources[1:])}{eps_flag} --out {q(str(surface))} "
         f"{shared}"
     )
-    planes = steps.surfaces_for_checkpoints(sources, eps=eps, out=surface, **common)
+    planes = steps.surfaces_for_checkpoints(sources, eps=s.eps, out=surface, **common)
     for name, plane, _ in planes.surfaces:
         echo(
             f"   {name}: loss {plane.loss.min():.3g} .. {plane.loss.max():.3g} on the plane "
@@ -189,7 +190,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         if s.train
         else "the model zoo (`lpbench zoo list` for how each was trained)"
     )
-    title = f"lpbench demo: LeNet on {dataset}, eps {eps}, {what}, {s.points} test points"
+    title = f"lpbench demo: LeNet on {dataset}, eps {planes.eps}, {what}, {s.points} test points"
     echo(f"$ lpbench report {q(str(run))} --title {q(title)}")
     rows, written = steps.report_for([run], title=title)
     echo("")

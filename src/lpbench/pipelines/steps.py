@@ -24,20 +24,22 @@ from lpbench.diagnostics import (
     plot_point_histograms,
     plot_restart_summary,
     plot_surfaces,
+    plot_sweep,
     resolve_label,
     step_iteration_grid,
     write_npz,
 )
 from lpbench.diagnostics.histogram import PointHistogram, RestartSummary
 from lpbench.evaluation import (
+    CustomPGD,
     EvaluationResult,
     NamedAttack,
     benchmark,
-    default_eps,
     parse_step,
     predict,
 )
 from lpbench.evaluation.check import CheckReport, check
+from lpbench.evaluation.protocol import resolve_eps
 from lpbench.io import write_json
 from lpbench.reporting import ResultRow, write_html_report, write_report
 from lpbench.reporting.collect import collect_results, figure_sections, read_results
@@ -65,19 +67,21 @@ def model_name(meta: dict[str, Any], checkpoint: str | Path) -> str:
     return meta.get("preset") or (path.name if path.is_dir() else path.parent.name)
 
 
-def default_results_name(preset: str, *, custom: bool = False) -> str:
+def default_results_name(preset: str | None, *, custom: bool = False) -> str:
     """``results.json`` for the ``strong`` preset (what ``lpbench report`` and the demo read
     from a run folder), ``results-PRESET.json`` for the others and ``results-custom.json``
-    for an attack list, so that evaluating one checkpoint with several presets keeps each."""
+    for an attack list or a custom PGD, so that evaluating one checkpoint with several presets
+    keeps each (``preset`` None: ``strong``)."""
     if custom:
         return "results-custom.json"
-    return "results.json" if preset == "strong" else f"results-{preset}.json"
+    return "results.json" if preset in (None, "strong") else f"results-{preset}.json"
 
 
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
-    preset: str = "strong",
+    preset: str | None = None,
+    custom: CustomPGD | None = None,
     attacks: Sequence[NamedAttack] | None = None,
     eps: float | None = None,
     dataset: str | None = None,
@@ -95,16 +99,21 @@ def evaluate_checkpoint(
     adapt: bool = False,
     exhaustive: bool = False,
 ) -> tuple[EvaluationResult, Path]:
-    """Evaluate a checkpoint on its data set's fixed subset; save to ``out`` (default:
-    :func:`default_results_name` beside the checkpoint)."""
+    """Evaluate a checkpoint (read once) on its data set's fixed subset; save to ``out``
+    (default: :func:`default_results_name` beside the checkpoint). ``preset`` (None:
+    ``strong``), ``custom``, ``attacks``, ``eps`` (None: the data set's default),
+    ``budget``, ``adapt`` and ``exhaustive`` go to :func:`lpbench.benchmark` as given (its
+    resolver checks them)."""
     model, meta = load_checkpoint(checkpoint, dataset=dataset)
     if out is None:
-        out = beside(checkpoint, default_results_name(preset, custom=attacks is not None))
+        given = attacks is not None or custom is not None
+        out = beside(checkpoint, default_results_name(preset, custom=given))
     out = Path(out)
     result = benchmark(
         model,
         meta["dataset"],
         preset=preset,
+        custom=custom,
         attacks=attacks,
         eps=eps,
         points=points,
@@ -179,7 +188,7 @@ def surfaces_for_checkpoints(
         model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
         dataset = meta["dataset"]
         models.append((model_name(meta, checkpoint), model))
-    eps = eps if eps is not None else default_eps(str(dataset))
+    eps = resolve_eps(eps, dataset)
     test = load_dataset(str(dataset), "test", data_dir=data_dir, progress=show_progress)
     if point is None:
         point = first_common_correct([m for _, m in models], test, device_t, str(dataset))
@@ -238,7 +247,7 @@ def grid_for_checkpoint(
     device_t = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
     dataset = meta["dataset"]
-    eps = eps if eps is not None else default_eps(dataset)
+    eps = resolve_eps(eps, dataset)
     labels = list(steps)
     values = [parse_step(text, eps) for text in labels]
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
@@ -331,7 +340,8 @@ def report_for(
     out: str | Path | None = None,
     html: bool = False,
 ) -> tuple[list[ResultRow], dict[str, Path]]:
-    """Seed-style report (Markdown, CSV, JSON; ``html``: a page too) of results or run folders.
+    """Paper-style report (Markdown, CSV, JSON; ``html``: a page too) of results files or run
+    folders.
 
     A run folder gives every results file in it and its sub-folders; a row read from
     ``results-PRESET.json`` is named ``MODEL (PRESET)``, after the model's own row.
@@ -396,7 +406,7 @@ def check_checkpoint(
     source = None
     if surrogate is not None:
         source, _ = load_checkpoint(surrogate, dataset=dataset, device=device_t)
-    eps = eps if eps is not None else default_eps(dataset)
+    eps = resolve_eps(eps, dataset)
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
     indices = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
     subset = test.subset(indices)
@@ -412,11 +422,11 @@ def check_checkpoint(
         queries=queries,
         seed=seed,
         device=device_t,
-        plot=out.with_suffix(".png"),
         surrogate=source,
         eot_iter=eot_iter,
         reevals=reevals,
     )
+    report.figure = plot_sweep(report.sweep, out.with_suffix(".png"), eps=eps)
     write_json(
         out.with_suffix(".json"),
         {

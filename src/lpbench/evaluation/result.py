@@ -1,0 +1,178 @@
+"""What an evaluation returns: per-attack summaries and the per-point result, its JSON
+form and the adversarial examples stored beside it."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from lpbench.io import atomic_write, write_json
+
+
+def _deprecated_grad_evals(value: int) -> int:
+    warnings.warn(
+        "grad_evals is deprecated: use gradients (results files keep the key 'grad_evals')",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return value
+
+
+@dataclass
+class AttackSummary:
+    """What one attack of an evaluation did (cost and time summed over processes);
+    ``gradients``: gradient evaluations (written as ``"grad_evals"`` in results files, the
+    key every results file already written uses); ``points_given_up``: points a run
+    stopped on early for too little progress."""
+
+    label: str
+    config: dict[str, Any]
+    points_attacked: int
+    points_broken: int
+    robust_accuracy_after: float
+    mean_over_restarts_accuracy: float | None
+    gradients: int
+    forward_evals: int
+    queries: int
+    wall_time_s: float
+    verification_mismatches: int = 0
+    points_given_up: int = 0
+
+    @property
+    def grad_evals(self) -> int:
+        """Deprecated name of :attr:`gradients`."""
+        return _deprecated_grad_evals(self.gradients)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, with the gradient count under the results files' ``"grad_evals"``."""
+        return {("grad_evals" if k == "gradients" else k): v for k, v in vars(self).items()}
+
+
+@dataclass
+class EvaluationResult:
+    """Clean and worst-case robust accuracy on a fixed set of points, with per-point records.
+
+    ``verification_mismatches`` lists the data-set indices whose adversarial example was
+    not adversarial when the model was re-run on it (numerical non-determinism); those
+    points count as robust.
+    """
+
+    indices: list[int]
+    labels: list[int]
+    clean_pred: list[int]
+    adv_pred: list[int]
+    robust: list[bool]
+    broken_by: list[str | None]
+    restart_records: list[dict[str, dict[str, Any]]]
+    attacks: list[AttackSummary]
+    eps: float
+    x_adv: torch.Tensor
+    clean_time_s: float
+    verified_points: int
+    verification_mismatches: list[int] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_points(self) -> int:
+        return len(self.indices)
+
+    @property
+    def clean_accuracy(self) -> float:
+        if not self.indices:
+            return float("nan")
+        correct = sum(p == y for p, y in zip(self.clean_pred, self.labels, strict=True))
+        return correct / self.num_points
+
+    @property
+    def robust_accuracy(self) -> float:
+        return sum(self.robust) / self.num_points if self.indices else float("nan")
+
+    @property
+    def gradients(self) -> int:
+        """Gradient evaluations of every attack (``"grad_evals"`` in results files)."""
+        return sum(a.gradients for a in self.attacks)
+
+    @property
+    def grad_evals(self) -> int:
+        """Deprecated name of :attr:`gradients`."""
+        return _deprecated_grad_evals(self.gradients)
+
+    @property
+    def queries(self) -> int:
+        return sum(a.queries for a in self.attacks)
+
+    @property
+    def wall_time_s(self) -> float:
+        return self.clean_time_s + sum(a.wall_time_s for a in self.attacks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: summary first, then one record per point."""
+        first = self.attacks[0] if self.attacks else None
+        points = [
+            {
+                "index": i,
+                "label": y,
+                "clean_pred": c,
+                "adv_pred": a,
+                "robust": r,
+                "broken_by": b,
+                "attacks": rec,
+            }
+            for i, y, c, a, r, b, rec in zip(
+                self.indices,
+                self.labels,
+                self.clean_pred,
+                self.adv_pred,
+                self.robust,
+                self.broken_by,
+                self.restart_records,
+                strict=True,
+            )
+        ]
+        return {
+            **self.meta,
+            "eps": self.eps,
+            "num_points": self.num_points,
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "mean_over_restarts_accuracy": first.mean_over_restarts_accuracy if first else None,
+            "grad_evals": self.gradients,  # the key of every results file already written
+            "queries": self.queries,
+            "wall_time_s": self.wall_time_s,
+            "verification": {
+                "adversarial_points_rechecked": self.verified_points,
+                "mismatches": len(self.verification_mismatches),
+                "mismatched_indices": self.verification_mismatches,
+                "rule": "a stored example counts only if, re-run, it is misclassified, within "
+                "the eps-ball and in [0, 1]; a mismatch counts the point as robust",
+            },
+            "attacks": [a.to_dict() for a in self.attacks],
+            "subset_indices": self.indices,
+            "points": points,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (JSON) and, beside it, the adversarial examples (safetensors)."""
+        path = Path(path)
+        adv_path = path.with_suffix(".adv.safetensors")
+        broken = torch.tensor([not r for r in self.robust], dtype=torch.bool)
+        tensors = {
+            "indices": torch.tensor(self.indices, dtype=torch.int64)[broken],
+            "x_adv": self.x_adv[broken].contiguous().cpu(),
+        }
+        atomic_write(adv_path, lambda tmp: save_file(tensors, str(tmp)))
+        data = self.to_dict()
+        data["adversarial_examples"] = adv_path.name
+        return write_json(path, data)
+
+
+
+def load_adversarial(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (indices, x_adv) stored beside a results file."""
+    tensors = load_file(str(path))
+    return tensors["indices"], tensors["x_adv"]

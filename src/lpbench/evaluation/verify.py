@@ -1,0 +1,70 @@
+"""Re-running the model on adversarial examples: predictions, which examples are truly
+adversarial (in the eps-ball, in [0, 1], misclassified) and a strict check that raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class VerificationError(RuntimeError):
+    """A stored adversarial example does not do what the evaluation claimed."""
+
+
+
+def predict(
+    model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    """Predicted classes of ``x`` (on the CPU), ``batch_size`` inputs at a time."""
+    with torch.no_grad():
+        return torch.cat(
+            [
+                model(x[i : i + batch_size].to(device)).argmax(1).cpu()
+                for i in range(0, len(x), batch_size)
+            ]
+            or [torch.zeros(0, dtype=torch.int64)]
+        )
+
+
+def adversarial_mask(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+    tol: float = 1e-6,
+) -> torch.Tensor:
+    """Per example: inside the eps-ball, inside [0, 1] and misclassified when re-run."""
+    if len(x_adv) == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    dist = (x_adv - x).flatten(1).abs().max(dim=1).values
+    in_box = (x_adv.flatten(1).min(dim=1).values >= 0) & (x_adv.flatten(1).max(dim=1).values <= 1)
+    wrong = predict(model, x_adv, batch_size, torch.device(device)) != y.cpu()
+    return (dist.cpu() <= eps + tol) & in_box.cpu() & wrong
+
+
+def verify_adversarial(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    **options: Any,
+) -> int:
+    """Check every example as :func:`adversarial_mask` does (same ``options``); raise on any
+    failure. For checking stored results by hand; evaluations count failures as robust.
+    """
+    ok = adversarial_mask(model, x, x_adv, y, eps, **options)
+    if not ok.all():
+        raise VerificationError(
+            f"{int((~ok).sum())} of {len(ok)} stored adversarial examples are outside the "
+            "eps-ball or [0, 1], or classified correctly when the model is re-run on them"
+        )
+    return len(x_adv)
+
+

@@ -107,3 +107,27 @@ def test_values_are_checked_while_parsing(argv: list[str], message: str, capsys)
         main(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_train_flags_override_the_recipe() -> None:
+    from lpbench.commands.train import TrainSettings, train_config
+    from lpbench.settings import from_namespace
+    from lpbench.training import recipe_config
+
+    argv = "train --preset clp --dataset mnist --epochs 2 --lr 0.01 --seed 3 --clp 0.5"
+    argv += " --weight-decay 0.001 --adv-iters 3 --adv-target ll --width 8 --checkpoint-every 5"
+    settings = from_namespace(TrainSettings, build_parser().parse_args(argv.split()))
+    assert train_config(settings) == recipe_config(
+        "clp",
+        "mnist",
+        epochs=2,
+        lr=0.01,
+        seed=3,
+        clp=0.5,
+        weight_decay=0.001,
+        adv_iters=3,
+        adv_target="ll",
+        model_options={"width": 8},
+        checkpoint_every=5,
+        eval_adv_points=0,
+    )

@@ -229,3 +229,42 @@ def test_demo_evaluates_the_zoo_without_training(tmp_path, capsys) -> None:
         assert data["checkpoint"] == f"zoo:mnist-digits/{name}"
     assert (run_dir / "figures" / "surface.png").stat().st_size > 1000
     assert "zoo" in (run_dir / "report.md").read_text()
+
+
+def test_evaluation_lines_show_each_attack_the_auto_schedule_and_mismatches(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from lpbench.commands.evaluate import evaluation_lines
+
+    def attack(label, grad_evals, queries, **more):
+        return SimpleNamespace(
+            label=label, robust_accuracy_after=0.5, points_attacked=10, points_given_up=0,
+            grad_evals=grad_evals, queries=queries, config=more,
+        )  # fmt: skip
+
+    schedule = {
+        "budget_per_point": 2000, "shared": 5000, "spent": 12345, "spent_per_point_mean": 1234.5,
+        "universal_skipped": "too few points", "check": {"verdict": "check: 1 of 9 probes warn"},
+        "raised": [
+            {"probe": "restarts", "attack": "apgd-ce", "setting": "runs", "from": 100, "to": 400}
+        ],
+    }  # fmt: skip
+    attacks = [attack("apgd-ce", 2000, 0, score="any"), attack("square", 0, 300)]
+    result = SimpleNamespace(
+        clean_accuracy=1.0, robust_accuracy=0.5, num_points=10, grad_evals=2000, queries=300,
+        wall_time_s=1.25, attacks=attacks, meta={"schedule": schedule}, verification_mismatches=[7],
+    )  # fmt: skip
+    assert evaluation_lines(result, 0.3, tmp_path / "r.json") == [
+        "clean accuracy 100.0%, robust accuracy 50.0% at eps 0.3 over 10 points "
+        "(2,000 gradient evaluations, 300 queries, 1.2 s)",
+        "  after apgd-ce               50.0%  (10 points attacked, 2,000 grad evals, "
+        "any-iterate scoring)",
+        "  after square                50.0%  (10 points attacked, 300 queries)",
+        "  auto budget 2,000 gradients + queries per point (and 5,000 in all for the universal "
+        "perturbations); spent 12,345 in all, 1234.5 per point on average",
+        "  universal perturbations skipped: too few points",
+        "  check: 1 of 9 probes warn",
+        "  restarts warned: apgd-ce runs raised, cap 100 -> 400 per point",
+        "  1 adversarial example(s) failed the re-check and count as robust: data-set indices [7]",
+        f"results: {tmp_path / 'r.json'}",
+    ]

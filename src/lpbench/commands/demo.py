@@ -1,0 +1,59 @@
+"""``lpbench demo``: the zoo's models (or fresh ones) under baseline and strong attacks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from lpbench.commands._options import DataOptions, dataset_option, eps_option
+from lpbench.pipelines.demo import ZOO_DATASET, DemoSettings, run_demo
+from lpbench.settings import Command, call_with, option, positive_int
+
+#: DemoSettings' defaults, the ones the options show.
+_DEFAULT = {item.name: item.default for item in fields(DemoSettings)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoCommandSettings(DataOptions):
+    """``lpbench demo``: DemoSettings as options, and the run folder."""
+
+    train: bool = option(_DEFAULT["train"], "train fresh Plain, CLP and LSQ models instead")
+    dataset: str | None = dataset_option(
+        f"default: {ZOO_DATASET} (the zoo's), fashion-mnist with --train"
+    )
+    epochs: int = option(_DEFAULT["epochs"], "--train only: epochs per model", type=positive_int)
+    eps: float | None = eps_option("default: data set's")
+    points: int = option(_DEFAULT["points"], "evaluation subset size", type=positive_int)
+    train_points: int | None = option(
+        _DEFAULT["train_points"], "train on a fixed subset", type=positive_int
+    )
+    seed: int = option(_DEFAULT["seed"], "seed of training and attacks", type=int)
+    restarts: int = option(
+        _DEFAULT["restarts"], "restarts of the histogram study", type=positive_int
+    )
+    restart_points: int = option(
+        _DEFAULT["restart_points"], "points of the histogram study", type=positive_int
+    )
+    grid_points: int = option(
+        _DEFAULT["grid_points"], "points of the step x iters grid", type=positive_int
+    )
+    out: Path | None = option(None, "run folder (default runs/demo-TIME)", type=Path)
+
+
+def run(settings: DemoCommandSettings) -> int:
+    """Run the demo, printing each step as it goes; exit code 0."""
+    out = settings.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    run_demo(call_with(DemoSettings, settings, out=out), echo=lambda line: print(line, flush=True))
+    return 0
+
+
+COMMAND = Command(
+    "demo",
+    "the zoo's Plain, CLP, LSQ and AT models: baseline vs strong, figures, report",
+    DemoCommandSettings,
+    run,
+    description="Evaluate the model zoo's LeNets (MNIST digits shipped with lpbench) with the "
+    "baseline and the strong attack, draw restart histograms, step x iterations grids and "
+    "loss surfaces, write report.md. --train trains fresh Plain, CLP and LSQ models instead.",
+)

@@ -1,0 +1,241 @@
+"""``lpbench evaluate``: clean and robust accuracy of a checkpoint under an attack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lpbench.commands._options import (
+    DataOptions,
+    checkpoint_argument,
+    dataset_option,
+    emit,
+    eps_option,
+    is_main_process_today,
+    subset_seed_option,
+)
+from lpbench.evaluation import (
+    AUTO_CONTAINS_AA_BUDGET,
+    DEFAULT_BUDGET,
+    PRESETS,
+    WARM_SQUARE_QUERIES,
+    EvaluationResult,
+    NamedAttack,
+    custom_pgd,
+    default_eps,
+)
+from lpbench.settings import Command, call_with, option, positive_int
+
+DEFAULT_PRESET = "strong"
+FREE_FLAGS = "--step/--iters/--restarts/--loss/--score/--targeted/--no-early-stop"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateSettings(DataOptions):
+    """``lpbench evaluate``: a preset (None: strong) or the free flags of one custom PGD."""
+
+    checkpoint: str = checkpoint_argument()
+    preset: str | None = option(
+        None,
+        f"attack preset (default: {DEFAULT_PRESET}: the baseline, then auto at "
+        f"{AUTO_CONTAINS_AA_BUDGET}); strong-pgd: the baseline, then lpbench's PGD set (what "
+        "strong meant before auto); aa-standard: AutoAttack's standard version; auto: "
+        "budgeted ladder of universal perturbations, FGSM, APGD-DLR (also through a smoothed "
+        "ReLU backward pass), APGD-CE, smoothed APGD-T, FAB-T, APGD-T, Square",
+        choices=PRESETS,
+    )
+    budget: int | None = option(
+        None,
+        f"auto only: gradients + queries per point (default: {DEFAULT_BUDGET}; with "
+        f"--exhaustive, {AUTO_CONTAINS_AA_BUDGET} or more runs everything aa-standard runs; "
+        f"above {AUTO_CONTAINS_AA_BUDGET}, up to {WARM_SQUARE_QUERIES} go to a Square started "
+        "from each point's nearest miss)",
+        type=positive_int,
+    )
+    exhaustive: bool = option(
+        False,
+        "auto only: its APGD-T and Square run every point to the end instead of giving up "
+        "points that make too little progress",
+    )
+    adapt: bool = option(
+        False,
+        "auto only: run `lpbench check` first; each probe that warns raises the budget of the "
+        "attack that can expose it (recorded in the results' schedule)",
+    )
+    dataset: str | None = dataset_option()
+    eps: float | None = eps_option()
+    step: str | None = option(None, "custom PGD step: 0.01, 2.5/255 or eps/4 (default eps/4)")
+    iters: int | None = option(None, "custom PGD iterations", type=positive_int)
+    restarts: int | None = option(None, "custom PGD restarts", type=positive_int)
+    loss: str | None = option(None, "custom PGD loss", choices=("ce", "margin", "dlr"))
+    score: str | None = option(
+        None,
+        "custom PGD: a restart succeeds if its last iterate is adversarial (the seed's "
+        "cleverhans baseline) or if any iterate is (default: any)",
+        choices=("last", "any"),
+    )
+    targeted: str | None = option(
+        None,
+        "custom PGD towards the least-likely class or a random class fixed per point",
+        choices=("ll", "random"),
+    )
+    no_early_stop: bool = option(False, "run every restart to the end (exact per-restart losses)")
+    points: int = option(1000, "size of the fixed evaluation subset", type=positive_int)
+    subset_seed: int = subset_seed_option()
+    seed: int = option(0, "attack seed", type=int)
+    batch_size: int | None = option(
+        None,
+        "rows (points x restarts) per forward pass (default: 256 CPU, 8192 GPU)",
+        type=positive_int,
+    )
+    name: str | None = option(None, "model name in reports")
+    out: Path | None = option(
+        None,
+        "results JSON (default beside the checkpoint: results.json for strong, "
+        "results-PRESET.json for another preset, results-custom.json for an attack list)",
+        type=Path,
+    )
+    resume: bool = option(
+        False, "continue an interrupted evaluation from its journal (OUT.journal/)"
+    )
+
+
+def _check_auto_only_today(settings: EvaluateSettings) -> None:
+    """TODAY: --budget, --adapt and --exhaustive apply to --preset auto only.
+
+    Delete once evaluate_checkpoint checks this itself.
+    """
+    if settings.budget is not None and settings.preset != "auto":
+        raise ValueError("--budget applies to --preset auto only")
+    for flag in ("adapt", "exhaustive"):
+        if getattr(settings, flag) and settings.preset != "auto":
+            raise ValueError(f"--{flag} applies to --preset auto only")
+
+
+def _resolve_eps_today(settings: EvaluateSettings) -> float:
+    """TODAY: --eps, else the radius of the data set (--dataset, else the checkpoint's).
+
+    Delete once evaluate_checkpoint resolves eps itself.
+    """
+    from lpbench.training import read_checkpoint_meta
+
+    if settings.eps is not None:
+        return settings.eps
+    return default_eps(settings.dataset or read_checkpoint_meta(settings.checkpoint)["dataset"])
+
+
+def _custom_attacks_today(settings: EvaluateSettings, eps: float) -> list[NamedAttack] | None:
+    """TODAY: a custom PGD when any free attack flag is given, else None (use the preset).
+
+    Becomes a ``CustomPGD`` for evaluate_checkpoint's ``custom`` once evaluation lands it.
+    """
+    s = settings
+    free = [s.step, s.iters, s.restarts, s.loss, s.score, s.targeted]
+    if all(v is None for v in free) and not s.no_early_stop:
+        return None
+    if s.preset is not None:
+        raise ValueError(f"give either --preset or the free attack flags ({FREE_FLAGS}), not both")
+    return [
+        custom_pgd(
+            eps,
+            step=s.step,
+            iters=s.iters,
+            restarts=s.restarts,
+            loss=s.loss,
+            score=s.score,
+            targeted=s.targeted,
+            early_stop=not s.no_early_stop,
+            seed=s.seed,
+        )
+    ]
+
+
+def evaluation_lines(result: EvaluationResult, eps: float, out: Path) -> list[str]:
+    """The summary of an EvaluationResult: accuracies and cost, one line per attack, the auto
+    schedule, failed re-checks and where the results are."""
+    cost = f"{result.grad_evals:,} gradient evaluations"
+    if result.queries:
+        cost += f", {result.queries:,} queries"
+    lines = [
+        f"clean accuracy {result.clean_accuracy:.1%}, robust accuracy "
+        f"{result.robust_accuracy:.1%} at eps {eps} over {result.num_points} points "
+        f"({cost}, {result.wall_time_s:.1f} s)"
+    ]
+    for summary in result.attacks:
+        given_up = f", {summary.points_given_up} given up" if summary.points_given_up else ""
+        if summary.queries and not summary.grad_evals:  # a score-based (black-box) attack
+            spent = f"{summary.queries:,} queries"
+        else:
+            spent = f"{summary.grad_evals:,} grad evals"
+        if "score" in summary.config:
+            spent += f", {summary.config['score']}-iterate scoring"
+        lines.append(
+            f"  after {summary.label:<20} {summary.robust_accuracy_after:6.1%}  "
+            f"({summary.points_attacked} points attacked{given_up}, {spent})"
+        )
+    schedule = result.meta.get("schedule")
+    if schedule is not None:
+        lines += _schedule_lines(schedule)
+    if result.verification_mismatches:
+        lines.append(
+            f"  {len(result.verification_mismatches)} adversarial example(s) failed the "
+            "re-check and count as robust: data-set indices "
+            f"{result.verification_mismatches[:20]}"
+        )
+    lines.append(f"results: {out}")
+    return lines
+
+
+def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
+    """The auto preset's budget, what it spent and skipped, and what the check raised."""
+    shared = (
+        f" (and {schedule['shared']:,} in all for the universal perturbations)"
+        if schedule.get("shared")
+        else ""
+    )
+    lines = [
+        f"  auto budget {schedule['budget_per_point']:,} gradients + queries per point{shared}"
+        f"; spent {schedule['spent']:,} in all, {schedule['spent_per_point_mean']:.1f} "
+        "per point on average"
+    ]
+    if schedule.get("universal_skipped"):
+        lines.append(f"  universal perturbations skipped: {schedule['universal_skipped']}")
+    if schedule.get("smooth_skipped"):
+        lines.append(f"  smoothed APGD-DLR runs skipped: {schedule['smooth_skipped']}")
+    if "check" in schedule:
+        lines.append(f"  {schedule['check']['verdict']}")
+    for r in schedule.get("raised", []):
+        lines.append(
+            f"  {r['probe']} warned: {r['attack']} {r['setting']} raised, cap "
+            f"{r['from']:,} -> {r['to']:,} per point"
+        )
+    return lines
+
+
+def run(settings: EvaluateSettings) -> int:
+    """Evaluate; only torchrun's rank 0 prints. Exit code 0."""
+    from lpbench.pipelines.steps import evaluate_checkpoint
+
+    _check_auto_only_today(settings)
+    eps = _resolve_eps_today(settings)
+    result, out = call_with(
+        evaluate_checkpoint,
+        settings,
+        preset=settings.preset or DEFAULT_PRESET,
+        attacks=_custom_attacks_today(settings, eps),
+        eps=eps,
+    )
+    if is_main_process_today():
+        emit(evaluation_lines(result, eps, out))
+    return 0
+
+
+COMMAND = Command(
+    "evaluate",
+    "attack a checkpoint on the fixed test subset",
+    EvaluateSettings,
+    run,
+    description="Clean and worst-case robust accuracy of a checkpoint under an attack preset "
+    "or a custom PGD; writes per-point JSON.",
+)

@@ -236,10 +236,10 @@ def test_evaluation_lines_show_each_attack_the_auto_schedule_and_mismatches(tmp_
 
     from lpbench.commands.evaluate import evaluation_lines
 
-    def attack(label, grad_evals, queries, **more):
+    def attack(label, gradients, queries, **more):
         return SimpleNamespace(
             label=label, robust_accuracy_after=0.5, points_attacked=10, points_given_up=0,
-            grad_evals=grad_evals, queries=queries, config=more,
+            gradients=gradients, queries=queries, config=more,
         )  # fmt: skip
 
     schedule = {
@@ -251,10 +251,11 @@ def test_evaluation_lines_show_each_attack_the_auto_schedule_and_mismatches(tmp_
     }  # fmt: skip
     attacks = [attack("apgd-ce", 2000, 0, score="any"), attack("square", 0, 300)]
     result = SimpleNamespace(
-        clean_accuracy=1.0, robust_accuracy=0.5, num_points=10, grad_evals=2000, queries=300,
-        wall_time_s=1.25, attacks=attacks, meta={"schedule": schedule}, verification_mismatches=[7],
+        clean_accuracy=1.0, robust_accuracy=0.5, num_points=10, gradients=2000, queries=300,
+        eps=0.3, wall_time_s=1.25, attacks=attacks, meta={"schedule": schedule},
+        verification_mismatches=[7],
     )  # fmt: skip
-    assert evaluation_lines(result, 0.3, tmp_path / "r.json") == [
+    assert evaluation_lines(result, tmp_path / "r.json") == [
         "clean accuracy 100.0%, robust accuracy 50.0% at eps 0.3 over 10 points "
         "(2,000 gradient evaluations, 300 queries, 1.2 s)",
         "  after apgd-ce               50.0%  (10 points attacked, 2,000 grad evals, "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +72,3 @@ def emit(lines: Iterable[str]) -> None:
     """Print ``lines``, one each."""
     for line in lines:
         print(line, flush=True)
-
-
-def is_main_process_today() -> bool:
-    """TODAY: whether this is torchrun's rank 0 (or no torchrun), read from $RANK.
-
-    Replace with lpbench.distributed's is-main-process helper once it lands.
-    """
-    return int(os.environ.get("RANK", "0")) == 0

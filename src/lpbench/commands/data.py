@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,21 +22,14 @@ class DataSettings(ProgressOption):
     data_dir: Path | None = option(None, "root (default $LPBENCH_DATA or cache)", type=Path)
 
 
-def _data_root_today(settings: DataSettings) -> Path:
-    """TODAY: --data-dir, else $LPBENCH_DATA, else the user cache (lpbench.data's rule)."""
-    from lpbench.data.datasets import cache_dir
-
-    return Path(settings.data_dir or os.environ.get("LPBENCH_DATA") or cache_dir())
-
-
 def run(settings: DataSettings) -> int:
     """Prepare the data set; exit code 0."""
-    from lpbench.data import prepare_mnist_digits, prepare_tiny_imagenet
+    from lpbench.data import data_root, prepare_mnist_digits, prepare_tiny_imagenet
 
     tiny = settings.dataset == "tiny-imagenet"
     prepare = prepare_tiny_imagenet if tiny else prepare_mnist_digits
     out = prepare(
-        _data_root_today(settings) / settings.dataset,
+        data_root(settings.data_dir) / settings.dataset,
         settings.source,
         download_archive=not settings.no_download,
         progress=settings.show_progress,

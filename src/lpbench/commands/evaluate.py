@@ -12,22 +12,20 @@ from lpbench.commands._options import (
     dataset_option,
     emit,
     eps_option,
-    is_main_process_today,
     subset_seed_option,
 )
+from lpbench.distributed import is_main_process
 from lpbench.evaluation import (
     AUTO_CONTAINS_AA_BUDGET,
     DEFAULT_BUDGET,
+    DEFAULT_PRESET,
     PRESETS,
     WARM_SQUARE_QUERIES,
+    CustomPGD,
     EvaluationResult,
-    NamedAttack,
-    custom_pgd,
-    default_eps,
 )
 from lpbench.settings import Command, call_with, option, positive_int
 
-DEFAULT_PRESET = "strong"
 FREE_FLAGS = "--step/--iters/--restarts/--loss/--score/--targeted/--no-early-stop"
 
 
@@ -39,8 +37,8 @@ class EvaluateSettings(DataOptions):
     preset: str | None = option(
         None,
         f"attack preset (default: {DEFAULT_PRESET}: the baseline, then auto at "
-        f"{AUTO_CONTAINS_AA_BUDGET}); strong-pgd: the baseline, then lpbench's PGD set (what "
-        "strong meant before auto); aa-standard: AutoAttack's standard version; auto: "
+        f"{AUTO_CONTAINS_AA_BUDGET}); strong-pgd: the baseline, then lpbench's PGD set; "
+        "aa-standard: AutoAttack's standard version; auto: "
         "budgeted ladder of universal perturbations, FGSM, APGD-DLR (also through a smoothed "
         "ReLU backward pass), APGD-CE, smoothed APGD-T, FAB-T, APGD-T, Square",
         choices=PRESETS,
@@ -71,7 +69,7 @@ class EvaluateSettings(DataOptions):
     loss: str | None = option(None, "custom PGD loss", choices=("ce", "margin", "dlr"))
     score: str | None = option(
         None,
-        "custom PGD: a restart succeeds if its last iterate is adversarial (the seed's "
+        "custom PGD: a restart succeeds if its last iterate is adversarial (the paper's "
         "cleverhans baseline) or if any iterate is (default: any)",
         choices=("last", "any"),
     )
@@ -101,73 +99,42 @@ class EvaluateSettings(DataOptions):
     )
 
 
-def _check_auto_only_today(settings: EvaluateSettings) -> None:
-    """TODAY: --budget, --adapt and --exhaustive apply to --preset auto only.
-
-    Delete once evaluate_checkpoint checks this itself.
-    """
-    if settings.budget is not None and settings.preset != "auto":
-        raise ValueError("--budget applies to --preset auto only")
-    for flag in ("adapt", "exhaustive"):
-        if getattr(settings, flag) and settings.preset != "auto":
-            raise ValueError(f"--{flag} applies to --preset auto only")
-
-
-def _resolve_eps_today(settings: EvaluateSettings) -> float:
-    """TODAY: --eps, else the radius of the data set (--dataset, else the checkpoint's).
-
-    Delete once evaluate_checkpoint resolves eps itself.
-    """
-    from lpbench.training import read_checkpoint_meta
-
-    if settings.eps is not None:
-        return settings.eps
-    return default_eps(settings.dataset or read_checkpoint_meta(settings.checkpoint)["dataset"])
-
-
-def _custom_attacks_today(settings: EvaluateSettings, eps: float) -> list[NamedAttack] | None:
-    """TODAY: a custom PGD when any free attack flag is given, else None (use the preset).
-
-    Becomes a ``CustomPGD`` for evaluate_checkpoint's ``custom`` once evaluation lands it.
-    """
+def custom_pgd_settings(settings: EvaluateSettings) -> CustomPGD | None:
+    """The custom PGD the free attack flags describe, or None when none is given."""
     s = settings
     free = [s.step, s.iters, s.restarts, s.loss, s.score, s.targeted]
     if all(v is None for v in free) and not s.no_early_stop:
         return None
     if s.preset is not None:
         raise ValueError(f"give either --preset or the free attack flags ({FREE_FLAGS}), not both")
-    return [
-        custom_pgd(
-            eps,
-            step=s.step,
-            iters=s.iters,
-            restarts=s.restarts,
-            loss=s.loss,
-            score=s.score,
-            targeted=s.targeted,
-            early_stop=not s.no_early_stop,
-            seed=s.seed,
-        )
-    ]
+    return CustomPGD(
+        step=s.step,
+        iters=s.iters,
+        restarts=s.restarts,
+        loss=s.loss,
+        score=s.score,
+        targeted=s.targeted,
+        early_stop=not s.no_early_stop,
+    )
 
 
-def evaluation_lines(result: EvaluationResult, eps: float, out: Path) -> list[str]:
+def evaluation_lines(result: EvaluationResult, out: Path) -> list[str]:
     """The summary of an EvaluationResult: accuracies and cost, one line per attack, the auto
     schedule, failed re-checks and where the results are."""
-    cost = f"{result.grad_evals:,} gradient evaluations"
+    cost = f"{result.gradients:,} gradient evaluations"
     if result.queries:
         cost += f", {result.queries:,} queries"
     lines = [
         f"clean accuracy {result.clean_accuracy:.1%}, robust accuracy "
-        f"{result.robust_accuracy:.1%} at eps {eps} over {result.num_points} points "
+        f"{result.robust_accuracy:.1%} at eps {result.eps} over {result.num_points} points "
         f"({cost}, {result.wall_time_s:.1f} s)"
     ]
     for summary in result.attacks:
         given_up = f", {summary.points_given_up} given up" if summary.points_given_up else ""
-        if summary.queries and not summary.grad_evals:  # a score-based (black-box) attack
+        if summary.queries and not summary.gradients:  # a score-based (black-box) attack
             spent = f"{summary.queries:,} queries"
         else:
-            spent = f"{summary.grad_evals:,} grad evals"
+            spent = f"{summary.gradients:,} grad evals"
         if "score" in summary.config:
             spent += f", {summary.config['score']}-iterate scoring"
         lines.append(
@@ -217,17 +184,9 @@ def run(settings: EvaluateSettings) -> int:
     """Evaluate; only torchrun's rank 0 prints. Exit code 0."""
     from lpbench.pipelines.steps import evaluate_checkpoint
 
-    _check_auto_only_today(settings)
-    eps = _resolve_eps_today(settings)
-    result, out = call_with(
-        evaluate_checkpoint,
-        settings,
-        preset=settings.preset or DEFAULT_PRESET,
-        attacks=_custom_attacks_today(settings, eps),
-        eps=eps,
-    )
-    if is_main_process_today():
-        emit(evaluation_lines(result, eps, out))
+    result, out = call_with(evaluate_checkpoint, settings, custom=custom_pgd_settings(settings))
+    if is_main_process():
+        emit(evaluation_lines(result, out))
     return 0
 
 

@@ -39,6 +39,6 @@ COMMAND = Command(
     description="Collect results files (or run folders holding results.json or "
     "results-PRESET.json files, the latter as rows named 'MODEL (PRESET)', and a figures/ "
     "folder) into report.md, report.csv and report.json. The baseline column is the attack "
-    "labelled 'baseline' (the seed's, in `strong`); without one it is the first attack, named "
+    "labelled 'baseline' (the paper's, in `strong`); without one it is the first attack, named "
     "beside its accuracy (e.g. apgd-ce for auto).",
 )

@@ -6,7 +6,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from lpbench.commands._options import DataOptions, dataset_option, emit, is_main_process_today
+from lpbench.commands._options import DataOptions, dataset_option, emit
+from lpbench.distributed import is_main_process
 from lpbench.models import MODELS
 from lpbench.settings import Command, call_with, fraction, non_negative, option, positive_int
 from lpbench.training import TrainConfig, describe_recipes, recipe_config, train
@@ -148,7 +149,7 @@ def run(settings: TrainSettings) -> int:
     config = train_config(settings)
     out = settings.out or default_out(config)
     _, history = call_with(train, settings, config=config, out_dir=out)
-    if is_main_process_today():
+    if is_main_process():
         emit(train_lines(config, history, out))
     return 0
 

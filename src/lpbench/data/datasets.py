@@ -232,6 +232,12 @@ def cache_dir() -> Path:
     return Path(base) / "lpbench"
 
 
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """Where a prepared data set's folder goes: ``data_dir``, else ``$LPBENCH_DATA``, else
+    :func:`cache_dir`."""
+    return Path(data_dir or os.environ.get("LPBENCH_DATA") or cache_dir()).expanduser()
+
+
 def _search_dirs(info: DatasetInfo, data_dir: str | os.PathLike | None) -> list[tuple[Path, bool]]:
     """Folders to look in, in order, each with whether its files are verified by default."""
     dirs: list[tuple[Path, bool]] = []

@@ -25,7 +25,7 @@ from lpbench.evaluation.check import NothingToCheck, check
 from lpbench.evaluation.evaluate import evaluate
 from lpbench.evaluation.journal import discard_journal
 from lpbench.evaluation.preflight import ModelFacts, prepared
-from lpbench.evaluation.protocol import CustomPGD, Sources, resolve_attacks
+from lpbench.evaluation.protocol import CustomPGD, Sources, check_request, resolve_attacks
 from lpbench.evaluation.result import EvaluationResult
 from lpbench.evaluation.schedule import UNIVERSAL_SOURCES_PER_CLASS
 from lpbench.evaluation.specs import NamedAttack
@@ -143,6 +143,16 @@ def benchmark(
     :func:`lpbench.evaluation.preflight.prepared`.
     """
     dataset = data if isinstance(data, str) else None
+    check_request(
+        preset,
+        dataset,
+        eps=eps,
+        custom=custom,
+        attacks=attacks,
+        budget=budget,
+        exhaustive=exhaustive,
+        adapt=adapt,
+    )
     shard = distributed.setup(device)
     device = shard.device
     batch_size = batch_size or default_batch_rows(device)

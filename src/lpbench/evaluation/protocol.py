@@ -81,6 +81,8 @@ GENERIC = _protocol(AttackSpec("baseline", "eps/10", 40, score="last"))
 #: ``strong`` is the data set's baseline, then ``auto`` at
 #: :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET`.
 PRESETS = ("baseline", "strong", "strong-pgd", "aa-standard", "auto")
+#: The preset an evaluation runs when none is named.
+DEFAULT_PRESET = "strong"
 #: The registry's default radii by data set (read from :data:`lpbench.data.DATASETS`).
 DEFAULT_EPS: dict[str, float] = {name: info.eps for name, info in DATASETS.items()}
 
@@ -153,6 +155,46 @@ class Resolution:
     schedule: Schedule | None = None
 
 
+def check_request(
+    preset: str | None,
+    dataset: str | None,
+    *,
+    eps: float | None = None,
+    custom: CustomPGD | None = None,
+    attacks: Sequence[NamedAttack] | None = None,
+    budget: int | None = None,
+    exhaustive: bool = False,
+    adapt: bool = False,
+) -> tuple[str, float]:
+    """The preset that runs (``"custom"`` for a custom PGD or given attacks) and the radius,
+    after checking the request as :func:`resolve_attacks` describes; cheap (no model, no
+    data), so callers run it before loading anything. Raises ValueError."""
+    if custom is not None and preset is not None:
+        raise ValueError(
+            f"give either a preset ({preset!r}) or custom PGD settings, not both"
+        )
+    if custom is not None and attacks is not None:
+        raise ValueError("give either custom PGD settings or ready-built attacks, not both")
+    given = attacks is not None or custom is not None
+    preset = "custom" if given else preset or DEFAULT_PRESET
+    if not given and preset not in PRESETS:
+        raise ValueError(f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    get_protocol(dataset)
+    for flag, value in (("budget", budget is not None), ("exhaustive", exhaustive)):
+        if value and preset != "auto":
+            raise ValueError(f"{flag} applies to the auto preset only, not {preset!r}")
+    if adapt and preset != "auto":
+        raise ValueError(f"adapt applies to the auto preset only, not {preset!r}")
+    eps = resolve_eps(eps, dataset)
+    if attacks is not None:
+        wrong = [a.label for a in attacks if abs(a.attack.eps - eps) > 1e-12]
+        if wrong:
+            raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
+    if custom is not None:
+        custom.build(eps)  # its settings are checked where the PGD is built
+    return preset, eps
+
+
 def resolve_attacks(
     preset: str | None,
     dataset: str | None,
@@ -183,27 +225,18 @@ def resolve_attacks(
     summary, whose ``warnings`` raise the schedule's budgets
     (:func:`lpbench.evaluation.schedule.raise_budgets`).
     """
-    if custom is not None and preset is not None:
-        raise ValueError(
-            f"give either a preset ({preset!r}) or custom PGD settings, not both"
-        )
-    if custom is not None and attacks is not None:
-        raise ValueError("give either custom PGD settings or ready-built attacks, not both")
-    given = attacks is not None or custom is not None
-    preset = "custom" if given else preset or "strong"
-    if not given and preset not in PRESETS:
-        raise ValueError(f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    preset, eps = check_request(
+        preset,
+        dataset,
+        eps=eps,
+        custom=custom,
+        attacks=attacks,
+        budget=budget,
+        exhaustive=exhaustive,
+        adapt=adapt is not None,
+    )
     protocol = get_protocol(dataset)
-    for flag, value in (("budget", budget is not None), ("exhaustive", exhaustive)):
-        if value and preset != "auto":
-            raise ValueError(f"{flag} applies to the auto preset only, not {preset!r}")
-    if adapt is not None and preset != "auto":
-        raise ValueError(f"adapt applies to the auto preset only, not {preset!r}")
-    eps = resolve_eps(eps, dataset)
     if attacks is not None:
-        wrong = [a.label for a in attacks if abs(a.attack.eps - eps) > 1e-12]
-        if wrong:
-            raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
         return Resolution(preset, eps, list(attacks))
     if custom is not None:
         return Resolution(preset, eps, [custom.build(eps, seed=seed)])

@@ -534,6 +534,21 @@ def cmd_plot_training(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_tf(args: argparse.Namespace) -> int:
+    from lpbench.models.import_tf import import_tf
+
+    path = import_tf(
+        args.checkpoint_prefix,
+        arch=args.arch,
+        dataset=args.dataset,
+        out=args.out,
+        signed_inputs=args.signed_inputs,
+        ema=args.ema,
+    )
+    print(f"imported {args.checkpoint_prefix} as {args.arch} for {args.dataset}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lpbench", description="Train logit-pairing defenses and evaluate them honestly."
@@ -596,6 +611,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="PNG (default RUN/training.png)")
     p.add_argument("--title", default=None)
     p.set_defaults(func=cmd_plot_training)
+
+    p = sub.add_parser(
+        "import-tf",
+        help="import a TensorFlow checkpoint of the logit-pairing paper",
+        description="Convert a TF1 checkpoint (PREFIX.index + PREFIX.data-*) written by the "
+        "original code into an lpbench run folder (safetensors + model.json), checking every "
+        "variable, shape and checksum. TensorFlow is not needed.",
+    )
+    p.add_argument("checkpoint_prefix", help="checkpoint prefix, e.g. models/clp/model.ckpt")
+    p.add_argument("--arch", required=True, choices=("lenet", "resnet20-v2", "resnet50-v2"))
+    p.add_argument("--dataset", required=True, choices=("mnist", "cifar10", "tiny-imagenet"))
+    p.add_argument("--out", required=True, type=Path, help="run folder to create")
+    p.add_argument(
+        "--signed-inputs",
+        action="store_true",
+        help="the original fed [-1, 1] (the Tiny ImageNet model fine-tuned from ALP ImageNet)",
+    )
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="take the moving-average shadows instead of the raw variables (the original "
+        "evaluated the raw ones)",
+    )
+    p.set_defaults(func=cmd_import_tf)
 
     p = sub.add_parser(
         "evaluate",

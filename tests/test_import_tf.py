@@ -21,7 +21,7 @@ import torch
 
 import lpbench
 from lpbench.cli import main
-from lpbench.models.tf_checkpoint import TFCheckpoint, crc32c
+from lpbench.models.tf_checkpoint import TFCheckpoint, TFCheckpointError, crc32c
 from lpbench.training import load_checkpoint
 from tests.conftest import write_cifar10_archive
 
@@ -105,6 +105,38 @@ def test_signed_inputs_and_moving_averages_are_reproduced(tmp_path) -> None:
     assert _relative_error(ema, expected["logits"]) > 1e-3
     meta = json.loads((tmp_path / "ema" / "model.json").read_text())["tf_import"]
     assert meta["variable_map"][0]["tf"] == "resnet_v2_50/conv1/weights/ExponentialMovingAverage"
+
+
+def test_a_folder_resolves_through_its_checkpoint_file(tmp_path) -> None:
+    folder = tmp_path / "train_dir"
+    shutil.copytree(FIXTURES / "lenet", folder)
+    for path in folder.glob("model.ckpt.*"):
+        path.rename(folder / path.name.replace("model.ckpt", "model.ckpt-1200"))
+    assert TFCheckpoint(folder).prefix == folder / "model.ckpt-1200"  # the only index
+    shutil.copy(folder / "model.ckpt-1200.index", folder / "model.ckpt-900.index")
+    with pytest.raises(lpbench.TFImportError, match="holds 2 checkpoint indexes"):
+        lpbench.import_tf(folder, arch="lenet", dataset="mnist", out=tmp_path / "a")
+    (folder / "checkpoint").write_text(
+        'model_checkpoint_path: "model.ckpt-1200"\nall_model_checkpoint_paths: "model.ckpt-900"\n'
+    )
+    lpbench.import_tf(folder, arch="lenet", dataset="mnist", out=tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())["tf_import"]
+    assert meta["checkpoint_prefix"].endswith("model.ckpt-1200")
+
+
+def test_reader_rejects_files_that_are_not_checkpoints(tmp_path) -> None:
+    index = tmp_path / "model.ckpt.index"
+    index.write_bytes(b"\0" * 64)
+    with pytest.raises(lpbench.TFImportError, match="not a TensorFlow checkpoint index"):
+        lpbench.import_tf(
+            tmp_path / "model.ckpt", arch="lenet", dataset="mnist", out=tmp_path / "r"
+        )
+    raw = bytearray((FIXTURES / "lenet" / "model.ckpt.index").read_bytes())
+    raw[10] ^= 0xFF  # inside the first data block
+    index.write_bytes(bytes(raw))
+    with pytest.raises(TFCheckpointError, match=r"model.ckpt.index: .*crc32c of a data block"):
+        TFCheckpoint(index)
+    assert not (tmp_path / "r").exists()
 
 
 def _broken_copy(tmp_path: Path, name: str) -> Path:

@@ -280,7 +280,10 @@ class TFCheckpoint:
             )
         self.num_shards = 1
         self.entries: dict[str, TensorEntry] = {}
-        self._parse(self.index_path.read_bytes())
+        try:
+            self._parse(self.index_path.read_bytes())
+        except (TFCheckpointError, UnicodeDecodeError, struct.error) as err:
+            raise TFCheckpointError(f"{self.index_path}: {err}") from err
         self.data_paths = [
             Path(f"{prefix}.data-{i:05d}-of-{self.num_shards:05d}") for i in range(self.num_shards)
         ]
@@ -304,11 +307,11 @@ class TFCheckpoint:
 
     def _parse(self, data: bytes) -> None:
         if len(data) < FOOTER_SIZE:
-            raise TFCheckpointError(f"{self.index_path} is too short to be a checkpoint index")
+            raise TFCheckpointError("too short to be a checkpoint index")
         footer = data[-FOOTER_SIZE:]
         (magic,) = struct.unpack_from("<Q", footer, FOOTER_SIZE - 8)
         if magic != TABLE_MAGIC:
-            raise TFCheckpointError(f"{self.index_path} is not a TensorFlow checkpoint index")
+            raise TFCheckpointError("not a TensorFlow checkpoint index")
         _, pos = _handle(footer)  # the metaindex block: empty in TensorFlow's tables
         index_handle, _ = _handle(footer, pos)
         for _, value in _block_items(_read_block(data, index_handle, "index")):
@@ -324,7 +327,7 @@ class TFCheckpoint:
         fields = dict(_fields(buf))
         self.num_shards = int(fields.get(1, 1))  # type: ignore[arg-type]
         if fields.get(2, 0) != 0:
-            raise TFCheckpointError(f"{self.index_path}: big-endian checkpoints are not read")
+            raise TFCheckpointError("big-endian checkpoints are not read")
 
     def read(self, name: str, *, verify_crc: bool = True) -> np.ndarray:
         """The tensor ``name`` as a numpy array (sizes always checked, crc32c by default)."""

@@ -197,7 +197,9 @@ def build_checkpoint(
             ema = v1.train.ExponentialMovingAverage(0.9999, step)
             ema.apply(model_vars)
         elif training_state:
-            step = v1.get_variable("global_step", [], tf.float32, trainable=False)
+            step = v1.get_variable(
+                "global_step", [], tf.float32, v1.zeros_initializer(), trainable=False
+            )
             v1.train.AdamOptimizer(1e-3, epsilon=1e-6).minimize(loss, global_step=step)
         sess.run(v1.global_variables_initializer())
         raw = _random_values(rng, model_vars)

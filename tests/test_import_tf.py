@@ -7,6 +7,7 @@ only lpbench.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -77,9 +78,9 @@ def test_imported_logits_equal_tensorflow(tmp_path, folder, dataset, arch, optio
     assert meta["model"] == arch and meta["dataset"] == dataset
     assert meta["model_options"] == options
     provenance = meta["tf_import"]
-    assert set(provenance["source_sha256"]) == {
-        "model.ckpt.index",
-        "model.ckpt.data-00000-of-00001",
+    assert provenance["source_sha256"] == {
+        name: hashlib.sha256((FIXTURES / folder / name).read_bytes()).hexdigest()
+        for name in ("model.ckpt.index", "model.ckpt.data-00000-of-00001")
     }
     mapped = {m["tf"] for m in provenance["variable_map"]}
     assert mapped | set(provenance["ignored"]) == set(

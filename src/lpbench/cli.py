@@ -619,10 +619,14 @@ def build_parser() -> argparse.ArgumentParser:
         "original code into an lpbench run folder (safetensors + model.json), checking every "
         "variable, shape and checksum. TensorFlow is not needed.",
     )
-    p.add_argument("checkpoint_prefix", help="checkpoint prefix, e.g. models/clp/model.ckpt")
+    p.add_argument(
+        "checkpoint_prefix",
+        metavar="CHECKPOINT_PREFIX",
+        help="checkpoint prefix (e.g. seed/mnist/clp/model.ckpt), or its folder",
+    )
     p.add_argument("--arch", required=True, choices=("lenet", "resnet20-v2", "resnet50-v2"))
     p.add_argument("--dataset", required=True, choices=("mnist", "cifar10", "tiny-imagenet"))
-    p.add_argument("--out", required=True, type=Path, help="run folder to create")
+    p.add_argument("--out", required=True, type=Path, metavar="RUN", help="run folder to create")
     p.add_argument(
         "--signed-inputs",
         action="store_true",

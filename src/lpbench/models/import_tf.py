@@ -172,7 +172,9 @@ def _tf_shape(layout: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape
 
 
-def _convert(layout: str, array: np.ndarray, target: tuple[int, ...], hwc: tuple[int, ...]):
+def _convert(
+    layout: str, array: np.ndarray, target: tuple[int, ...], hwc: tuple[int, ...]
+) -> torch.Tensor:
     """A TF array in lpbench's layout."""
     if layout == "conv":
         array = array.transpose(3, 2, 0, 1)

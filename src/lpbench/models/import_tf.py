@@ -41,6 +41,7 @@ from lpbench.models.tf_checkpoint import TFCheckpoint, TFCheckpointError
 ARCHS = ("lenet", "resnet20-v2", "resnet50-v2")
 OPTIMIZER_SLOTS = ("Adam", "Adam_1", "Momentum", "RMSProp", "RMSProp_1")
 EMA_SUFFIX = "ExponentialMovingAverage"
+WEIGHTS_NAME = "model.safetensors"  # the name load_checkpoint looks for in a run folder
 STEP_VARIABLES = ("global_step", "beta1_power", "beta2_power")
 
 
@@ -297,7 +298,7 @@ def import_tf(
     into a temporary folder first and renames it onto ``out``: nothing is ever half written.
     Raises :class:`TFImportError` for anything that does not fit.
     """
-    from lpbench.training.checkpoint import WEIGHTS_NAME, save_checkpoint
+    from lpbench.training import save_checkpoint
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -18,6 +18,7 @@ from lpbench.evaluation import (
     preset_attacks,
 )
 from lpbench.evaluation.check import CheckReport, check
+from lpbench.importers import TFImportError, import_tf
 from lpbench.models import build_model
 from lpbench.training import TrainConfig, load_checkpoint, train
 from lpbench.version import __version__
@@ -33,6 +34,7 @@ __all__ = [
     "ModelContractError",
     "NamedAttack",
     "ObjectiveConfig",
+    "TFImportError",
     "TrainConfig",
     "__version__",
     "benchmark",
@@ -41,6 +43,7 @@ __all__ = [
     "evaluate",
     "evaluate_model",
     "evaluation_subset",
+    "import_tf",
     "load_checkpoint",
     "load_dataset",
     "preset_attacks",

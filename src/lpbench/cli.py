@@ -17,6 +17,7 @@ from lpbench.commands import (
     evaluate,
     grid,
     histogram,
+    import_tf,
     plot_training,
     report,
     surface,
@@ -42,6 +43,7 @@ COMMANDS: tuple[Command, ...] = (
     grid.COMMAND,
     histogram.COMMAND,
     report.COMMAND,
+    import_tf.COMMAND,
 )
 
 #: Errors that are the user's to fix: a one-line message and exit code 2, no traceback.

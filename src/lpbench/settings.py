@@ -42,7 +42,8 @@ def option(
     metavar: str | None = None,
     group: str | None = None,
 ) -> Any:
-    """A field set by ``--NAME`` (underscores as dashes); a False default makes it a switch."""
+    """A field set by ``--NAME`` (underscores as dashes); a False default makes it a switch,
+    ``dataclasses.MISSING`` a required option."""
     spec = Option(help, False, type, choices, nargs, metavar, group)
     return _field(default, spec)
 
@@ -98,6 +99,8 @@ def add_options(parser: argparse.ArgumentParser, settings: type) -> None:
         kwargs: dict[str, Any] = {"help": spec.help}
         if default is not MISSING:
             kwargs["default"] = default
+        elif not spec.positional:
+            kwargs["required"] = True
         if default is False:
             kwargs["action"] = "store_true"
         for key in ("type", "choices", "nargs", "metavar"):

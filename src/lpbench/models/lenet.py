@@ -14,24 +14,34 @@ class LeNet(nn.Module):
     its gradients are the original's, on a quarter of the activations. Convolution weights
     are kept channels-last; together this made training and PGD ~1.5x faster on a 2-core
     CPU (before/after figures of ``benchmarks/attack_throughput.py`` in the README).
+    ``width`` (first convolution's filters, the second has twice as many) and ``hidden``
+    (units of the first dense layer) default to the original's 32 and 1024; tests use
+    smaller values to keep fixtures small.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 28,
+        width: int = 32,
+        hidden: int = 1024,
+    ) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 32, kernel_size=3, padding=1),
+            nn.Conv2d(in_channels, width, kernel_size=3, padding=1),
             nn.MaxPool2d(2),
             nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=3, padding=1),
+            nn.Conv2d(width, 2 * width, kernel_size=3, padding=1),
             nn.MaxPool2d(2),
             nn.ReLU(),
         )
-        flat = 64 * (image_size // 4) ** 2
+        flat = 2 * width * (image_size // 4) ** 2
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(flat, 1024),
+            nn.Linear(flat, hidden),
             nn.ReLU(),
-            nn.Linear(1024, num_classes),
+            nn.Linear(hidden, num_classes),
         )
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):

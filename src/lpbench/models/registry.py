@@ -57,8 +57,9 @@ def build_model(
 register_model(
     ModelSpec(
         name="lenet",
-        build=lambda shape, classes: LeNet(shape[0], classes, shape[1]),
+        build=lambda shape, classes, **opts: LeNet(shape[0], classes, shape[1], **opts),
         description="LeNet of the logit-pairing MNIST code (2 conv, 2 dense, no batch norm)",
+        options=("width", "hidden"),
     )
 )
 register_model(

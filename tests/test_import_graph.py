@@ -71,9 +71,10 @@ def layers() -> dict[str, int]:
 
 
 def layer_of(module: str, table: dict[str, int]) -> tuple[str, int]:
-    """The longest entry of the layer table that contains ``module``."""
+    """The longest entry of the layer table that contains ``module`` (the root package's
+    entry, ``lpbench``, stands for its ``__init__`` only)."""
     parts = module.split(".")
-    for end in range(len(parts), 0, -1):
+    for end in range(len(parts), 1 if len(parts) > 1 else 0, -1):
         key = ".".join(parts[:end])
         if key in table:
             return key, table[key]

@@ -147,7 +147,7 @@ def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
     assert schedule["budget_per_point"] == 600 and schedule["within_budget"]
     assert "auto budget 600" in out
     code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--budget", "300")
-    assert code == 2 and "--budget" in err
+    assert code == 2 and "budget applies to the auto preset only" in err
     code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--adapt")
     assert code == 2 and "--adapt" in err
     code, _, err = run(capsys, "evaluate", *base, "--preset", "strong", "--exhaustive")

@@ -8,13 +8,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import KW_ONLY, dataclass, field, fields
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
 from lpbench.attacks.keyed import derive_key
 from lpbench.runtime import progress_bar
+
+if TYPE_CHECKING:
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_kwargs: Any) -> Any:
+        """Type checkers only: at run time the decorator leaves the function unchanged."""
+        return lambda function: function
+
 
 #: Restart status codes in :class:`RestartRecords`.
 SKIPPED, COMPLETE, GAVE_UP = 0, 1, 2
@@ -91,7 +100,7 @@ class AttackResult:
         if first.restarts is not None:
             restarts = RestartRecords(
                 *(
-                    torch.cat([getattr(p.restarts, f.name) for p in parts])  # type: ignore[union-attr]
+                    torch.cat([getattr(p.restarts, f.name) for p in parts])
                     for f in fields(RestartRecords)
                 )
             )
@@ -162,6 +171,7 @@ def setting(*, config: bool = True, **kwargs: Any) -> Any:
 A = TypeVar("A", bound="Attack")
 
 
+@dataclass_transform(eq_default=False, field_specifiers=(field, setting))
 def attack_settings(cls: type[A]) -> type[A]:
     """``cls`` as a dataclass of its settings (compared by identity, lpbench's repr) whose
     constructor also takes the old keywords in ``cls.renamed``, with a DeprecationWarning."""

@@ -126,6 +126,7 @@ class PGD(Attack):
     ) -> AttackResult:
         n, restarts, device = x.shape[0], self.restarts, x.device
         if target is None and self.target_mode is not None:
+            assert self.stream is not None  # __post_init__ sets it (default: the name)
             target = choose_targets(
                 self.target_mode, model, x, y, index, seed=self.seed, stream=self.stream
             )

@@ -49,16 +49,15 @@ class _Source:
             except (zipfile.BadZipFile, OSError) as err:
                 raise DataFormatError(f"{path}: truncated or not a zip archive ({err})") from err
             names = set(self.zip.namelist())
-            self.root = next(
-                (p for p in ("", "tiny-imagenet-200/") if f"{p}wnids.txt" in names), None
-            )
+            root = next((p for p in ("", "tiny-imagenet-200/") if f"{p}wnids.txt" in names), None)
             self.names = names
         else:
-            self.root = next(
+            root = next(
                 (p for p in ("", "tiny-imagenet-200/") if (path / p / "wnids.txt").is_file()), None
             )
-        if self.root is None:
+        if root is None:
             raise DataFormatError(f"{path}: no wnids.txt (is this the Tiny ImageNet archive?)")
+        self.root: str = root
 
     def read(self, rel: str) -> bytes:
         name = self.root + rel

@@ -133,6 +133,7 @@ def objective_terms(
         raise ValueError("this objective has an adversarial term: pass x_adv")
     terms: dict[str, torch.Tensor] = {}
     needs_clean = config.ce > 0 or config.clp > 0 or config.lsq > 0 or config.alp > 0
+    squeezed: torch.Tensor | None
     if config.joint_batch and x_adv is not None:
         clean_logits, adv_logits = model(torch.cat([x, x_adv])).chunk(2)
         squeezed = torch.cat([clean_logits, adv_logits])
@@ -160,6 +161,7 @@ def objective_terms(
         terms["clp"] = clean_logit_pairing(paired)
         total = total + config.clp * terms["clp"]
     if config.lsq > 0:
+        assert squeezed is not None  # lsq > 0 means needs_clean: the clean logits exist
         terms["lsq"] = logit_squeezing(squeezed)
         total = total + config.lsq * terms["lsq"]
     if config.weight_decay > 0:

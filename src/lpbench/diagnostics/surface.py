@@ -28,16 +28,19 @@ def save_figure(fig: Figure, path: str | Path, *, pdf: bool = False) -> list[Pat
     written = []
     for fmt in ("png", "pdf") if pdf else ("png",):
         target = path.with_suffix(f".{fmt}")
-        atomic_write(
-            target, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        )
+
+        def write(tmp: Path, fmt: str = fmt) -> None:
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+
+        atomic_write(target, write)
         written.append(target)
     return written
 
 
 def write_npz(path: str | Path, fields: dict[str, Any]) -> Path:
     """Write ``fields`` (arrays or scalars) to a compressed ``.npz`` file, atomically."""
-    arrays = {k: np.asarray(v) for k, v in fields.items()}
+    # Any values: numpy's stubs would match a dict of arrays against allow_pickle too.
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in fields.items()}
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:  # a handle, so numpy adds no ".npz" to the name
@@ -80,7 +83,10 @@ class SurfaceData:
         """Read a file written by :meth:`save_npz`."""
         arrays = read_npz(path)
         scalars = {"clean_loss": float, "label": int, "eps": float, "index": int, "seed": int}
-        return cls(**{k: scalars[k](v) if k in scalars else v for k, v in arrays.items()})
+        values: dict[str, Any] = {
+            k: scalars[k](v) if k in scalars else v for k, v in arrays.items()
+        }
+        return cls(**values)
 
 
 def loss_surface(

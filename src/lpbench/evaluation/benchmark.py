@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -34,8 +34,18 @@ from lpbench.machine import machine_facts
 from lpbench.runtime import default_batch_rows
 from lpbench.version import __version__
 
+
+class _CheckSettings(TypedDict):
+    """Keywords of :func:`lpbench.check` that ``adapt`` sets."""
+
+    iters: int
+    restarts: int
+    queries: int
+    reevals: int
+
+
 #: Settings of the check ``adapt`` runs before building ``auto`` (cheaper than the CLI's).
-ADAPT_CHECK: dict[str, int] = {"iters": 20, "restarts": 3, "queries": 250, "reevals": 5}
+ADAPT_CHECK: _CheckSettings = {"iters": 20, "restarts": 3, "queries": 250, "reevals": 5}
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -170,6 +180,7 @@ def benchmark(
             "subset": {"seed": subset_seed, "size": len(indices), "test_set_size": len(test)},
         }
     else:
+        assert not isinstance(data, str)  # dataset is None: data is the pair (x, y)
         x, y = data
         indices = list(range(len(x)))
         data_info = {"dataset": None, "tensors": {"points": len(x), "shape": list(x.shape[1:])}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,8 @@ class _State:
                 self.robust[pos] = pred == y[pos]
                 self.broken_by[pos] = None if pred == y[pos] else "clean"
             return
-        adv = iter(part.x_adv if part.x_adv is not None else [])
-        best = iter(part.x_best if part.x_best is not None else [])
+        adv: Iterator[torch.Tensor] = iter(part.x_adv if part.x_adv is not None else [])
+        best: Iterator[torch.Tensor] = iter(part.x_best if part.x_best is not None else [])
         for pos, hit, bad, record in zip(
             part.positions, part.hit, part.mismatch, part.records, strict=True
         ):
@@ -193,8 +193,8 @@ def _evaluate(
     if len(indices) != n:
         raise ValueError(f"{n} inputs but {len(indices)} indices")
     y_list = [int(v) for v in y.tolist()]
-    for named in attacks:
-        named.attack.max_batch = batch_size
+    for each in attacks:
+        each.attack.max_batch = batch_size
     state = _State(x, attacks)
     book = None
     if journal is not None:

@@ -114,7 +114,7 @@ def _apgd_dlr(
     return NamedAttack(label, attack)
 
 
-def _smooth_apgd_t(apgd_t: APGD, targets: int) -> NamedAttack:
+def _smooth_apgd_t(apgd_t: Attack, targets: int) -> NamedAttack:
     """``auto``'s APGD-T on ``targets`` top classes through the sharper smoothing, on its
     own stream (otherwise ``aa-standard``'s APGD-T settings)."""
     label = f"apgd-t-smooth{AUTO_SMOOTH_BETAS[0]:g}"

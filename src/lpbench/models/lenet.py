@@ -46,8 +46,10 @@ class LeNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                assert module.bias is not None  # built with the default bias=True
                 nn.init.zeros_(module.bias)
-        self.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; torch's overloads do not list it.
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -38,7 +38,7 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def build_model(
-    name: str, input_shape: tuple[int, int, int], num_classes: int, **options: Any
+    name: str, input_shape: tuple[int, ...], num_classes: int, **options: Any
 ) -> nn.Module:
     """Build the registered model ``name`` for inputs of shape (C, H, W)."""
     if name not in MODELS:

@@ -457,7 +457,7 @@ def zoo_listing(name: str | None = None) -> list[str]:
     ]
     for entry in entries:
         zoo = entry.zoo
-        robust = zoo.get("robust_accuracy") or {}
+        robust: Any = zoo.get("robust_accuracy") or {}  # JSON: label -> accuracy
         strongest = min((k for k in robust if k != "baseline"), key=robust.get, default=None)
         lines.append(
             f"{entry.name:<24} {zoo['training_images']:>12,} "

@@ -356,8 +356,8 @@ def render_html(
     title: str = "lpbench report",
 ) -> str:
     """The report page for evaluation results dicts (``names`` override their row names)."""
-    names = list(names) if names is not None else [None] * len(results)
-    rows = [ResultRow.from_results(r, name=n) for r, n in zip(results, names, strict=True)]
+    row_names: list[str | None] = list(names) if names is not None else [None] * len(results)
+    rows = [ResultRow.from_results(r, name=n) for r, n in zip(results, row_names, strict=True)]
     warnings = "".join(
         f'<p class="warning"><b>Warning:</b> {_e(w)}</p>' for w in machine_warnings(rows)
     )

@@ -145,7 +145,7 @@ def format_seconds(value: float | None) -> str:
 
 def _accuracy_cells(rows: Sequence[ResultRow], *, bold: bool) -> list[list[str]]:
     """Model and the three accuracies per row; with ``bold``, the best of each column."""
-    columns = [
+    columns: list[list[float | None]] = [
         [r.clean_accuracy for r in rows],
         [r.baseline_accuracy for r in rows],
         [r.strongest_accuracy for r in rows],

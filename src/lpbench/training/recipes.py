@@ -14,7 +14,7 @@ The command line names a recipe with ``--preset``, and checkpoints record it und
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from lpbench.defenses import ObjectiveConfig
 from lpbench.training.config import TrainConfig
@@ -30,12 +30,22 @@ class Recipe:
     needs_init: bool = False
 
 
+class _Weights(TypedDict, total=False):
+    """Objective weights of one row (the others keep ObjectiveConfig's defaults)."""
+
+    ce: float
+    at: float
+    alp: float
+    clp: float
+    lsq: float
+
+
 #: Objective weights of the paper's rows for MNIST and CIFAR-10. The code behind them
 #: exposes every weight as a flag and records none of the values used: AT and ALP
 #: weights 0.5 follow the Tiny ImageNet code (where "50% AT" is a mean over clean and
 #: adversarial halves and ALP weight 0.5), CLP 0.5 is the same logit-pairing weight and
 #: LSQ 0.5 the code's own default.
-_SMALL_ROWS: dict[str, dict[str, float]] = {
+_SMALL_ROWS: dict[str, _Weights] = {
     "plain": {},
     "clp": {"clp": 0.5},
     "lsq": {"lsq": 0.5},
@@ -81,13 +91,14 @@ def _small(dataset: str, row: str) -> Recipe:
     weights = _SMALL_ROWS[row]
     noise = _NOISE[dataset] if row in ("clp", "lsq") else 0.0
     mnist = dataset == "mnist"
+    name = f"{dataset}/{row}"
     config = TrainConfig(
         dataset=dataset,
         model="lenet" if mnist else "resnet20-v2",
         objective=ObjectiveConfig(
             **weights, noise_std=noise, clp_halves=row == "clp" and not mnist
         ),
-        preset=f"{dataset}/{row}",
+        preset=name,
         epochs=100,
         batch_size=256,
         lr=1e-3,
@@ -96,10 +107,10 @@ def _small(dataset: str, row: str) -> Recipe:
         adv_iters=40 if mnist else 10,
         adv_model_mode="train",
     )
-    return Recipe(config.preset, config, _SMALL_NOTES[dataset])
+    return Recipe(name, config, _SMALL_NOTES[dataset])
 
 
-_TINY_ROWS: dict[str, dict[str, float]] = {
+_TINY_ROWS: dict[str, _Weights] = {
     "plain": {},
     "clp": {"clp": 0.5},
     "lsq": {"lsq": 0.05},
@@ -295,7 +306,7 @@ def describe_recipes() -> str:
             f"augment {c.augment}; ema {c.ema_decay:g}\n  objective: {weights}\n  {adv}"
             + ("\n  needs --init-from" if recipe.needs_init else "")
         )
-    notes = {}
+    notes: dict[str, list[str]] = {}
     for recipe in RECIPES.values():
         notes.setdefault(recipe.notes, []).append(recipe.name)
     blocks.append("Where the values come from:")

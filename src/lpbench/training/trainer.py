@@ -156,7 +156,7 @@ def _train(
     ema = WeightEMA(model, config.ema_decay) if config.ema_decay > 0 else None
 
     state_path = out_dir / STATE_NAME
-    start = {"epoch": 0, "step": 0, "global_step": 0, "sums": {}, "seen": 0}
+    start: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "sums": {}, "seen": 0}
     history: list[dict[str, Any]] = []
     if resume and state_path.exists():
         start = {**start, **load_train_state(state_path, model, optimizer, _ema_extra(ema))}

@@ -18,7 +18,7 @@ from lpbench.evaluation.check.surface import (
 )
 from lpbench.evaluation.protocol import get_protocol
 from lpbench.evaluation.schedule import AUTO_SMOOTH_BETAS
-from lpbench.evaluation.specs import parse_step
+from lpbench.evaluation.specs import AttackSpec, parse_step
 
 #: Multiples of eps of the sweep (capped at 1; eps = 1 is always added).
 SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -86,6 +86,7 @@ def run_probes(
     tol = max(0.02, 1.5 / n)  # differences below this are noise on n points
     findings: list[Finding] = []
     spec = get_protocol(dataset).presets["baseline"][0]
+    assert isinstance(spec, AttackSpec)  # every protocol's baseline is a PGD AttackSpec
     base = probe.broken(
         "baseline", spec.build(eps, seed=seed, max_batch=10_000, eot_iter=eot).attack
     )

@@ -13,7 +13,7 @@ import argparse
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 _KEY = "lpbench.option"
 T = TypeVar("T")
@@ -114,7 +114,8 @@ def add_options(parser: argparse.ArgumentParser, settings: type) -> None:
 
 def from_namespace(settings: type[T], namespace: argparse.Namespace) -> T:
     """The ``settings`` dataclass filled from parsed arguments."""
-    return settings(**{item.name: getattr(namespace, item.name) for item in fields(settings)})
+    names = [item.name for item in fields(cast(Any, settings))]
+    return settings(**{name: getattr(namespace, name) for name in names})
 
 
 def call_with(function: Callable[..., Any], settings: Any, **overrides: Any) -> Any:

@@ -66,8 +66,12 @@ class VarMap:
 
 
 def _bn(scope: str, prefix: str) -> list[VarMap]:
-    names = (("gamma", "weight"), ("beta", "bias"))
-    names += (("moving_mean", "running_mean"), ("moving_variance", "running_var"))
+    names = (
+        ("gamma", "weight"),
+        ("beta", "bias"),
+        ("moving_mean", "running_mean"),
+        ("moving_variance", "running_var"),
+    )
     return [VarMap(f"{scope}/{tf}", f"{prefix}.{key}") for tf, key in names]
 
 

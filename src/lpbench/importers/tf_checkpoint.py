@@ -145,6 +145,7 @@ def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
@@ -165,6 +166,20 @@ def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     return out
 
 
+def _number(value: int | bytes) -> int:
+    """A protobuf field that must hold a number."""
+    if not isinstance(value, int):
+        raise TFCheckpointError("malformed checkpoint entry: a number field holds bytes")
+    return value
+
+
+def _message(value: int | bytes) -> bytes:
+    """A protobuf field that must hold a nested message."""
+    if not isinstance(value, bytes):
+        raise TFCheckpointError("malformed checkpoint entry: a message field holds a number")
+    return value
+
+
 def _shape(buf: bytes) -> tuple[int, ...]:
     dims = []
     for number, value in _fields(buf):
@@ -178,20 +193,22 @@ def _shape(buf: bytes) -> tuple[int, ...]:
 
 
 def _entry(name: str, buf: bytes) -> TensorEntry:
-    dtype, shape, shard, offset, size, crc = 0, (), 0, 0, 0, None
+    dtype, shard, offset, size = 0, 0, 0, 0
+    shape: tuple[int, ...] = ()
+    crc: int | None = None
     for number, value in _fields(buf):
         if number == 1:
-            dtype = int(value)  # type: ignore[arg-type]
+            dtype = _number(value)
         elif number == 2:
-            shape = _shape(value)  # type: ignore[arg-type]
+            shape = _shape(_message(value))
         elif number == 3:
-            shard = int(value)  # type: ignore[arg-type]
+            shard = _number(value)
         elif number == 4:
-            offset = int(value)  # type: ignore[arg-type]
+            offset = _number(value)
         elif number == 5:
-            size = int(value)  # type: ignore[arg-type]
+            size = _number(value)
         elif number == 6:
-            crc = int(value)  # type: ignore[arg-type]
+            crc = _number(value)
         elif number == 7:
             raise TFCheckpointError(f"variable {name!r} is stored in slices (not supported)")
     return TensorEntry(name, dtype, shape, shard, offset, size, crc)
@@ -325,7 +342,7 @@ class TFCheckpoint:
 
     def _header(self, buf: bytes) -> None:
         fields = dict(_fields(buf))
-        self.num_shards = int(fields.get(1, 1))  # type: ignore[arg-type]
+        self.num_shards = _number(fields.get(1, 1))
         if fields.get(2, 0) != 0:
             raise TFCheckpointError("big-endian checkpoints are not read")
 

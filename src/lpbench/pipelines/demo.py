@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from lpbench.evaluation import CustomPGD
 from lpbench.pipelines import steps
@@ -27,6 +28,14 @@ DEMO_PRESETS = ("plain", "clp", "lsq")
 #: The zoo's data set the demo shows by default, and the order of its rows.
 ZOO_DATASET = "mnist-digits"
 _PAPER_ORDER = ("plain", "clp", "lsq", "plain-alp", "at50-alp", "at50", "at100-alp", "at100")
+
+
+class _Common(TypedDict):
+    """The options every step of the demo passes on."""
+
+    data_dir: Path | None
+    device: str
+    show_progress: bool
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,9 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     shared = f"--device {q(s.device)}" + ("" if s.show_progress else " --no-progress")
     if s.data_dir:
         shared += f" --data-dir {q(str(s.data_dir))}"
-    common = {"data_dir": s.data_dir, "device": s.device, "show_progress": s.show_progress}
+    common = _Common(data_dir=s.data_dir, device=s.device, show_progress=s.show_progress)
     figures = run / "figures"
+    models: list[tuple[str, str | Path]]
     if s.train:
         models = [(preset, run / preset) for preset in DEMO_PRESETS]
     else:

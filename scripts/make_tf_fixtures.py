@@ -1,4 +1,4 @@
-"""Write the TensorFlow fixtures of ``tests/test_import_tf.py`` (needs TensorFlow).
+"""Write the TensorFlow fixtures of ``tests/importers/test_tf.py`` (needs TensorFlow).
 
 Each original forward pass is rebuilt here in TensorFlow (tf.compat.v1 graphs and variable
 scopes), from the structure and variable names of the logit-pairing code: the MNIST LeNet

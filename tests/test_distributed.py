@@ -16,7 +16,7 @@ from lpbench import distributed
 from lpbench.attacks import PGD
 from lpbench.evaluation import NamedAttack, benchmark
 from lpbench.training import TrainConfig, load_checkpoint, read_log, recipe_config, train
-from tests.conftest import TinyNet, write_mnist_folder
+from tests.support import TinyNet, write_mnist_folder
 
 #: Two processes average two half-batch gradients where one process takes the mean over
 #: the whole batch: the same sum, added in another order. After 8 Adam steps the weights

@@ -16,8 +16,7 @@ from lpbench.io import read_json
 from lpbench.pipelines.steps import beside, zoo_listing
 from lpbench.training import load_checkpoint, resolve_checkpoint, save_checkpoint
 from lpbench.zoo import ZOO_DIR, ZooEntry, ZooError, export_to_zoo, list_entries, load
-
-from .conftest import TinyNet
+from tests.support import TinyNet
 
 ENTRIES = list_entries()
 

@@ -23,7 +23,7 @@ from lpbench.data import (
 from lpbench.data.cifar import SafeUnpickler
 from lpbench.data.loader import EpochBatches, augment_tiny_imagenet, batch_loader
 from lpbench.data.tiny_imagenet import TINY_IMAGENET_FILES
-from tests.conftest import write_cifar10_archive, write_tiny_imagenet_tree
+from tests.support import write_cifar10_archive, write_tiny_imagenet_tree
 
 
 def test_cifar10_archive_and_unpacked_folder_read_back_exactly(tmp_path) -> None:

@@ -11,8 +11,7 @@ from torch import nn
 from lpbench.attacks import PGD, keyed_uniform
 from lpbench.attacks.base import SKIPPED
 from lpbench.attacks.losses import dlr, margin
-
-from .conftest import BatchNormNet, TinyNet
+from tests.support import BatchNormNet, TinyNet
 
 
 def _correct_points(model: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

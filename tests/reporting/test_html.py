@@ -22,7 +22,7 @@ from lpbench.pipelines.steps import report_for
 from lpbench.reporting import machine_warnings, render_html, write_html_report
 from lpbench.reporting.html import broken_by_attack
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ZOO = ROOT / "docs" / "results" / "zoo"
 
 

@@ -6,16 +6,7 @@ import json
 
 import pytest
 
-from lpbench.cli import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:  # argparse errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.support import run
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ import torch
 from lpbench.attacks import APGD, Square
 from lpbench.attacks.base import GAVE_UP
 from lpbench.attacks.square import p_selection
-
-from .attack_models import trained_mlp, unbreakable
+from tests.attack_models import trained_mlp, unbreakable
 
 
 def test_p_schedule_halves_at_the_papers_budget_shares() -> None:

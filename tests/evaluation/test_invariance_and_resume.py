@@ -25,9 +25,8 @@ from lpbench.evaluation import (
     preset_attacks,
     resolve_attacks,
 )
-
-from .attack_models import trained_mlp
-from .conftest import BatchNormNet, TinyNet
+from tests.attack_models import trained_mlp
+from tests.support import BatchNormNet, TinyNet
 
 EPS = 0.1
 

@@ -11,8 +11,7 @@ import torch
 
 from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square, Universal
 from lpbench.evaluation import max_spend_per_point
-
-from .attack_models import trained_mlp
+from tests.attack_models import trained_mlp
 
 SOURCES = (torch.full((2, 1, 4, 4), 0.5), torch.tensor([0, 1]))
 

@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     return env
@@ -36,7 +36,7 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> tuple[Path, Path]:
-    from .conftest import train_tiny, write_mnist_folder
+    from tests.support import train_tiny, write_mnist_folder
 
     root = tmp_path_factory.mktemp("procs")
     data = write_mnist_folder(root / "mnist", n_train=256, n_test=160)

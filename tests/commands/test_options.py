@@ -19,7 +19,7 @@ import pytest
 
 from lpbench.cli import build_parser, main
 
-SNAPSHOT = Path(__file__).parent / "data" / "cli_options.json"
+SNAPSHOT = Path(__file__).parent / "snapshots" / "cli_options.json"
 
 
 def _jsonable(value: Any) -> Any:

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from lpbench.attacks import FGSM, Universal
-
-from .attack_models import _trained, trained_mlp
+from tests.attack_models import _trained, trained_mlp
 
 
 def _sources(count: int = 60) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,8 +7,7 @@ from torch import nn
 
 from lpbench.attacks import FGSM, SPSA
 from lpbench.attacks.losses import margin
-
-from .attack_models import trained_mlp, unbreakable
+from tests.attack_models import trained_mlp, unbreakable
 
 
 def test_spsa_gradient_estimate_follows_the_true_gradient() -> None:

@@ -30,8 +30,7 @@ from lpbench.diagnostics import (
     success_fractions,
 )
 from lpbench.evaluation import NamedAttack, evaluate
-
-from .conftest import TinyNet
+from tests.support import TinyNet
 
 EPS = 0.1
 

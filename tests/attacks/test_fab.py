@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from lpbench.attacks import FAB
 from lpbench.attacks.base import COMPLETE
 from lpbench.attacks.fab import project_linf
-
-from .attack_models import trained_mlp, two_way_linear, unbreakable
+from tests.attack_models import trained_mlp, two_way_linear, unbreakable
 
 
 @settings(max_examples=40, deadline=None)

@@ -25,7 +25,7 @@ from lpbench.training import (
     train,
 )
 from lpbench.training import trainer as trainer_module
-from tests.conftest import write_cifar10_archive, write_mnist_folder, write_tiny_imagenet_tree
+from tests.support import write_cifar10_archive, write_mnist_folder, write_tiny_imagenet_tree
 
 ALL_ROWS = [name for rows in PAPER_ROWS.values() for name in rows.values()]
 

@@ -9,8 +9,7 @@ from torch import nn
 from lpbench.attacks import APGD, APGDT, PGD, top_other_classes
 from lpbench.attacks.apgd import step_halving_points
 from lpbench.attacks.base import COMPLETE, GAVE_UP, SKIPPED
-
-from .attack_models import Scaled, trained_mlp, two_way_linear, unbreakable
+from tests.attack_models import Scaled, trained_mlp, two_way_linear, unbreakable
 
 
 @pytest.mark.parametrize("attack", [APGD(0.1, 30), APGD(0.1, 30, loss="dlr"), APGDT(0.1, 30)])

@@ -13,7 +13,7 @@ from lpbench.cli import main
 from lpbench.data import load_dataset
 from lpbench.evaluation import parse_step
 from lpbench.training import load_checkpoint
-from tests.conftest import train_tiny, write_mnist_folder
+from tests.support import train_tiny, write_mnist_folder
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

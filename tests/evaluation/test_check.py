@@ -12,7 +12,7 @@ import lpbench
 from lpbench.diagnostics import plot_sweep
 from lpbench.evaluation.check import CLEAN, SUSPECT
 from tests.attack_models import Noisy, Scaled, trained_mlp, unbreakable
-from tests.test_cli import run
+from tests.support import run
 
 
 class QuantisedScaled(nn.Module):
@@ -90,7 +90,7 @@ def test_check_flags_a_logit_scaled_model_through_the_baseline_gap():
 
 
 def test_check_and_auto_on_the_command_line(mnist_dir, tmp_path, capsys):
-    from tests.conftest import train_tiny
+    from tests.support import train_tiny
 
     train_tiny(mnist_dir, tmp_path / "clp")
     code, out, err = run(

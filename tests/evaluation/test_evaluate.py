@@ -17,8 +17,7 @@ from lpbench.evaluation import (
     preset_attacks,
     verify_adversarial,
 )
-
-from .conftest import TinyNet
+from tests.support import TinyNet
 
 
 def _points(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

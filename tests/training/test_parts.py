@@ -22,7 +22,7 @@ from lpbench.training import RECIPES, read_log
 from lpbench.training.adversarial import crafting_mode
 from lpbench.training.ema import WeightEMA
 from lpbench.training.trainer import _lr_at
-from tests.conftest import write_tiny_imagenet_tree
+from tests.support import write_tiny_imagenet_tree
 
 
 class BNNet(nn.Module):

@@ -8,9 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lpbench.attacks import APGD, APGDT, FAB, FGSM, SPSA, Attack, AttackResult, Square, Universal
-
-from .attack_models import RowwiseNet
-from .conftest import TinyNet
+from tests.attack_models import RowwiseNet
+from tests.support import TinyNet
 
 
 def _make(kind: str, eps: float, seed: int, budget: int) -> Attack:

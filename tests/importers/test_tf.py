@@ -24,9 +24,9 @@ import lpbench
 from lpbench.cli import main
 from lpbench.importers.tf_checkpoint import TFCheckpoint, TFCheckpointError, crc32c
 from lpbench.training import load_checkpoint
-from tests.conftest import write_cifar10_archive
+from tests.support import write_cifar10_archive
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tf"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "tf"
 CASES = [
     ("lenet", "mnist", "lenet", {"width": 4, "hidden": 32}),
     ("resnet20", "cifar10", "resnet20-v2", {"width": 4, "signed_inputs": False}),

@@ -51,5 +51,3 @@ def tiny_net() -> TinyNet:
 @pytest.fixture
 def mnist_dir(tmp_path):
     return write_mnist_folder(tmp_path / "mnist")
-
-

@@ -170,9 +170,7 @@ def check_request(
     after checking the request as :func:`resolve_attacks` describes; cheap (no model, no
     data), so callers run it before loading anything. Raises ValueError."""
     if custom is not None and preset is not None:
-        raise ValueError(
-            f"give either a preset ({preset!r}) or custom PGD settings, not both"
-        )
+        raise ValueError(f"give either a preset ({preset!r}) or custom PGD settings, not both")
     if custom is not None and attacks is not None:
         raise ValueError("give either custom PGD settings or ready-built attacks, not both")
     given = attacks is not None or custom is not None

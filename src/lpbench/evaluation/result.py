@@ -171,7 +171,6 @@ class EvaluationResult:
         return write_json(path, data)
 
 
-
 def load_adversarial(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The (indices, x_adv) stored beside a results file."""
     tensors = load_file(str(path))

@@ -13,7 +13,6 @@ class VerificationError(RuntimeError):
     """A stored adversarial example does not do what the evaluation claimed."""
 
 
-
 def predict(
     model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device
 ) -> torch.Tensor:
@@ -66,5 +65,3 @@ def verify_adversarial(
             "eps-ball or [0, 1], or classified correctly when the model is re-run on them"
         )
     return len(x_adv)
-
-

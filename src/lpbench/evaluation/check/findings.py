@@ -10,6 +10,7 @@ from typing import Any
 #: Exit codes of ``lpbench check``: no warning, warnings (masking suspected).
 CLEAN, SUSPECT = 0, 1
 
+
 class NothingToCheck(ValueError):
     """The model classifies none of the points correctly: no probe can run."""
 
@@ -86,5 +87,3 @@ class CheckReport:
             "cost": self.cost,
             "figure": None if self.figure is None else str(self.figure),
         }
-
-

@@ -27,8 +27,6 @@ SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)
 FLIP_LIMIT = 0.1
 
 
-
-
 def _acc(broken: torch.Tensor) -> float:
     return 1.0 - float(broken.float().mean())
 
@@ -96,9 +94,7 @@ def run_probes(
     classes = probe.classes
     tgt = torch.zeros_like(ce)
     if classes >= 4:  # the targeted DLR loss needs four classes
-        apgd_t = APGDT(
-            eps, iters, targets=3, eot_iter=eot, seed=seed, stream="check-apgd-t"
-        )
+        apgd_t = APGDT(eps, iters, targets=3, eot_iter=eot, seed=seed, stream="check-apgd-t")
         tgt = probe.broken("apgd-t", apgd_t)
     white = base | ce | tgt
     fgsm = probe.broken("fgsm", FGSM(eps, eot_iter=eot, seed=seed, stream="check-fgsm"))

@@ -10,6 +10,7 @@ from lpbench.attacks import APGD, PGD, Attack, AttackResult, Cost, Square
 from lpbench.data import DATASETS
 from lpbench.evaluation import (
     AUTO_CONTAINS_AA_BUDGET,
+    AttackRequest,
     CustomPGD,
     LogitsOf,
     ModelContractError,
@@ -410,23 +411,27 @@ def test_preflight_establishes_the_facts_once(monkeypatch) -> None:
 
 
 def test_resolver_decides_preset_eps_and_budget_in_one_place() -> None:
-    for flag in ({"budget": 100}, {"exhaustive": True}, {"adapt": lambda eps: {}}):
+    for flag in ({"budget": 100}, {"exhaustive": True}, {"adapt": True}):
         for preset in ("strong", "baseline", "aa-standard"):
             with pytest.raises(ValueError, match="applies to the auto preset only"):
-                resolve_attacks(preset, "mnist", **flag)
+                resolve_attacks(AttackRequest(preset, "mnist", **flag))
         with pytest.raises(ValueError, match="applies to the auto preset only"):
-            resolve_attacks(None, "mnist", custom=CustomPGD(), **flag)
+            resolve_attacks(AttackRequest(None, "mnist", custom=CustomPGD(), **flag))
     with pytest.raises(ValueError, match=r"either a preset .* or custom PGD settings, not both"):
-        resolve_attacks("baseline", "mnist", custom=CustomPGD(iters=3))
+        resolve_attacks(AttackRequest("baseline", "mnist", custom=CustomPGD(iters=3)))
     with pytest.raises(ValueError, match="give eps"):
-        resolve_attacks("baseline", None)
+        resolve_attacks(AttackRequest("baseline", None))
     with pytest.raises(ValueError, match="unknown attack preset"):
-        resolve_attacks("nope", "mnist")
-    assert resolve_attacks("baseline", "fashion-mnist").eps == DATASETS["fashion-mnist"].eps
-    default = resolve_attacks(None, "mnist")
+        resolve_attacks(AttackRequest("nope", "mnist"))
+    assert (
+        resolve_attacks(AttackRequest("baseline", "fashion-mnist")).eps
+        == DATASETS["fashion-mnist"].eps
+    )
+    default = resolve_attacks(AttackRequest(None, "mnist"))
     assert default.preset == "strong" and default.eps == 0.3
     assert default.budget == AUTO_CONTAINS_AA_BUDGET and default.schedule is not None
-    custom = resolve_attacks(None, "cifar10", custom=CustomPGD(step="eps/8", iters=7), seed=3)
+    request = AttackRequest(None, "cifar10", custom=CustomPGD(step="eps/8", iters=7))
+    custom = resolve_attacks(request, seed=3)
     assert custom.preset == "custom" and custom.schedule is None and custom.budget is None
     (pgd,) = custom.attacks
     expected = custom_pgd(16 / 255, step="eps/8", iters=7, seed=3)

@@ -25,7 +25,7 @@ from lpbench.evaluation.check import NothingToCheck, check
 from lpbench.evaluation.evaluate import evaluate
 from lpbench.evaluation.journal import discard_journal
 from lpbench.evaluation.preflight import ModelFacts, prepared
-from lpbench.evaluation.protocol import CustomPGD, Sources, check_request, resolve_attacks
+from lpbench.evaluation.protocol import AttackRequest, CustomPGD, Sources, resolve_attacks
 from lpbench.evaluation.result import EvaluationResult
 from lpbench.evaluation.schedule import UNIVERSAL_SOURCES_PER_CLASS
 from lpbench.evaluation.specs import NamedAttack
@@ -153,16 +153,8 @@ def benchmark(
     :func:`lpbench.evaluation.preflight.prepared`.
     """
     dataset = data if isinstance(data, str) else None
-    check_request(
-        preset,
-        dataset,
-        eps=eps,
-        custom=custom,
-        attacks=attacks,
-        budget=budget,
-        exhaustive=exhaustive,
-        adapt=adapt,
-    )
+    request = AttackRequest(preset, dataset, eps, custom, attacks, budget, exhaustive, adapt)
+    request.check()  # before any data is loaded
     shard = distributed.setup(device)
     device = shard.device
     batch_size = batch_size or default_batch_rows(device)
@@ -190,14 +182,8 @@ def benchmark(
     with prepared(model, x, y, device) as facts:
         check_first = partial(_adapt_check, model, x, y, dataset, attack_seed, facts)
         chosen = resolve_attacks(
-            preset,
-            dataset,
-            eps=eps,
-            custom=custom,
-            attacks=attacks,
-            budget=budget,
-            exhaustive=exhaustive,
-            adapt=check_first if adapt else None,
+            request,
+            adapt=check_first,
             facts=facts,
             sources=source,
             no_sources="no sources given (benchmark(..., sources=(images, labels)))",

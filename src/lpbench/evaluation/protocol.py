@@ -155,53 +155,61 @@ class Resolution:
     schedule: Schedule | None = None
 
 
-def check_request(
-    preset: str | None,
-    dataset: str | None,
-    *,
-    eps: float | None = None,
-    custom: CustomPGD | None = None,
-    attacks: Sequence[NamedAttack] | None = None,
-    budget: int | None = None,
-    exhaustive: bool = False,
-    adapt: bool = False,
-) -> tuple[str, float]:
-    """The preset that runs (``"custom"`` for a custom PGD or given attacks) and the radius,
-    after checking the request as :func:`resolve_attacks` describes; cheap (no model, no
-    data), so callers run it before loading anything. Raises ValueError."""
-    if custom is not None and preset is not None:
-        raise ValueError(f"give either a preset ({preset!r}) or custom PGD settings, not both")
-    if custom is not None and attacks is not None:
-        raise ValueError("give either custom PGD settings or ready-built attacks, not both")
-    given = attacks is not None or custom is not None
-    preset = "custom" if given else preset or DEFAULT_PRESET
-    if not given and preset not in PRESETS:
-        raise ValueError(f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    get_protocol(dataset)
-    for flag, value in (("budget", budget is not None), ("exhaustive", exhaustive)):
-        if value and preset != "auto":
-            raise ValueError(f"{flag} applies to the auto preset only, not {preset!r}")
-    if adapt and preset != "auto":
-        raise ValueError(f"adapt applies to the auto preset only, not {preset!r}")
-    eps = resolve_eps(eps, dataset)
-    if attacks is not None:
-        wrong = [a.label for a in attacks if abs(a.attack.eps - eps) > 1e-12]
-        if wrong:
-            raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
-    if custom is not None:
-        custom.build(eps)  # its settings are checked where the PGD is built
-    return preset, eps
+@dataclass(frozen=True)
+class AttackRequest:
+    """What an evaluation is asked to run, before any model or data is seen.
+
+    Exactly one of ``preset`` (None: :data:`DEFAULT_PRESET`), ``custom`` (a PGD built at
+    the resolved eps) and ``attacks`` (ready-built, which must use eps; the preset is then
+    not used) names the attacks; a preset with a custom PGD is an error. ``eps=None`` is
+    the data set's default (:func:`default_eps`; required without a data set). ``budget``,
+    ``exhaustive`` and ``adapt`` apply to the ``auto`` preset only.
+    """
+
+    preset: str | None = None
+    dataset: str | None = None
+    eps: float | None = None
+    custom: CustomPGD | None = None
+    attacks: Sequence[NamedAttack] | None = None
+    budget: int | None = None
+    exhaustive: bool = False
+    adapt: bool = False
+
+    def check(self) -> tuple[str, float]:
+        """The preset that runs (``"custom"`` for a custom PGD or given attacks) and the
+        radius; cheap (no model, no data), so callers run it before loading anything.
+        Raises ValueError."""
+        if self.custom is not None and self.preset is not None:
+            raise ValueError(
+                f"give either a preset ({self.preset!r}) or custom PGD settings, not both"
+            )
+        if self.custom is not None and self.attacks is not None:
+            raise ValueError("give either custom PGD settings or ready-built attacks, not both")
+        given = self.attacks is not None or self.custom is not None
+        preset = "custom" if given else self.preset or DEFAULT_PRESET
+        if not given and preset not in PRESETS:
+            raise ValueError(
+                f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}"
+            )
+        get_protocol(self.dataset)
+        for flag, value in (("budget", self.budget is not None), ("exhaustive", self.exhaustive)):
+            if value and preset != "auto":
+                raise ValueError(f"{flag} applies to the auto preset only, not {preset!r}")
+        if self.adapt and preset != "auto":
+            raise ValueError(f"adapt applies to the auto preset only, not {preset!r}")
+        eps = resolve_eps(self.eps, self.dataset)
+        if self.attacks is not None:
+            wrong = [a.label for a in self.attacks if abs(a.attack.eps - eps) > 1e-12]
+            if wrong:
+                raise ValueError(f"attacks {wrong} do not use eps {eps}: build them with eps={eps}")
+        if self.custom is not None:
+            self.custom.build(eps)  # its settings are checked where the PGD is built
+        return preset, eps
 
 
 def resolve_attacks(
-    preset: str | None,
-    dataset: str | None,
+    request: AttackRequest,
     *,
-    eps: float | None = None,
-    custom: CustomPGD | None = None,
-    attacks: Sequence[NamedAttack] | None = None,
-    budget: int | None = None,
-    exhaustive: bool = False,
     adapt: Callable[[float], dict[str, Any]] | None = None,
     facts: ModelFacts | None = None,
     sources: Sources | None = None,
@@ -209,35 +217,24 @@ def resolve_attacks(
     seed: int = 0,
     max_batch: int = 10_000,
 ) -> Resolution:
-    """Decide what an evaluation on ``dataset`` (None: a user's own tensors) runs.
+    """Decide what ``request`` runs (checked by :meth:`AttackRequest.check`: the one place
+    that decides preset, radius and budget).
 
-    Exactly one of ``preset`` (None: ``"strong"``), ``custom`` (a PGD built at the
-    resolved eps) and ``attacks`` (ready-built, which must use eps; the preset is then not
-    used) names the attacks; a preset with a custom PGD is an error. ``eps=None`` is the
-    data set's default (:func:`default_eps`; required without a data set). ``budget``,
-    ``exhaustive`` and ``adapt`` apply to the ``auto`` preset only (checked here only).
     ``auto`` and ``strong`` are built for the model's ``facts`` (class count and ReLUs;
     without them, as for 10 classes and a ReLU model) and start with universal
     perturbations on ``sources`` (tensors, or a loader whose missing data set skips them;
-    ``no_sources`` says why there are none). ``adapt(eps)`` runs the check and returns its
-    summary, whose ``warnings`` raise the schedule's budgets
-    (:func:`lpbench.evaluation.schedule.raise_budgets`).
+    ``no_sources`` says why there are none). ``adapt(eps)`` (required when the request
+    asks to adapt) runs the check and returns its summary, whose ``warnings`` raise the
+    schedule's budgets (:func:`lpbench.evaluation.schedule.raise_budgets`).
     """
-    preset, eps = check_request(
-        preset,
-        dataset,
-        eps=eps,
-        custom=custom,
-        attacks=attacks,
-        budget=budget,
-        exhaustive=exhaustive,
-        adapt=adapt is not None,
-    )
-    protocol = get_protocol(dataset)
-    if attacks is not None:
-        return Resolution(preset, eps, list(attacks))
-    if custom is not None:
-        return Resolution(preset, eps, [custom.build(eps, seed=seed)])
+    preset, eps = request.check()
+    if request.adapt and adapt is None:
+        raise ValueError("the request asks to adapt: give adapt (the check to run first)")
+    protocol = get_protocol(request.dataset)
+    if request.attacks is not None:
+        return Resolution(preset, eps, list(request.attacks))
+    if request.custom is not None:
+        return Resolution(preset, eps, [request.custom.build(eps, seed=seed)])
     if preset not in ("auto", "strong"):
         specs = protocol.presets[preset]
         return Resolution(
@@ -252,18 +249,18 @@ def resolve_attacks(
     smooth = True if facts is None else facts.computes_relu
     schedule = auto_schedule(
         eps,
-        budget=strong_or_auto_budget(preset, budget),
+        budget=strong_or_auto_budget(preset, request.budget),
         seed=seed,
         max_batch=max_batch,
         num_classes=None if facts is None else facts.num_classes,
-        exhaustive=exhaustive,
+        exhaustive=request.exhaustive,
         sources=sources,
         smooth=smooth,
     )
     schedule.universal_skipped = skipped
     if not smooth:
         schedule.smooth_skipped = "the model computes no ReLU: nothing to smooth"
-    if adapt is not None:
+    if request.adapt and adapt is not None:
         summary = adapt(eps)
         schedule = raise_budgets(schedule, summary["warnings"], summary)
     run = schedule.attacks
@@ -305,11 +302,7 @@ def preset_attacks(
     a point up).
     """
     return resolve_attacks(
-        preset,
-        dataset,
-        eps=eps,
-        budget=budget,
-        exhaustive=exhaustive,
+        AttackRequest(preset, dataset, eps, budget=budget, exhaustive=exhaustive),
         facts=facts,
         sources=sources,
         seed=seed,

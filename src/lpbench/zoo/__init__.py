@@ -15,20 +15,16 @@ Resolving ``zoo:`` references lives in :mod:`lpbench.checkpoint`, below this pac
 
 from __future__ import annotations
 
-from lpbench.zoo.registry import (
+from lpbench.checkpoint import (
     ZOO_DIR,
     ZOO_PREFIX,
-    ZooEntry,
     ZooError,
     entry_name,
-    export_to_zoo,
-    get_entry,
     is_zoo_ref,
-    list_entries,
-    load,
     zoo_names,
     zoo_path,
 )
+from lpbench.zoo.registry import ZooEntry, export_to_zoo, get_entry, list_entries, load
 
 __all__ = [
     "ZOO_DIR",

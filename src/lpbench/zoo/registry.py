@@ -15,10 +15,8 @@ from torch import nn
 from lpbench.checkpoint import (
     WEIGHTS_NAME,
     ZOO_DIR,
-    ZOO_PREFIX,
     ZooError,
     entry_name,
-    is_zoo_ref,
     load_checkpoint,
     read_checkpoint_meta,
     zoo_names,
@@ -26,21 +24,6 @@ from lpbench.checkpoint import (
 )
 from lpbench.data import sha256sum
 from lpbench.io import atomic_write, write_json
-
-__all__ = [
-    "ZOO_DIR",
-    "ZOO_PREFIX",
-    "ZooEntry",
-    "ZooError",
-    "entry_name",
-    "export_to_zoo",
-    "get_entry",
-    "is_zoo_ref",
-    "list_entries",
-    "load",
-    "zoo_names",
-    "zoo_path",
-]
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,12 @@ class EvaluateSettings(DataOptions):
         choices=("ll", "random"),
     )
     no_early_stop: bool = option(False, "run every restart to the end (exact per-restart losses)")
-    points: int = option(1000, "size of the fixed evaluation subset", type=positive_int)
+    points: int | None = option(
+        None,
+        "size of the fixed evaluation subset, at most the test split's (default: 1000, or "
+        "the whole split when it is smaller)",
+        type=positive_int,
+    )
     subset_seed: int = subset_seed_option()
     seed: int = option(0, "attack seed", type=int)
     batch_size: int | None = option(

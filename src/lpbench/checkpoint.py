@@ -143,9 +143,30 @@ def load_checkpoint(
         net.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(
-            f"weights in {weights} do not fit model {meta['model']!r}: {err}"
+            f"weights in {weights} do not fit model {meta['model']!r} "
+            f"({_misfit(net.state_dict(), state) or str(err).splitlines()[0]}): is the "
+            "model named in model.json the one these weights were trained as?"
         ) from err
     return net.to(device).eval(), meta
+
+
+def _misfit(wanted: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """In one line, how the tensors ``found`` differ from those a model ``wanted``."""
+    missing = [k for k in wanted if k not in found]
+    extra = [k for k in found if k not in wanted]
+    shapes = [k for k in wanted if k in found and wanted[k].shape != found[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]!r}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected, e.g. {extra[0]!r}")
+    if shapes:
+        k = shapes[0]
+        parts.append(
+            f"{len(shapes)} of another shape, e.g. {k!r}: {tuple(found[k].shape)} where the "
+            f"model has {tuple(wanted[k].shape)}"
+        )
+    return "; ".join(parts)
 
 
 def save_train_state(

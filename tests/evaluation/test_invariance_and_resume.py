@@ -258,14 +258,14 @@ def test_contract_inputs_labels_and_adapter() -> None:
 
 def test_empty_one_point_and_all_misclassified_inputs() -> None:
     model = TinyNet().eval()
-    empty = evaluate(
-        model,
-        torch.zeros(0, 1, 8, 8),
-        torch.zeros(0, dtype=torch.long),
-        _small_strong(),
-        show_progress=False,
-    )
-    assert empty.num_points == 0 and empty.attacks[0].points_attacked == 0
+    with pytest.raises(ValueError, match="no points: the inputs hold 0 images"):
+        evaluate(
+            model,
+            torch.zeros(0, 1, 8, 8),
+            torch.zeros(0, dtype=torch.long),
+            _small_strong(),
+            show_progress=False,
+        )
     x, y = _labelled(model, 5)
     one = evaluate(model, x[2:3], y[2:3], _small_strong(), show_progress=False)
     assert one.num_points == 1 and one.clean_accuracy == 1.0

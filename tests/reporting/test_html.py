@@ -178,3 +178,15 @@ def test_screenshot_script_refuses_outside_resources(zoo, tmp_path) -> None:
     assert script.problems(page.replace("</body>", '<img src="https://example.org/a.png">'))
     assert script.problems(page.replace("</body>", '<link rel="stylesheet" href="s.css">'))
     assert script.problems(page.replace("</body>", "<img alt=x>"))
+
+
+def test_an_auto_results_file_has_no_baseline_in_the_page() -> None:
+    auto = json.loads((ZOO / "mnist-digits-clp-auto.json").read_text())
+    assert auto["attacks"][0]["label"] == "universal"  # auto runs no paper's baseline
+    page = render_html([auto])
+    row = re.search(rf">{auto['name']}</a></td>(.*?)</tr>", page).group(1)
+    cells = re.findall(r'<td class="num">(.*?)</td>', row)
+    strongest = f"{100 * auto['robust_accuracy']:.1f}%"
+    clean = f"{100 * auto['clean_accuracy']:.1f}%"
+    assert cells == [clean, "not run", f'<span class="strongest">{strongest}</span>']
+    assert "(universal)" not in page and "baseline column: not run" in page

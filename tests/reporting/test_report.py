@@ -109,14 +109,26 @@ def test_row_from_results() -> None:
     assert only_baseline.strong_grad_evals is None and only_baseline.strong_attacks == []
 
 
-def test_a_stand_in_baseline_is_named_in_the_tables() -> None:
+def test_without_the_papers_baseline_the_baseline_column_says_not_run() -> None:
     results = _results("LSQ", 0.99, 0.145, 0.03)
-    results["attacks"][0]["label"] = "apgd-ce"  # e.g. an auto or aa-standard evaluation
+    results["attacks"][0]["label"] = "universal"  # e.g. an auto or aa-standard evaluation
     row = ResultRow.from_results(results)
-    assert row.baseline_label == "apgd-ce" and row.baseline_accuracy == 0.145
-    assert "14.5% (apgd-ce)" in render_text([row])
-    assert "| 14.5% (apgd-ce) |" in render_markdown([row])
+    assert row.baseline_label is None and row.baseline_accuracy is None
+    assert row.strongest_accuracy == 0.03 and row.strong_grad_evals == results["grad_evals"]
+    assert row.baseline_grad_evals is None
+    text, markdown = render_text([row]), render_markdown([row])
+    assert "14.5%" not in text + markdown and "universal)" not in text + markdown
+    assert "| LSQ | 99.0% | not run | 3.0% |" in markdown
+    assert text.splitlines()[2].split()[:4] == ["LSQ", "99.0%", "not", "run"]
+    assert "- LSQ: baseline column: not run" in markdown
+    # One attack that is not the baseline (a custom PGD): the strongest column, not n/a.
+    single = _results("CE", 0.99, 0.2, None)
+    single["attacks"][0]["label"] = "custom"
+    row = ResultRow.from_results(single)
+    assert (row.baseline_accuracy, row.strongest_accuracy) == (None, 0.2)
+    assert "| CE | 99.0% | not run | 20.0% |" in render_markdown([row])
     seed = ResultRow.from_results(_results("CLP", 0.988, 0.624, 0.041))
+    assert "| CLP | 98.8% | 62.4% | 4.1% |" in render_markdown([seed])
     assert "(baseline)" not in render_text([seed]) + render_markdown([seed])
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import argparse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from lpbench.settings import fraction, option, positional
 COMMON = "data, device and progress"
 CHECKPOINT_HELP = "run folder, model.safetensors from `lpbench train`, or zoo:DATASET/NAME"
 EPS_HELP = (
-    "L-inf radius (default: the data set's: "
+    "L-inf radius, a number or a fraction such as 8/255 (default: the data set's: "
     + ", ".join(f"{eps:.3g} {name}" for name, eps in DEFAULT_EPS.items())
     + ")"
 )
@@ -58,9 +59,29 @@ def dataset_option(help: str = "must match the checkpoint's data set (default: i
     return option(None, help, choices=sorted(DATASETS))
 
 
+def radius(flag: str) -> Callable[[str], float]:
+    """argparse type: a number or a fraction ``a/b`` (``8/255``) in (0, 1], named ``flag``
+    in its errors."""
+    number = fraction(flag)
+
+    def parse(text: str) -> float:
+        head, slash, tail = text.partition("/")
+        if not slash:
+            return number(text)
+        try:
+            value = float(head) / float(tail)
+        except (ValueError, ZeroDivisionError):
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a number or a fraction such as 8/255, got {text!r}"
+            ) from None
+        return number(repr(value))
+
+    return parse
+
+
 def eps_option(help: str = EPS_HELP) -> Any:
-    """``--eps``: the L-inf radius, None for the data set's."""
-    return option(None, help, type=fraction("--eps"))
+    """``--eps``: the L-inf radius (``0.3`` or ``8/255``), None for the data set's."""
+    return option(None, help, type=radius("--eps"))
 
 
 def subset_seed_option() -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lpbench.commands._options import (
     DataOptions,
@@ -24,6 +23,7 @@ from lpbench.evaluation import (
     CustomPGD,
     EvaluationResult,
 )
+from lpbench.evaluation.result import summary_lines
 from lpbench.settings import Command, call_with, option, positive_int
 
 FREE_FLAGS = "--step/--iters/--restarts/--loss/--score/--targeted/--no-early-stop"
@@ -79,7 +79,12 @@ class EvaluateSettings(DataOptions):
         choices=("ll", "random"),
     )
     no_early_stop: bool = option(False, "run every restart to the end (exact per-restart losses)")
-    points: int = option(1000, "size of the fixed evaluation subset", type=positive_int)
+    points: int | None = option(
+        None,
+        "size of the fixed evaluation subset, at most the test split's (default: 1000, or "
+        "the whole split when it is smaller)",
+        type=positive_int,
+    )
     subset_seed: int = subset_seed_option()
     seed: int = option(0, "attack seed", type=int)
     batch_size: int | None = option(
@@ -119,65 +124,10 @@ def custom_pgd_settings(settings: EvaluateSettings) -> CustomPGD | None:
 
 
 def evaluation_lines(result: EvaluationResult, out: Path) -> list[str]:
-    """The summary of an EvaluationResult: accuracies and cost, one line per attack, the auto
-    schedule, failed re-checks and where the results are."""
-    cost = f"{result.gradients:,} gradient evaluations"
-    if result.queries:
-        cost += f", {result.queries:,} queries"
-    lines = [
-        f"clean accuracy {result.clean_accuracy:.1%}, robust accuracy "
-        f"{result.robust_accuracy:.1%} at eps {result.eps} over {result.num_points} points "
-        f"({cost}, {result.wall_time_s:.1f} s)"
-    ]
-    for summary in result.attacks:
-        given_up = f", {summary.points_given_up} given up" if summary.points_given_up else ""
-        if summary.queries and not summary.gradients:  # a score-based (black-box) attack
-            spent = f"{summary.queries:,} queries"
-        else:
-            spent = f"{summary.gradients:,} grad evals"
-        if "score" in summary.config:
-            spent += f", {summary.config['score']}-iterate scoring"
-        lines.append(
-            f"  after {summary.label:<20} {summary.robust_accuracy_after:6.1%}  "
-            f"({summary.points_attacked} points attacked{given_up}, {spent})"
-        )
-    schedule = result.meta.get("schedule")
-    if schedule is not None:
-        lines += _schedule_lines(schedule)
-    if result.verification_mismatches:
-        lines.append(
-            f"  {len(result.verification_mismatches)} adversarial example(s) failed the "
-            "re-check and count as robust: data-set indices "
-            f"{result.verification_mismatches[:20]}"
-        )
-    lines.append(f"results: {out}")
-    return lines
-
-
-def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
-    """The auto preset's budget, what it spent and skipped, and what the check raised."""
-    shared = (
-        f" (and {schedule['shared']:,} in all for the universal perturbations)"
-        if schedule.get("shared")
-        else ""
-    )
-    lines = [
-        f"  auto budget {schedule['budget_per_point']:,} gradients + queries per point{shared}"
-        f"; spent {schedule['spent']:,} in all, {schedule['spent_per_point_mean']:.1f} "
-        "per point on average"
-    ]
-    if schedule.get("universal_skipped"):
-        lines.append(f"  universal perturbations skipped: {schedule['universal_skipped']}")
-    if schedule.get("smooth_skipped"):
-        lines.append(f"  smoothed APGD-DLR runs skipped: {schedule['smooth_skipped']}")
-    if "check" in schedule:
-        lines.append(f"  {schedule['check']['verdict']}")
-    for r in schedule.get("raised", []):
-        lines.append(
-            f"  {r['probe']} warned: {r['attack']} {r['setting']} raised, cap "
-            f"{r['from']:,} -> {r['to']:,} per point"
-        )
-    return lines
+    """The summary of an EvaluationResult (:meth:`EvaluationResult.summary`: accuracies and
+    cost, one line per attack, the auto schedule, failed re-checks) and where the results
+    are."""
+    return [*summary_lines(result), f"results: {out}"]
 
 
 def run(settings: EvaluateSettings) -> int:

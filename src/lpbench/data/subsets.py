@@ -6,6 +6,28 @@ import numpy as np
 
 from lpbench.data.datasets import get_dataset_info
 
+#: Points of an evaluation subset when none are asked for (fewer when the split is smaller).
+DEFAULT_POINTS = 1000
+
+
+def subset_size(size: int | None, available: int, where: str = "the split") -> int:
+    """How many points to draw from ``where``, a split of ``available`` points: ``size``
+    as asked, else :data:`DEFAULT_POINTS` or the whole split when it is smaller.
+
+    A ``size`` beyond the split is refused (ValueError naming the largest allowed),
+    never cut silently: a reader of the results would take it for the size asked.
+    """
+    if size is None:
+        return min(DEFAULT_POINTS, available)
+    if size <= 0:
+        raise ValueError(f"subset size must be positive, got {size}")
+    if size > available:
+        raise ValueError(
+            f"{size:,} points asked for, but {where} holds {available:,}: "
+            f"the largest allowed is {available}"
+        )
+    return size
+
 
 def evaluation_subset(num_points: int, size: int = 1000, seed: int = 0) -> np.ndarray:
     """Sorted, distinct int64 indices of ``size`` items drawn from ``range(num_points)``.

@@ -21,6 +21,7 @@ from lpbench.data import (
     load_dataset,
     per_class_subset,
 )
+from lpbench.data.subsets import subset_size
 from lpbench.evaluation.check import NothingToCheck, check
 from lpbench.evaluation.evaluate import evaluate
 from lpbench.evaluation.journal import discard_journal
@@ -101,13 +102,13 @@ def build_manifest(
 
 def benchmark(
     model: nn.Module,
-    data: str | tuple[torch.Tensor, torch.Tensor] = "fashion-mnist",
+    data: str | tuple[torch.Tensor, torch.Tensor] = "mnist-digits",
     *,
     preset: str | None = None,
     custom: CustomPGD | None = None,
     attacks: Sequence[NamedAttack] | None = None,
     eps: float | None = None,
-    points: int = 1000,
+    points: int | None = None,
     subset_seed: int = 0,
     attack_seed: int = 0,
     data_dir: str | Path | None = None,
@@ -124,9 +125,13 @@ def benchmark(
 ) -> EvaluationResult:
     """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
-    ``data`` is a data-set name (its test split; ``points`` seeded points of it, plus
-    clean accuracy on the whole split) or a pair ``(x, y)`` of inputs in [0, 1] and
-    labels (all of them are used). Runs ``preset`` (None: ``"strong"``), a ``custom`` PGD
+    ``data`` is a data-set name (default: the shipped ``"mnist-digits"``; its test split,
+    ``points`` seeded points of it, plus clean accuracy on the whole split) or a pair
+    ``(x, y)`` of inputs in [0, 1] and labels (all of them are used, ``points`` aside).
+    ``points`` None: 1000, or the whole split when it is smaller; more than the split
+    holds is refused (ValueError), as are inputs that are not N x C x H x W floats in
+    [0, 1], hold NaN, or are empty, and models whose output is not one tensor of logits:
+    all before any attack runs. Runs ``preset`` (None: ``"strong"``), a ``custom`` PGD
     or the given ``attacks`` (which must use ``eps``), as
     :func:`lpbench.evaluation.protocol.resolve_attacks` decides (``eps=None``: the data
     set's default radius), keeps the worst case per point over every attack and restart
@@ -162,7 +167,8 @@ def benchmark(
     full_test = None
     if dataset is not None:
         test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-        index_array = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
+        size = subset_size(points, len(test), f"the test split of {dataset}")
+        index_array = dataset_eval_subset(dataset, len(test), size, seed=subset_seed)
         subset = test.subset(index_array)
         x, y, indices = subset.images, subset.labels, [int(i) for i in index_array]
         full_test = test

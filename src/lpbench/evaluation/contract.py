@@ -33,11 +33,40 @@ class LogitsOf(nn.Module):
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
-    """Inputs in [0, 1], one integer label per input."""
+    """Inputs a batch of images (N x C x H x W), floating point, finite and in [0, 1]; one
+    integer label per input. Each refusal names what was found and what is expected."""
+    for name, value in (("inputs", x), ("labels", y)):
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"{name} must be a torch.Tensor, got {type(value).__name__} "
+                "(e.g. torch.from_numpy(array))"
+            )
     if len(x) != len(y):
         raise ValueError(f"{len(x)} inputs but {len(y)} labels")
-    if x.is_floating_point() is False:
-        raise ValueError(f"inputs must be floating point in [0, 1], got dtype {x.dtype}")
+    if not x.is_floating_point():
+        hint = ": convert with x.float() / 255" if x.dtype == torch.uint8 else ""
+        raise ValueError(f"inputs must be floating point in [0, 1], got dtype {x.dtype}{hint}")
+    if x.dim() != 4:
+        hint = (
+            ": add the channel dimension, e.g. x.unsqueeze(1) for grey images"
+            if x.dim() == 3
+            else ""
+        )
+        raise ValueError(
+            f"inputs must be a batch of images N x C x H x W, got shape {tuple(x.shape)}{hint}"
+        )
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        nan = int(torch.isnan(x).sum())
+        inf = int((~finite).sum()) - nan
+        held = " and ".join(
+            f"{count} {what} value(s)" for count, what in ((nan, "NaN"), (inf, "infinite")) if count
+        )
+        rows = (~finite).flatten(1).any(dim=1).nonzero().squeeze(1)
+        raise ValueError(
+            f"the inputs hold {held} in {len(rows)} input(s), the first at index "
+            f"{int(rows[0])}: fix or drop them (the model is not to blame)"
+        )
     if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
         raise ValueError(
             f"inputs must lie in [0, 1], got values in [{float(x.min()):.4g}, "
@@ -46,6 +75,39 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
         )
     if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
+    if y.dim() != 1:
+        raise ValueError(
+            f"labels must be one class index per input (shape N), got shape {tuple(y.shape)}"
+        )
+
+
+def check_logits(out: Any, rows: int) -> int:
+    """The class count of a model's output ``out`` on ``rows`` inputs; ModelContractError,
+    saying how to fix it, when ``out`` is not one tensor of logits (rows x classes)."""
+    if isinstance(out, dict):
+        keys = list(out)
+        fits = [k for k in keys if _looks_like_logits(out[k], rows)]
+        pick = "logits" if "logits" in out else (fits or keys or ["logits"])[0]
+        raise ModelContractError(
+            f"the model returns a dict with keys {keys}, not one tensor of logits: wrap it, "
+            f"e.g. lpbench.LogitsOf(model, {pick!r})"
+        )
+    if isinstance(out, (tuple, list)):
+        pick = next((i for i, v in enumerate(out) if _looks_like_logits(v, rows)), 0)
+        raise ModelContractError(
+            f"the model returns a {type(out).__name__} of {len(out)} outputs, not one tensor "
+            f"of logits: wrap it, e.g. lpbench.LogitsOf(model, {pick})"
+        )
+    if not _looks_like_logits(out, rows):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelContractError(
+            f"the model must return logits of shape (batch, classes); got {shape}"
+        )
+    return int(out.shape[1])
+
+
+def _looks_like_logits(value: Any, rows: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[0] == rows
 
 
 def randomised(model: nn.Module, x: torch.Tensor, *, tol: float = 1e-4) -> bool:
@@ -75,18 +137,7 @@ def check_model_contract(
         return 0
     with torch.no_grad():
         out = model(sample)
-        if isinstance(out, (tuple, list, dict)):
-            kind = "a dict" if isinstance(out, dict) else f"a {type(out).__name__}"
-            raise ModelContractError(
-                f"the model returns {kind}, not one tensor of logits: wrap it, e.g. "
-                "lpbench.LogitsOf(model, 0) or lpbench.LogitsOf(model, 'logits')"
-            )
-        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(sample):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ModelContractError(
-                f"the model must return logits of shape (batch, classes); got {shape}"
-            )
-        classes = out.shape[1]
+        classes = check_logits(out, len(sample))
         if classes < 2:
             raise ModelContractError(f"the model returns {classes} logit(s); need >= 2 classes")
         if not torch.isfinite(out).all():

@@ -17,15 +17,15 @@ import torch
 from torch import nn
 
 from lpbench.attacks.smooth import computes_relu
-from lpbench.evaluation.contract import check_inputs, check_model_contract
+from lpbench.evaluation.contract import check_inputs, check_logits, check_model_contract
 from lpbench.runtime import evaluation_mode
 
 
 @dataclass(frozen=True)
 class ModelFacts:
     """What the pre-flight established: the device the model is on (in eval mode), its
-    number of classes (None without points) and whether it computes a ReLU, which
-    ``auto``'s smoothed runs need (True without points: nothing will be attacked)."""
+    number of classes and whether it computes a ReLU, which ``auto``'s smoothed runs need.
+    (``num_classes`` None: facts not taken from a model, e.g. built by hand.)"""
 
     device: torch.device
     num_classes: int | None
@@ -41,17 +41,19 @@ def model_facts(
     contract: bool = True,
 ) -> ModelFacts:
     """The facts of ``model``, already in eval mode on ``device``, on the points ``(x, y)``
-    (CPU or any device): the inputs checked, the model contract on the first 8 points
-    (unless ``contract`` is False: ``check`` probes randomised models too), the class
-    count and the ReLUs on the first one."""
+    (CPU or any device), before anything else touches the model: the inputs checked
+    (:func:`~lpbench.evaluation.contract.check_inputs`; at least one point), the model
+    contract on the first 8 points (unless ``contract`` is False: ``check`` probes
+    randomised models too; the output must still be one tensor of logits), the class count
+    and the ReLUs on the first one."""
     check_inputs(x, y)
     if len(x) == 0:
-        return ModelFacts(device, None, True)
+        raise ValueError("no points: the inputs hold 0 images; give at least one")
     if contract:
         check_model_contract(model, x[:8].to(device), y[:8].to(device))
     first = x[:1].to(device)
     with torch.no_grad():
-        classes = int(model(first).shape[1])
+        classes = check_logits(model(first), 1)
     return ModelFacts(device, classes, computes_relu(model, first))
 
 

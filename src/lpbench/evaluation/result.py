@@ -110,6 +110,22 @@ class EvaluationResult:
     def wall_time_s(self) -> float:
         return self.clean_time_s + sum(a.wall_time_s for a in self.attacks)
 
+    def __repr__(self) -> str:
+        """One short line (the dataclass's own would print every tensor and record)."""
+        preset = self.meta.get("preset")
+        shown = "" if preset is None else f", preset={preset!r}"
+        return (
+            f"EvaluationResult(points={self.num_points}, clean={self.clean_accuracy:.1%}, "
+            f"robust={self.robust_accuracy:.1%}{shown}, eps={self.eps:g}, "
+            f"gradients={self.gradients:,}, queries={self.queries:,})"
+        )
+
+    def summary(self) -> str:
+        """A few lines for people: clean and robust accuracy, eps, points and cost, then the
+        robust accuracy after each attack with what it attacked and spent, ``auto``'s
+        schedule and the examples that failed the re-check (:func:`summary_lines`)."""
+        return "\n".join(summary_lines(self))
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: summary first, then one record per point."""
         first = self.attacks[0] if self.attacks else None
@@ -169,6 +185,67 @@ class EvaluationResult:
         data = self.to_dict()
         data["adversarial_examples"] = adv_path.name
         return write_json(path, data)
+
+
+def summary_lines(result: Any) -> list[str]:
+    """The lines of :meth:`EvaluationResult.summary` for ``result`` (an EvaluationResult or
+    anything with its attributes): what ``lpbench evaluate`` prints."""
+    cost = f"{result.gradients:,} gradient evaluations"
+    if result.queries:
+        cost += f", {result.queries:,} queries"
+    lines = [
+        f"clean accuracy {result.clean_accuracy:.1%}, robust accuracy "
+        f"{result.robust_accuracy:.1%} at eps {result.eps} over {result.num_points} points "
+        f"({cost}, {result.wall_time_s:.1f} s)"
+    ]
+    for summary in result.attacks:
+        given_up = f", {summary.points_given_up} given up" if summary.points_given_up else ""
+        if summary.queries and not summary.gradients:  # a score-based (black-box) attack
+            spent = f"{summary.queries:,} queries"
+        else:
+            spent = f"{summary.gradients:,} grad evals"
+        if "score" in summary.config:
+            spent += f", {summary.config['score']}-iterate scoring"
+        lines.append(
+            f"  after {summary.label:<20} {summary.robust_accuracy_after:6.1%}  "
+            f"({summary.points_attacked} points attacked{given_up}, {spent})"
+        )
+    schedule = result.meta.get("schedule")
+    if schedule is not None:
+        lines += _schedule_lines(schedule)
+    if result.verification_mismatches:
+        lines.append(
+            f"  {len(result.verification_mismatches)} adversarial example(s) failed the "
+            "re-check and count as robust: data-set indices "
+            f"{result.verification_mismatches[:20]}"
+        )
+    return lines
+
+
+def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
+    """The auto preset's budget, what it spent and skipped, and what the check raised."""
+    shared = (
+        f" (and {schedule['shared']:,} in all for the universal perturbations)"
+        if schedule.get("shared")
+        else ""
+    )
+    lines = [
+        f"  auto budget {schedule['budget_per_point']:,} gradients + queries per point{shared}"
+        f"; spent {schedule['spent']:,} in all, {schedule['spent_per_point_mean']:.1f} "
+        "per point on average"
+    ]
+    if schedule.get("universal_skipped"):
+        lines.append(f"  universal perturbations skipped: {schedule['universal_skipped']}")
+    if schedule.get("smooth_skipped"):
+        lines.append(f"  smoothed APGD-DLR runs skipped: {schedule['smooth_skipped']}")
+    if "check" in schedule:
+        lines.append(f"  {schedule['check']['verdict']}")
+    for r in schedule.get("raised", []):
+        lines.append(
+            f"  {r['probe']} warned: {r['attack']} {r['setting']} raised, cap "
+            f"{r['from']:,} -> {r['to']:,} per point"
+        )
+    return lines
 
 
 def load_adversarial(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

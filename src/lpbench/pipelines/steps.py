@@ -85,7 +85,7 @@ def evaluate_checkpoint(
     attacks: Sequence[NamedAttack] | None = None,
     eps: float | None = None,
     dataset: str | None = None,
-    points: int = 1000,
+    points: int | None = None,
     subset_seed: int = 0,
     seed: int = 0,
     data_dir: str | Path | None = None,

@@ -17,8 +17,10 @@ from lpbench.machine import describe_machine
 from lpbench.reporting.table import (
     COLUMNS,
     COST_COLUMNS,
+    NOT_RUN,
     ResultRow,
     attack_setups,
+    baseline_cell,
     format_count,
     format_percent,
     format_seconds,
@@ -118,9 +120,7 @@ def _results_table(rows: Sequence[ResultRow]) -> str:
     """The seed's table, the strongest column in bold, names linking to their breakdowns."""
     body = []
     for i, row in enumerate(rows):
-        baseline = _e(format_percent(row.baseline_accuracy))
-        if row.baseline_label not in (None, "baseline"):
-            baseline += f' <span class="muted">({_e(row.baseline_label)})</span>'
+        baseline = _e(baseline_cell(row))
         strongest = _e(format_percent(row.strongest_accuracy))
         body.append(
             [
@@ -155,7 +155,7 @@ def _attack_setups(rows: Sequence[ResultRow]) -> str:
     """One item per distinct attack setup, naming the models it was run on."""
     items = []
     for (baseline, strong), names in attack_setups(rows).items():
-        text = f"<b>{_e(', '.join(names))}</b>: baseline column: {_e(baseline or 'none')}"
+        text = f"<b>{_e(', '.join(names))}</b>: baseline column: {_e(baseline or NOT_RUN)}"
         if strong:
             labels = ", ".join(line.split(":", 1)[0] for line in strong)
             text += (

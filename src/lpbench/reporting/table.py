@@ -10,6 +10,8 @@ from typing import Any
 from lpbench.machine import describe_machine
 
 COLUMNS = ("Model", "Accuracy", "Adversarial accuracy, baseline", "Adversarial accuracy, strongest")
+#: The baseline column's text for an evaluation that did not run the paper's baseline.
+NOT_RUN = "not run"
 COST_COLUMNS = (
     "Model",
     "Points",
@@ -53,10 +55,11 @@ def _model_name(results: dict[str, Any]) -> str:
 class ResultRow:
     """A model's clean, baseline and strongest accuracy, with each column's cost.
 
-    The baseline column is the attack labelled "baseline" (else the first attack, whose
-    label the tables then print beside its accuracy); the strongest column is the worst
-    case per point over every attack of the evaluation, and is None when no attack beyond
-    the baseline ran. Its cost is the whole evaluation's. ``machine`` labels the machine
+    The baseline column is the attack labelled "baseline" (the paper's), None when the
+    evaluation did not run it (``auto``, ``aa-standard``, a custom PGD: the tables then say
+    "not run", never another attack's accuracy); the strongest column is the worst case
+    per point over every attack of the evaluation, and is None when no attack beyond the
+    baseline ran. Its cost is the whole evaluation's. ``machine`` labels the machine
     that ran it (:func:`lpbench.machine.describe_machine`; "unknown" if not recorded).
     """
 
@@ -80,10 +83,8 @@ class ResultRow:
     def from_results(cls, results: dict[str, Any], name: str | None = None) -> ResultRow:
         """The row of an evaluation's JSON form (``EvaluationResult.to_dict()``)."""
         attacks = results.get("attacks", [])
-        baseline = next(
-            (a for a in attacks if a["label"] == "baseline"), attacks[0] if attacks else None
-        )
-        strong = len(attacks) > 1
+        baseline = next((a for a in attacks if a["label"] == "baseline"), None)
+        strong = any(a["label"] != "baseline" for a in attacks)
         return cls(
             name=name or _model_name(results),
             clean_accuracy=float(results["clean_accuracy"]),
@@ -133,6 +134,14 @@ def format_percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def baseline_cell(row: ResultRow) -> str:
+    """The baseline column's text: its accuracy, or ``not run`` when the evaluation did not
+    run the paper's baseline (a row without attacks: ``n/a``)."""
+    if row.baseline_accuracy is None and row.strong_attacks:
+        return NOT_RUN
+    return format_percent(row.baseline_accuracy)
+
+
 def format_count(value: int | None) -> str:
     """``1,234``, or ``n/a``."""
     return "n/a" if value is None else f"{value:,}"
@@ -155,11 +164,8 @@ def _accuracy_cells(rows: Sequence[ResultRow], *, bold: bool) -> list[list[str]]
         known = [v for v in values if v is not None]
         best = max(known) if bold and len(rows) > 1 and known else None
         for row, result, value in zip(cells, rows, values, strict=True):
-            text = format_percent(value)
-            text = f"**{text}**" if best is not None and value == best else text
-            if column == 1 and result.baseline_label not in (None, "baseline"):
-                text += f" ({result.baseline_label})"  # no seed baseline: say what stands in
-            row.append(text)
+            text = baseline_cell(result) if column == 1 else format_percent(value)
+            row.append(f"**{text}**" if best is not None and value == best else text)
     return cells
 
 
@@ -183,7 +189,7 @@ def _attack_lines(rows: Sequence[ResultRow]) -> list[str]:
     """One bullet per distinct attack setup, naming the models it was run on."""
     lines = []
     for (baseline, strong), names in attack_setups(rows).items():
-        lines.append(f"- {', '.join(names)}: baseline column: {baseline or 'none'}")
+        lines.append(f"- {', '.join(names)}: baseline column: {baseline or NOT_RUN}")
         if strong:
             lines.append(
                 "  strongest column (worst case per point over all of): " + "; ".join(strong)

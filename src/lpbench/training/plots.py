@@ -34,8 +34,8 @@ def plot_training(records: list[dict[str, Any]], out: str | Path, title: str = "
     values = [r[k] for r in records for k in terms if k in r]
     if values and min(values) > 0:
         loss.set_yscale("log")
-    for axes in (acc, loss):
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for axes in (acc, loss):  # whole epochs, also when there is only one
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     loss.grid(alpha=0.3)
     loss.legend(fontsize=8)
     if title:

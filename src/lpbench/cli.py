@@ -26,6 +26,7 @@ from lpbench.commands import (
 )
 from lpbench.data import ChecksumError, DataFormatError, DatasetNotFoundError
 from lpbench.evaluation import VerificationError
+from lpbench.runtime import Interrupted
 from lpbench.settings import Command
 from lpbench.training import CheckpointError
 from lpbench.version import __version__
@@ -79,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"lpbench {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,6 +15,11 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run that left something to continue from; its message says how
+    (the command line prints ``interrupted: MESSAGE``)."""
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/"auto" picks CUDA when available; an unavailable explicit device is an error."""
     if device is None or device == "auto":

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lpbench.commands._options import DataOptions, dataset_option, emit
 from lpbench.distributed import is_main_process
 from lpbench.models import MODELS
+from lpbench.runtime import Interrupted
 from lpbench.settings import Command, call_with, fraction, non_negative, option, positive_int
 from lpbench.training import TrainConfig, describe_recipes, recipe_config, train
+from lpbench.training.trainer import STATE_NAME, check_out_dir
+
+#: A run with fewer than this share of its recipe's epochs gets a warning.
+SHORT_RUN = 0.25
 
 MODEL = "model and engine"
 OBJECTIVE = "objective weights (override the preset)"
@@ -81,7 +88,7 @@ class TrainSettings(ModelOptions, ObjectiveWeights, AdversarialOptions, DataOpti
     """``lpbench train``: a recipe and the values that override it (None: the recipe's)."""
 
     dataset: str | None = dataset_option(
-        "data set (default: the preset's; fashion-mnist for the short names)"
+        "data set (default: the preset's; mnist-digits, shipped with lpbench, for the short names)"
     )
     preset: str = option(
         "plain",
@@ -105,6 +112,9 @@ class TrainSettings(ModelOptions, ObjectiveWeights, AdversarialOptions, DataOpti
     )
     out: Path | None = option(None, "run folder (default runs/NAME)", type=Path)
     resume: bool = option(False, "continue an interrupted run in --out")
+    force: bool = option(
+        False, "overwrite the run or checkpoint already in --out (start afresh there)"
+    )
 
 
 #: Settings that go to the recipe as they are: those named like a TrainConfig field (but
@@ -148,10 +158,60 @@ def run(settings: TrainSettings) -> int:
         return 0
     config = train_config(settings)
     out = settings.out or default_out(config)
-    _, history = call_with(train, settings, config=config, out_dir=out)
-    if is_main_process():
+    main = is_main_process()
+    if main:
+        check_out_dir(out, resume=settings.resume, force=settings.force)  # before any warning
+        if warning := short_run_warning(settings, config):
+            print(warning, file=sys.stderr)
+    try:
+        _, history = call_with(
+            train,
+            settings,
+            config=config,
+            out_dir=out,
+            on_epoch=partial(print_epoch, config) if main else None,
+        )
+    except KeyboardInterrupt as err:
+        if main and (out / STATE_NAME).exists():
+            raise Interrupted(
+                f"rerun the same command with --resume to continue from {out}"
+            ) from err
+        raise
+    if main:
         emit(train_lines(config, history, out))
     return 0
+
+
+def short_run_warning(settings: TrainSettings, config: TrainConfig) -> str | None:
+    """A warning when ``--epochs`` cuts the recipe to under :data:`SHORT_RUN` of its epochs."""
+    if settings.preset is None or settings.epochs is None:
+        return None
+    planned = recipe_config(settings.preset, config.dataset).epochs
+    if config.epochs >= SHORT_RUN * planned:
+        return None
+    return (
+        f"warning: {config.epochs} of the recipe's {planned} epochs: expect far weaker "
+        "accuracy and robustness than the paper's"
+    )
+
+
+def epoch_line(config: TrainConfig, record: dict[str, Any]) -> str:
+    """One epoch's line: its loss terms, test (and adversarial) accuracy and speed."""
+    losses = ", ".join(
+        f"{key.removeprefix('loss_')} {value:.4f}"
+        for key, value in record.items()
+        if key.startswith("loss_")
+    )
+    line = f"epoch {record['epoch']}/{config.epochs}: loss {losses}"
+    line += f"; test accuracy {record.get('test_accuracy', float('nan')):.2%}"
+    if "adv_accuracy_baseline" in record:
+        line += f", adversarial accuracy {record['adv_accuracy_baseline']:.2%}"
+    return line + f"; {record.get('images_per_s', 0):,.0f} images/s"
+
+
+def print_epoch(config: TrainConfig, record: dict[str, Any]) -> None:
+    """Print :func:`epoch_line` on stderr (beside the progress bars), at once."""
+    print(epoch_line(config, record), file=sys.stderr, flush=True)
 
 
 COMMAND = Command(

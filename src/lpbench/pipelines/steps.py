@@ -7,7 +7,9 @@ the command line and the demo call the same functions, and print what they retur
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lpbench.checkpoint import WEIGHTS_NAME
 from lpbench.data import dataset_eval_subset, load_dataset
 from lpbench.diagnostics import (
     GridData,
@@ -30,6 +33,7 @@ from lpbench.diagnostics import (
     write_npz,
 )
 from lpbench.diagnostics.histogram import PointHistogram, RestartSummary
+from lpbench.distributed import is_main_process
 from lpbench.evaluation import (
     CustomPGD,
     EvaluationResult,
@@ -37,14 +41,16 @@ from lpbench.evaluation import (
     benchmark,
     parse_step,
     predict,
+    weights_sha256,
 )
 from lpbench.evaluation.check import CheckReport, check
+from lpbench.evaluation.journal import MANIFEST
 from lpbench.evaluation.protocol import resolve_eps
-from lpbench.io import write_json
+from lpbench.io import check_output_file, output_lock, write_json
 from lpbench.reporting import ResultRow, write_html_report, write_report
 from lpbench.reporting.collect import collect_results, figure_sections, read_results
-from lpbench.runtime import evaluation_mode, resolve_device
-from lpbench.training import SHORT_OBJECTIVES, load_checkpoint
+from lpbench.runtime import Interrupted, evaluation_mode, resolve_device
+from lpbench.training import SHORT_OBJECTIVES, CheckpointError, load_checkpoint
 from lpbench.zoo import entry_name, get_entry, is_zoo_ref, list_entries
 
 
@@ -109,34 +115,54 @@ def evaluate_checkpoint(
         given = attacks is not None or custom is not None
         out = beside(checkpoint, default_results_name(preset, custom=given))
     out = Path(out)
-    result = benchmark(
-        model,
-        meta["dataset"],
-        preset=preset,
-        custom=custom,
-        attacks=attacks,
-        eps=eps,
-        points=points,
-        subset_seed=subset_seed,
-        attack_seed=seed,
-        data_dir=data_dir,
-        device=device,
-        batch_size=batch_size,
-        show_progress=show_progress,
-        out=out,
-        resume=resume,
-        budget=budget,
-        adapt=adapt,
-        exhaustive=exhaustive,
-        meta={
-            "name": name or meta.get("preset") or Path(checkpoint).stem,
-            "checkpoint": str(checkpoint),
-            "model": meta["model"],
-            "train_preset": meta.get("preset"),
-            "train_epoch": meta.get("epoch"),
-        },
-    )
+    journal = out.with_suffix(".journal")
+    main = is_main_process()
+    if main:  # before any attack: a folder or an unwritable place fails now, not at the end
+        check_output_file(out)
+    # only torchrun's rank 0 holds the lock (and writes the journal and results)
+    held = output_lock(journal_lock(out), what=f"{out} (its journal {journal})")
+    with held if main else nullcontext():
+        try:
+            result = benchmark(
+                model,
+                meta["dataset"],
+                preset=preset,
+                custom=custom,
+                attacks=attacks,
+                eps=eps,
+                points=points,
+                subset_seed=subset_seed,
+                attack_seed=seed,
+                data_dir=data_dir,
+                device=device,
+                batch_size=batch_size,
+                show_progress=show_progress,
+                out=out,
+                resume=resume,
+                budget=budget,
+                adapt=adapt,
+                exhaustive=exhaustive,
+                meta={
+                    "name": name or meta.get("preset") or Path(checkpoint).stem,
+                    "checkpoint": str(checkpoint),
+                    "model": meta["model"],
+                    "train_preset": meta.get("preset"),
+                    "train_epoch": meta.get("epoch"),
+                },
+            )
+        except KeyboardInterrupt as err:
+            if main and (journal / MANIFEST).exists():
+                raise Interrupted(
+                    f"rerun the same command with --resume to continue from {journal}"
+                ) from err
+            raise
     return result, out
+
+
+def journal_lock(out: str | Path) -> Path:
+    """The lock file of the evaluation that writes ``out`` (``OUT.journal.lock``)."""
+    out = Path(out)
+    return out.with_name(out.with_suffix("").name + ".journal.lock")
 
 
 @dataclass
@@ -196,6 +222,7 @@ def surfaces_for_checkpoints(
     if not 0 <= index < len(test):
         raise ValueError(f"--point must be a test-set index in [0, {len(test) - 1}], got {index}")
     out = Path(out) if out is not None else beside(checkpoints[0], f"surface-point{index}.png")
+    check_output_file(out)  # before any surface is computed
     surfaces = []
     for name, model in models:
         surface = loss_surface(
@@ -247,6 +274,8 @@ def grid_for_checkpoint(
     device_t = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
     dataset = meta["dataset"]
+    out = Path(out) if out is not None else beside(checkpoint, "grid.png")
+    check_output_file(out)  # before any attack
     eps = resolve_eps(eps, dataset)
     labels = list(steps)
     values = [parse_step(text, eps) for text in labels]
@@ -269,7 +298,6 @@ def grid_for_checkpoint(
         show_progress=show_progress,
     )
     name = model_name(meta, checkpoint)
-    out = Path(out) if out is not None else beside(checkpoint, "grid.png")
     grid.save_npz(out.with_suffix(".npz"))
     write_json(
         out.with_suffix(".json"),
@@ -309,6 +337,7 @@ def histograms_for_results(
     results = read_results(results_path)
     label = resolve_label(results, attack)
     out = Path(out) if out is not None else Path(results_path).with_name("histograms.png")
+    check_output_file(out)
     hists, written = plot_point_histograms(results, label, points, out, bins=bins, pdf=pdf)
     summary, more = plot_restart_summary(
         results, label, out.with_name(out.stem + "-restarts.png"), pdf=pdf
@@ -346,7 +375,10 @@ def report_for(
     A run folder gives every results file in it and its sub-folders; a row read from
     ``results-PRESET.json`` is named ``MODEL (PRESET)``, after the model's own row.
     The paths written are keyed "markdown", "csv", "json" and, with ``html``, "html"
-    (report.html: :func:`lpbench.reporting.write_html_report`).
+    (report.html: :func:`lpbench.reporting.write_html_report`). A results file whose
+    manifest's weights hash differs from the checkpoint beside it (``model.safetensors`` in
+    its folder: retrained since) gets a warning (:func:`stale_weights_warnings`), printed on
+    stderr and kept in report.md and report.json.
     """
     paths = [Path(p) for p in inputs]
     files, found = collect_results(paths)
@@ -364,7 +396,10 @@ def report_for(
     rows = [row for _, row, _ in keyed]
     out = Path(out) if out is not None else (paths[0] if paths[0].is_dir() else Path("."))
     sections = figure_sections(found)
-    written = write_report(rows, out, figures=sections, title=title)
+    warnings = stale_weights_warnings(files)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    written = write_report(rows, out, figures=sections, title=title, warnings=warnings)
     if html:
         written["html"] = write_html_report(
             [results for *_, results in keyed],
@@ -374,6 +409,31 @@ def report_for(
             title=title,
         )
     return rows, written
+
+
+def stale_weights_warnings(files: Sequence[Path]) -> list[str]:
+    """A warning per results file whose manifest's ``weights_sha256`` is not the hash
+    (:func:`lpbench.evaluation.weights_sha256`) of the checkpoint in its folder."""
+    hashes: dict[Path, str | None] = {}
+    warnings = []
+    for path in files:
+        recorded = (read_results(path).get("manifest") or {}).get("weights_sha256")
+        weights = Path(path).parent / WEIGHTS_NAME
+        if recorded is None or not weights.is_file():
+            continue
+        if weights not in hashes:
+            try:
+                hashes[weights] = weights_sha256(load_checkpoint(weights)[0])
+            except CheckpointError:
+                hashes[weights] = None
+        actual = hashes[weights]
+        if actual is not None and actual != recorded:
+            warnings.append(
+                f"{path} was computed for other weights (sha256 {recorded[:12]}) than the "
+                f"checkpoint beside it, {weights} (sha256 {actual[:12]}): the model changed "
+                "since (retrained?); evaluate it again"
+            )
+    return warnings
 
 
 def check_checkpoint(
@@ -403,6 +463,9 @@ def check_checkpoint(
     device_t = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
     dataset = meta["dataset"]
+    out = Path(out) if out is not None else beside(checkpoint, "check.png")
+    check_output_file(out.with_suffix(".png"))  # before any probe
+    check_output_file(out.with_suffix(".json"))
     source = None
     if surrogate is not None:
         source, _ = load_checkpoint(surrogate, dataset=dataset, device=device_t)
@@ -410,7 +473,6 @@ def check_checkpoint(
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
     indices = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
     subset = test.subset(indices)
-    out = Path(out) if out is not None else beside(checkpoint, "check.png")
     report = check(
         model,
         subset.images,
@@ -425,6 +487,7 @@ def check_checkpoint(
         surrogate=source,
         eot_iter=eot_iter,
         reevals=reevals,
+        show_progress=show_progress,
     )
     report.figure = plot_sweep(report.sweep, out.with_suffix(".png"), eps=eps)
     write_json(

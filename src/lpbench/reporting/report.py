@@ -56,13 +56,15 @@ def write_report(
     *,
     figures: dict[str, list[Path]] | None = None,
     title: str = "lpbench report",
+    warnings: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Write report.md, report.csv and report.json into ``out_dir``.
 
     Items are rows or evaluation results dicts (turned into rows). ``figures`` maps a
     section heading to image files, embedded in report.md by paths relative to
     ``out_dir``. report.md and report.json carry the warning of :func:`machine_warnings`
-    when the rows come from different machines. Returns the paths written, keyed
+    when the rows come from different machines, and ``warnings`` (e.g. results whose
+    weights differ from the checkpoint beside them). Returns the paths written, keyed
     "markdown", "csv" and "json".
     """
     out_dir = Path(out_dir)
@@ -72,6 +74,7 @@ def write_report(
         for section, paths in (figures or {}).items()
     }
     markdown = render_markdown(rows, title=title)
+    markdown += "".join(f"\n> **Warning:** {warning}\n" for warning in warnings)
     for section, paths in links.items():
         images = "\n\n".join(f"![{Path(p).stem}]({p})" for p in paths)
         markdown += f"\n## {section}\n\n{images}\n"
@@ -84,7 +87,7 @@ def write_report(
                 "title": title,
                 "rows": [row.to_dict() for row in rows],
                 "figures": links,
-                "warnings": machine_warnings(rows),
+                "warnings": machine_warnings(rows) + list(warnings),
             },
         ),
     }

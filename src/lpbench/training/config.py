@@ -27,7 +27,7 @@ class TrainConfig:
     that key in ``train_config.json`` and in every checkpoint's metadata.
     """
 
-    dataset: str = "fashion-mnist"
+    dataset: str = "mnist-digits"
     model: str = "lenet"
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     preset: str | None = None

@@ -243,8 +243,9 @@ def short_objective(name: str) -> ObjectiveConfig:
 def get_recipe(name: str, dataset: str | None = None) -> Recipe:
     """The recipe ``name`` (``dataset/row`` or a short name, which needs MNIST-like data).
 
-    A short name with ``dataset`` "fashion-mnist" or "mnist-digits" gives the MNIST recipe on
-    that data set (at its eps: 0.1 for Fashion-MNIST).
+    A short name gives the MNIST recipe on ``dataset``: "mnist", "fashion-mnist" or
+    "mnist-digits" (the default: shipped with lpbench, so it needs no download), at that
+    data set's eps (0.1 for Fashion-MNIST).
     """
     if name in RECIPES:
         recipe = RECIPES[name]
@@ -252,7 +253,7 @@ def get_recipe(name: str, dataset: str | None = None) -> Recipe:
             raise ValueError(f"preset {name} trains on {recipe.config.dataset}, not {dataset}")
         return recipe
     if name in SHORT_NAMES:
-        dataset = dataset or "fashion-mnist"
+        dataset = dataset or "mnist-digits"
         if dataset not in ("mnist", "fashion-mnist", "mnist-digits"):
             raise ValueError(
                 f"short preset {name!r} is for MNIST-like data; for {dataset} use "

@@ -8,6 +8,7 @@ adversarial examples are crafted on the unwrapped model. Only rank 0 writes file
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from lpbench.data import dataset_eval_subset, evaluation_subset, get_dataset_inf
 from lpbench.data.loader import EpochBatches, augment_tiny_imagenet, batch_loader, to_float
 from lpbench.defenses import ObjectiveConfig, add_input_noise, objective_terms
 from lpbench.evaluation import NamedAttack, evaluate
-from lpbench.io import read_json, write_json
+from lpbench.io import check_writable_folder, read_json, write_json
 from lpbench.models import build_model
 from lpbench.runtime import progress
 from lpbench.training.adversarial import adversarial_targets, craft_adversarial, crafting_mode
@@ -94,27 +95,45 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
     workers: int = 0,
+    force: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Train ``config`` into ``out_dir``; return the model and the per-epoch log.
 
     After every epoch the run writes (atomically) a resumable state, the checkpoint
     ``model.safetensors`` + ``model.json`` and one JSON line of metrics. ``resume=True``
     continues an interrupted run to the same weights an uninterrupted run reaches.
+    A folder that already holds a run or a checkpoint is refused unless ``resume`` or
+    ``force`` (start afresh, overwriting it) is given. ``on_epoch`` (rank 0 only) gets each
+    epoch's log record as soon as it is written.
     Launched by ``torchrun``, the processes share the work (see :class:`TrainConfig`).
     """
     ctx = distributed.setup(device)
     try:
-        return _train(config, Path(out_dir), data_dir, ctx, resume, show_progress, workers)
+        run = (resume, show_progress, workers, force, on_epoch)
+        return _train(config, Path(out_dir), data_dir, ctx, *run)
     finally:
         distributed.teardown(ctx)
 
 
-def _check_resume(config: TrainConfig, out_dir: Path, resume: bool) -> None:
-    if (out_dir / STATE_NAME).exists() and not resume:
+def check_out_dir(out_dir: str | Path, *, resume: bool = False, force: bool = False) -> None:
+    """Whether a run may write ``out_dir``: a writable folder (or one that can be made),
+    holding no run or checkpoint unless ``resume`` or ``force``; ValueError or
+    FileExistsError saying why not."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the output folder {out_dir} is a file")
+    check_writable_folder(out_dir)
+    held = [name for name in (STATE_NAME, WEIGHTS_NAME) if (out_dir / name).exists()]
+    if held and not resume and not force:
         raise FileExistsError(
-            f"{out_dir} already holds a training run: pass resume=True "
-            "(--resume) to continue it, or choose another output folder"
+            f"{out_dir} already holds a training run ({', '.join(held)}): pass --resume to "
+            "continue it, --force to overwrite it, or choose another --out"
         )
+
+
+def _check_resume(config: TrainConfig, out_dir: Path, resume: bool, force: bool = False) -> None:
+    check_out_dir(out_dir, resume=resume, force=force)
     if resume and (out_dir / CONFIG_NAME).exists():
         saved = read_json(out_dir / CONFIG_NAME)
         # runs saved before an option existed had its default
@@ -138,8 +157,10 @@ def _train(
     resume: bool,
     show_progress: bool,
     workers: int,
+    force: bool,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
-    _check_resume(config, out_dir, resume)
+    _check_resume(config, out_dir, resume, force)
     device = ctx.device
     info = get_dataset_info(config.dataset)
     show = show_progress and ctx.is_main
@@ -194,6 +215,8 @@ def _train(
                     )
                 run.save(epoch, 0, record, input_shape, {})
                 log.write(record)
+                if on_epoch is not None:
+                    on_epoch(record)
             distributed.barrier(ctx)
             history.append(record)
     finally:

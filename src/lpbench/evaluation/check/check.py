@@ -35,6 +35,7 @@ def check(
     reevals: int = 10,
     surface_points: int = 20,
     facts: ModelFacts | None = None,
+    show_progress: bool = False,
 ) -> CheckReport:
     """Probe ``model`` on ``(x, y)`` at radius ``eps`` for gradient masking; see the module.
 
@@ -50,12 +51,15 @@ def check(
     (:func:`~lpbench.evaluation.preflight.prepared`), run by a caller that holds the model
     in eval mode on ``facts.device`` (which then replaces ``device``); without, it runs
     here (without the model contract: a randomised model is probed with EOT).
+    ``show_progress``: a line on stderr as each probe's attack starts and ends.
     """
     if not 0 < eps <= 1:
         raise ValueError(f"eps must be in (0, 1], got {eps}")
     if min(eot_iter, reevals, surface_points) < 1:
         raise ValueError("eot_iter, reevals and surface_points must be >= 1")
-    settings = Settings(dataset, iters, restarts, queries, seed, eot_iter, reevals, surface_points)
+    settings = Settings(
+        dataset, iters, restarts, queries, seed, eot_iter, reevals, surface_points, show_progress
+    )
     if facts is not None:
         return _check(model, x, y, eps, settings, facts, surrogate)
     device_t = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -75,6 +79,7 @@ class Settings:
     eot_iter: int
     reevals: int
     surface_points: int
+    show_progress: bool = False
 
 
 def _check(
@@ -113,6 +118,7 @@ def _check(
             random=random,
             eot=s.eot_iter if random else 1,
             reevals=s.reevals if random else 1,
+            show_progress=s.show_progress,
         )
         findings, accuracy, sweep = run_probes(
             probe,

@@ -3,6 +3,9 @@ and the costs and verdict flips of their attacks."""
 
 from __future__ import annotations
 
+import sys
+import time
+
 import torch
 from torch import nn
 
@@ -30,21 +33,32 @@ class Probe:
         random: bool,
         eot: int,
         reevals: int,
+        show_progress: bool = False,
     ) -> None:
         self.model, self.x, self.y, self.index, self.seed = model, x, y, index, seed
         self.classes, self.relu = classes, relu
         self.random, self.eot, self.reevals = random, eot, reevals
         self.cost: dict[str, Cost] = {}
         self.flips: dict[str, float] = {}
+        self.show_progress = show_progress
 
     def spend(self, name: str, cost: Cost) -> None:
         self.cost[name] = self.cost.get(name, Cost()) + cost
 
     def run(self, name: str, attack: Attack, model: nn.Module | None = None) -> AttackResult:
-        """``attack`` on every point (against ``model``, default the probed one), counted."""
+        """``attack`` on every point (against ``model``, default the probed one), counted;
+        with ``show_progress``, a line on stderr as it starts and as it ends."""
+        started = time.perf_counter()
+        self.say(f"{name}: {type(attack).__name__} on {len(self.x)} points ...")
         result = attack(model or self.model, self.x, self.y, index=self.index)
         self.spend(name, result.cost)
+        self.say(f"{name}: done in {time.perf_counter() - started:.1f} s")
         return result
+
+    def say(self, text: str) -> None:
+        """A progress line on stderr (``check: TEXT``) when progress is shown."""
+        if self.show_progress:
+            print(f"check: {text}", file=sys.stderr, flush=True)
 
     def broken(self, name: str, attack: Attack) -> torch.Tensor:
         """Per point (CPU): broken by ``attack``; on a randomised model, misclassified in

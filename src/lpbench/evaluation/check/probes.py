@@ -187,6 +187,7 @@ def run_probes(
         )
     )
 
+    probe.say("input gradients and logits ...")
     findings += gradient_and_logit_probes(probe, eps)
 
     sweep = []
@@ -222,10 +223,15 @@ def run_probes(
         )
     )
 
+    probe.say("attack traces ...")
     findings += trace_probes(probe, eps, max(iters, 8), tol)
+    probe.say("loss surfaces ...")
     findings.append(surface_probe(probe, eps, surface_points))
+    if surrogate is not None:
+        probe.say("transfer from the surrogate ...")
     findings.append(_transfer_probe(probe, eps, surrogate, white, iters, tol))
     findings.append(_randomness(probe))
+    probe.say(f"{len(findings)} probes done")
     return findings, accuracy, sweep
 
 

@@ -20,6 +20,7 @@ import inspect
 import pkgutil
 import re
 import sys
+import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -89,17 +90,20 @@ def packages() -> list[ModuleType]:
     return [found[n] for n in sorted(found, key=lambda n: (rank.get(n, len(rank)), n))]
 
 
-def _comments() -> dict[tuple[str, str], str]:
-    """(module, name) -> the ``#:`` comment above a top-level assignment of ``name``."""
+def _comments() -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
+    """(module, name) -> the ``#:`` comment above a top-level assignment of ``name``, and
+    (module, name) -> the source of the value assigned."""
     import lpbench
 
     found: dict[tuple[str, str], str] = {}
+    sources: dict[tuple[str, str], str] = {}
     src = Path(lpbench.__file__).parent
     for path in sorted(src.rglob("*.py")):
         parts = path.relative_to(src.parent).with_suffix("").parts
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for node in ast.parse("\n".join(lines)).body:
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for node in ast.parse(text).body:
             targets = node.targets if isinstance(node, ast.Assign) else []
             if isinstance(node, ast.AnnAssign):
                 targets = [node.target]
@@ -113,7 +117,9 @@ def _comments() -> dict[tuple[str, str], str]:
             for name in names:
                 if comment:
                     found[(module, name)] = " ".join(comment)
-    return found
+                if node.value is not None:
+                    sources[(module, name)] = ast.get_source_segment(text, node.value) or ""
+    return found, sources
 
 
 def _constant_note(name: str, value: Any, comments: dict[tuple[str, str], str]) -> str:
@@ -140,6 +146,8 @@ def _describe_value(value: Any, most: int = 8) -> str:
 
 
 def kind_of(value: Any) -> str:
+    if typing.get_origin(value) is not None:
+        return "type alias"
     if inspect.ismodule(value):
         return "module"
     if inspect.isclass(value):
@@ -149,13 +157,48 @@ def kind_of(value: Any) -> str:
     return "constant"
 
 
-def signature(name: str, value: Any) -> str:
+class _Shown:
+    """A default value as the page shows it (its repr is the text given)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _shown_default(value: Any, constants: dict[str, Any]) -> Any:
+    """A path default as the exported constant equal to it, or relative to the package:
+    never a path of this machine."""
+    if not isinstance(value, Path):
+        return value
+    for name, constant in sorted(constants.items()):
+        if isinstance(constant, Path) and constant == value:
+            return _Shown(name)
+    import lpbench
+
+    root = Path(lpbench.__file__).resolve().parent.parent
+    try:
+        return _Shown(f"Path('{value.resolve().relative_to(root).as_posix()}')")
+    except ValueError:
+        return _Shown(f"Path('{value.as_posix()}')")
+
+
+def signature(name: str, value: Any, constants: dict[str, Any]) -> str:
     """``name(params)`` without annotations, or ``name`` where there is none to show."""
     try:
         sig = inspect.signature(value)
     except (TypeError, ValueError):
         return name
-    params = [p.replace(annotation=inspect.Parameter.empty) for p in sig.parameters.values()]
+    params = [
+        p.replace(
+            annotation=inspect.Parameter.empty,
+            default=p.default
+            if p.default is inspect.Parameter.empty
+            else _shown_default(p.default, constants),
+        )
+        for p in sig.parameters.values()
+    ]
     plain = sig.replace(parameters=params, return_annotation=inspect.Signature.empty)
     return f"{name}{plain}"
 
@@ -166,17 +209,22 @@ def _cell(text: str) -> str:
 
 def render() -> str:
     """The whole page."""
-    comments = _comments()
+    comments, sources = _comments()
     lines = [HEADER.rstrip("\n")]
     for package in packages():
         lines += ["", f"## `{package.__name__}`", "", first_line(package.__doc__), ""]
         lines += ["| Name | Kind | Description |", "| --- | --- | --- |"]
+        constants = {name: getattr(package, name) for name in package.__all__}
         for name in sorted(package.__all__):
             value = getattr(package, name)
             kind = kind_of(value)
             if kind in ("class", "function"):
-                shown = signature(name, value)
-                note = first_line(inspect.getdoc(value))
+                shown = signature(name, value, constants)
+                note = first_line(inspect.getdoc(value)) or "(no docstring)"
+            elif kind == "type alias":
+                defined = [text for (_, n), text in sorted(sources.items()) if n == name]
+                shown = name
+                note = _constant_note(name, value, comments) or f"`{defined[0]}`."
             elif kind == "constant":
                 shown, note = name, _constant_note(name, value, comments)
             else:

@@ -220,6 +220,7 @@ def test_demo_evaluates_the_zoo_without_training(tmp_path, capsys) -> None:
         assert data["checkpoint"] == f"zoo:mnist-digits/{name}"
     assert (run_dir / "figures" / "surface.png").stat().st_size > 1000
     assert "zoo" in (run_dir / "report.md").read_text()
+    assert f"report: {run_dir / 'report.html'}" in out and "lpbench demo --full" in out
 
 
 def test_evaluation_lines_show_each_attack_the_auto_schedule_and_mismatches(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""``lpbench report``: the seed-style table of results files, with figures."""
+"""``lpbench report``: the seed-style table of results files, with figures (and a page)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class ReportSettings:
     figure: list[Path] = option([], "more images to embed", nargs="+", type=Path)
     title: str = option("lpbench report", "title of the report")
     out: Path | None = option(None, "folder (default: the first run folder, else .)", type=Path)
+    html: bool = option(False, "also write report.html, one self-contained page")
 
 
 def run(settings: ReportSettings) -> int:
@@ -38,7 +39,8 @@ COMMAND = Command(
     run,
     description="Collect results files (or run folders holding results.json or "
     "results-PRESET.json files, the latter as rows named 'MODEL (PRESET)', and a figures/ "
-    "folder) into report.md, report.csv and report.json. The baseline column is the attack "
+    "folder) into report.md, report.csv and report.json (--html: report.html too, one page "
+    "with the figures inlined). The baseline column is the attack "
     "labelled 'baseline' (the paper's, in `strong`); without one it is the first attack, named "
     "beside its accuracy (e.g. apgd-ce for auto).",
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from lpbench.commands import (
     check,
@@ -60,9 +61,17 @@ USER_ERRORS = (
 )
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """A parser whose usage errors are one line (``lpbench CMD: error: ...``), exit code 2;
+    the usage stays one ``--help`` away. Sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``lpbench`` with a sub-command per entry of COMMANDS."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="lpbench", description="Train logit-pairing defenses and evaluate them honestly."
     )
     parser.add_argument("--version", action="version", version=f"lpbench {__version__}")

@@ -5,7 +5,7 @@
         --figure docs/surface.png --title "..." --out docs/report-html.png
 
 Inputs that are not one .html file are results files or run folders: the report is built
-first (``lpbench.pipelines.steps.report_for(..., html=True)``) in a temporary folder.
+first (``lpbench.pipelines.reports.report_for(..., html=True)``) in a temporary folder.
 Exits 1 without a screenshot when the page loads anything from outside (a stylesheet link,
 a script or image by URL) or an embedded image does not decode; ``--check-only`` stops
 there. Needs Chromium (Debian: ``apt-get install -y chromium``) and Pillow.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from lpbench.pipelines.steps import report_for
+from lpbench.pipelines.reports import report_for
 
 FLAGS = (
     "--headless",

@@ -18,7 +18,7 @@ from torch import nn
 from lpbench.attacks import PGD
 from lpbench.evaluation import NamedAttack, build_manifest
 from lpbench.machine import describe_machine, machine_facts
-from lpbench.pipelines.steps import report_for
+from lpbench.pipelines.reports import report_for
 from lpbench.reporting import machine_warnings, render_html, write_html_report
 from lpbench.reporting.html import broken_by_attack
 

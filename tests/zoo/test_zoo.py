@@ -13,7 +13,8 @@ from lpbench import checkpoint
 from lpbench.data import dataset_eval_subset, load_dataset
 from lpbench.evaluation import predict
 from lpbench.io import read_json
-from lpbench.pipelines.steps import beside, zoo_listing
+from lpbench.pipelines.reports import zoo_listing
+from lpbench.pipelines.steps import beside
 from lpbench.training import load_checkpoint, resolve_checkpoint, save_checkpoint
 from lpbench.zoo import ZOO_DIR, ZooEntry, ZooError, export_to_zoo, list_entries, load
 from tests.support import TinyNet

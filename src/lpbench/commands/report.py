@@ -24,7 +24,7 @@ class ReportSettings:
 
 def run(settings: ReportSettings) -> int:
     """Write the report files; print the table and their paths. Exit code 0."""
-    from lpbench.pipelines.steps import report_for
+    from lpbench.pipelines.reports import report_for
     from lpbench.reporting import render_text
 
     rows, written = call_with(report_for, settings, figures=settings.figure)

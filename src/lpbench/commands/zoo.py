@@ -20,7 +20,7 @@ class ZooSettings:
 
 def run(settings: ZooSettings) -> int:
     """Print the listing or the entry; exit code 0."""
-    from lpbench.pipelines.steps import zoo_listing
+    from lpbench.pipelines.reports import zoo_listing
 
     emit(zoo_listing(settings.name))
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from lpbench.evaluation import CustomPGD
-from lpbench.pipelines import steps
+from lpbench.pipelines import reports, steps
 from lpbench.reporting import render_text
 from lpbench.training import TrainConfig, short_objective, train
 from lpbench.zoo import ZOO_PREFIX, list_entries
@@ -230,7 +230,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     )
     title = f"lpbench demo: LeNet on {dataset}, eps {planes.eps}, {what}, {s.points} test points"
     echo(f"$ lpbench report {q(str(run))} --title {q(title)} --html")
-    rows, written = steps.report_for([run], title=title, html=True)
+    rows, written = reports.report_for([run], title=title, html=True)
     echo("")
     echo(render_text(rows))
     echo(f"\ntotal time {time.perf_counter() - started:.0f} s")

@@ -62,17 +62,9 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--check", action="store_true", help="compare, do not write")
-    check = args.parse_args(argv).check
-    text = render()
-    if check:
-        same = TARGET.exists() and TARGET.read_text(encoding="utf-8") == text
-        print(f"{TARGET.relative_to(ROOT)} is {'up to date' if same else 'out of date'}")
-        return 0 if same else 1
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET.relative_to(ROOT)} ({text.count(chr(10))} lines)")
-    return 0
+    from _generated_page import write_or_check  # scripts/ is on sys.path when run
+
+    return write_or_check(TARGET, render, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

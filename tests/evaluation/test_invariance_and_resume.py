@@ -151,6 +151,26 @@ def test_resume_finishes_with_the_same_results(tmp_path) -> None:
         )
 
 
+def test_a_journal_resumes_on_another_machine(tmp_path) -> None:
+    """The machine (CPU model and capability, GPU) may change on resume, as the device may;
+    a journal written before the manifest recorded it resumes too."""
+    model = TinyNet(seed=3).eval()
+    x, y = _labelled(model, 12)
+    journal = tmp_path / "res.journal"
+    kwargs = {"batch_size": 3, "show_progress": False, "journal": journal}
+    here = {"seed": 0, "machine": {"cpu": "here", "cpu_capability": "AVX512"}}
+    whole = evaluate(model, x, y, _small_strong(), manifest=here, **kwargs)
+    parts = sorted(journal.glob("s*.safetensors"))
+    for part in parts[len(parts) // 2 :]:
+        part.unlink()
+    there = {"seed": 0, "machine": {"cpu": "there", "cpu_capability": "AVX2"}}
+    resumed = evaluate(model, x, y, _small_strong(), manifest=there, resume=True, **kwargs)
+    _same(whole, resumed)
+    older = {"seed": 0}  # written before the manifest had a machine
+    again = evaluate(model, x, y, _small_strong(), manifest=older, resume=True, **kwargs)
+    _same(whole, again)
+
+
 def test_evaluate_restores_mode_and_leaves_batchnorm_alone() -> None:
     model = BatchNormNet()
     x = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(1))

@@ -27,10 +27,11 @@ MANIFEST = "manifest.json"
 TENSORS = ("x_adv", "x_best")
 
 #: Manifest entries that may differ between a run and its resumption: where and how it
-#: runs. None changes an attack's random draws; another device or TF32 setting can still
-#: move a verdict near the boundary by rounding.
+#: runs (the device, the machine). None changes an attack's random draws; another device, CPU
+#: kind or TF32 setting can still move a verdict near the boundary by rounding.
 _MAY_CHANGE = (
     "device",
+    "machine",
     "tf32",
     "batch_size",
     "world_size",

@@ -10,7 +10,7 @@ data set is decided in the data-set registry (:attr:`lpbench.data.DatasetInfo.ep
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -129,17 +129,7 @@ class CustomPGD:
 
     def build(self, eps: float, *, seed: int = 0) -> NamedAttack:
         """The PGD at radius ``eps``."""
-        return custom_pgd(
-            eps,
-            step=self.step,
-            iters=self.iters,
-            restarts=self.restarts,
-            loss=self.loss,
-            score=self.score,
-            early_stop=self.early_stop,
-            targeted=self.targeted,
-            seed=seed,
-        )
+        return custom_pgd(eps, **asdict(self), seed=seed)
 
 
 @dataclass(frozen=True)

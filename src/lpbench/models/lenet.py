@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lpbench.models.small import make_activation
+
 
 class LeNet(nn.Module):
     """conv3x3(32)-ReLU-maxpool, conv3x3(64)-ReLU-maxpool, dense 1024-ReLU, dense classes.
@@ -16,7 +18,9 @@ class LeNet(nn.Module):
     CPU (before/after figures of ``benchmarks/attack_throughput.py`` in the README).
     ``width`` (first convolution's filters, the second has twice as many) and ``hidden``
     (units of the first dense layer) default to the original's 32 and 1024; tests use
-    smaller values to keep fixtures small.
+    smaller values to keep fixtures small. ``activation`` (default ``relu``) names another
+    activation (:data:`lpbench.models.small.ACTIVATIONS`), applied at the same places, after
+    pooling (for the non-monotonic GELU this is not the same as before pooling).
     """
 
     def __init__(
@@ -26,21 +30,22 @@ class LeNet(nn.Module):
         image_size: int = 28,
         width: int = 32,
         hidden: int = 1024,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, kernel_size=3, padding=1),
             nn.MaxPool2d(2),
-            nn.ReLU(),
+            make_activation(activation),
             nn.Conv2d(width, 2 * width, kernel_size=3, padding=1),
             nn.MaxPool2d(2),
-            nn.ReLU(),
+            make_activation(activation),
         )
         flat = 2 * width * (image_size // 4) ** 2
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(flat, hidden),
-            nn.ReLU(),
+            make_activation(activation),
             nn.Linear(hidden, num_classes),
         )
         for module in self.modules():

@@ -9,7 +9,9 @@ from typing import Any
 from torch import nn
 
 from lpbench.models.lenet import LeNet
+from lpbench.models.maskers import MASKER_OPTIONS, add_masker
 from lpbench.models.resnet_v2 import ResNet20V2, ResNet50V2
+from lpbench.models.small import MLP, BatchNormCNN
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class ModelSpec:
 
     ``build(input_shape, num_classes, **options)``; ``options`` names the keyword options
     the model accepts (e.g. ``width``), which checkpoints record beside the model name.
+    Every model also takes the masker options of :mod:`lpbench.models.maskers`.
     """
 
     name: str
@@ -45,13 +48,14 @@ def build_model(
         known = ", ".join(sorted(MODELS))
         raise ValueError(f"unknown model {name!r}; known models: {known}")
     spec = MODELS[name]
+    masker = {key: options.pop(key) for key in MASKER_OPTIONS if key in options}
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         raise ValueError(
             f"model {name!r} has no option {', '.join(unknown)} "
             f"(its options: {', '.join(spec.options) or 'none'})"
         )
-    return spec.build(tuple(input_shape), num_classes, **options)
+    return add_masker(spec.build(tuple(input_shape), num_classes, **options), **masker)
 
 
 register_model(
@@ -59,7 +63,7 @@ register_model(
         name="lenet",
         build=lambda shape, classes, **opts: LeNet(shape[0], classes, shape[1], **opts),
         description="LeNet of the logit-pairing MNIST code (2 conv, 2 dense, no batch norm)",
-        options=("width", "hidden"),
+        options=("width", "hidden", "activation"),
     )
 )
 register_model(
@@ -76,5 +80,21 @@ register_model(
         build=lambda shape, classes, **opts: ResNet50V2(shape[0], classes, **opts),
         description="slim's ResNet-50 v2, as the ALP Tiny ImageNet code trained it",
         options=("width", "signed_inputs"),
+    )
+)
+register_model(
+    ModelSpec(
+        name="mlp",
+        build=lambda shape, classes, **opts: MLP(shape, classes, **opts),
+        description="multilayer perceptron (depth dense layers of hidden units)",
+        options=("hidden", "depth", "activation"),
+    )
+)
+register_model(
+    ModelSpec(
+        name="cnn-bn",
+        build=lambda shape, classes, **opts: BatchNormCNN(shape, classes, **opts),
+        description="two conv-batch-norm blocks and two dense layers",
+        options=("width", "hidden", "activation"),
     )
 )

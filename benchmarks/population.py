@@ -1,0 +1,288 @@
+"""A population of models, split once into tuning and held-out sides, to judge ``auto``.
+
+``benchmarks/population/population.json`` names every model, how it is made (a training
+run of lpbench's recipes, a zoo model, or a constructed masker on another member) and its
+side. The split was committed before any tuning: constants of ``auto`` are chosen on
+tuning models and points only; held-out models are measured once per frozen ladder, on
+held-out points (the second half of a seeded permutation of each test split).
+
+    python benchmarks/population.py train [--only RUN ...]   # train / export what is missing
+    python benchmarks/population.py lock                      # hash the held-out files
+    python benchmarks/population.py evaluate --side held-out --points 200
+    python benchmarks/population.py table --side held-out     # markdown table of results
+
+Training runs go to ``runs/population/RUN`` (resumable after a kill: run the same command
+again); each model is exported as float16 weights to ``benchmarks/population/models``
+(outside the package, not in the wheel). ``evaluate`` runs, per model and in one process,
+the data set's ``baseline``, ``aa-standard``, ``auto`` at its default budget and
+``strong``, and writes robust accuracy, gradients, forward passes, queries and wall time
+to ``benchmarks/population/results/SIDE/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpbench.checkpoint import WEIGHTS_NAME, load_checkpoint, read_checkpoint_meta, zoo_path
+from lpbench.data import load_dataset, sha256sum
+from lpbench.evaluation import evaluate_model, universal_sources
+from lpbench.evaluation.protocol import default_eps
+from lpbench.io import write_json
+from lpbench.machine import describe_machine, machine_facts
+from lpbench.training import recipe_config, train
+from lpbench.zoo.registry import export_to_zoo
+
+HERE = Path(__file__).parent / "population"
+SPEC = HERE / "population.json"
+MODELS = HERE / "models"
+LOCK = HERE / "held_out.sha256"
+RESULTS = HERE / "results"
+RUNS = Path("runs") / "population"
+PRESETS = ("baseline", "aa-standard", "auto", "strong")
+
+
+def load_spec() -> dict[str, Any]:
+    return json.loads(SPEC.read_text())
+
+
+def model_dir(name: str) -> Path:
+    return MODELS / name
+
+
+def split_points(dataset: str, side: str, seed: int) -> np.ndarray:
+    """Indices of the test split on ``side``: halves of a PCG64(seed) permutation."""
+    size = len(load_dataset(dataset, "test", progress=False))
+    order = np.random.Generator(np.random.PCG64(seed)).permutation(size)
+    half = size // 2
+    return order[:half] if side == "tuning" else order[half:]
+
+
+def _export(run: str, out: Path, model: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    last = history[-1] if history else {}
+    block = {
+        "command": f"python benchmarks/population.py train --only {model['run']}",
+        "epochs": model["epochs"],
+        "side": model["side"],
+        "family": model["family"],
+        "clean_accuracy": last.get("test_accuracy"),
+        "training_seconds_total": round(sum(h.get("seconds", 0.0) for h in history), 1),
+        "machine": describe_machine(machine_facts("cpu")),
+    }
+    export_to_zoo(out, model["name"], block, root=MODELS)
+    print(f"exported {model['name']} ({run}, epoch {model['epochs']})", flush=True)
+
+
+def train_run(run: str, spec: dict[str, Any]) -> None:
+    """Train run ``run`` through each epoch count its models need, exporting each."""
+    settings = dict(spec["runs"][run])
+    preset, dataset = settings.pop("preset"), settings.pop("dataset")
+    settings.pop("epochs")
+    wanted = sorted(
+        (m for m in spec["models"] if m.get("run") == run), key=lambda m: m["epochs"]
+    )
+    out = RUNS / run
+    for model in wanted:
+        if (model_dir(model["name"]) / WEIGHTS_NAME).exists():
+            continue
+        config = recipe_config(preset, dataset, epochs=model["epochs"], **settings)
+        resume = (out / "train_state.pt").exists() or (out / WEIGHTS_NAME).exists()
+        _, history = train(config, out, resume=resume, show_progress=False)
+        _export(run, out, model, history)
+
+
+def make_masker(model: dict[str, Any]) -> None:
+    """A member built from another by adding masker options to its model options."""
+    out = model_dir(model["name"])
+    if (out / WEIGHTS_NAME).exists():
+        return
+    base = _weights(model["base"])
+    meta = read_checkpoint_meta(base)
+    meta["model_options"] = {**meta.get("model_options", {}), **model["masker"]}
+    meta["zoo"] = {
+        "command": f"python benchmarks/population.py train --only {model['name']}",
+        "side": model["side"],
+        "family": model["family"],
+        "base": model["base"],
+        "masker": model["masker"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(base, out / WEIGHTS_NAME)
+    write_json(out / "model.json", meta)
+    print(f"made {model['name']} from {model['base']}", flush=True)
+
+
+def _weights(name: str) -> Path:
+    """The weights file of population member ``name``."""
+    member = next(m for m in load_spec()["models"] if m["name"] == name)
+    if "zoo" in member:
+        return zoo_path(member["zoo"])
+    return model_dir(name) / WEIGHTS_NAME
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    spec = load_spec()
+    maskers = {m["name"]: m for m in spec["models"] if "masker" in m}
+    for name in args.only or [*spec["runs"], *maskers]:
+        if name in maskers:
+            make_masker(maskers[name])
+        elif name in spec["runs"]:
+            train_run(name, spec)
+        else:
+            raise SystemExit(f"no run or masker member {name!r} in {SPEC}")
+
+
+def held_out_files(spec: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of every held-out model's weights and metadata."""
+    digests = {}
+    for model in spec["models"]:
+        if model["side"] != "held-out":
+            continue
+        weights = _weights(model["name"])
+        for path in (weights, weights.with_suffix(".json")):
+            digests[str(path.relative_to(Path(__file__).parent.parent))] = sha256sum(path)
+    return digests
+
+
+def cmd_lock(_: argparse.Namespace) -> None:
+    digests = held_out_files(load_spec())
+    LOCK.write_text("".join(f"{digest}  {path}\n" for path, digest in sorted(digests.items())))
+    print(f"wrote {LOCK} ({len(digests)} files)")
+
+
+def evaluate_member(
+    model: dict[str, Any], side: str, points: int, seed: int, sources_seed: int = 0
+) -> dict[str, Any]:
+    """Every preset of :data:`PRESETS` on ``points`` points of ``side``, in one process."""
+    net, meta = load_checkpoint(_weights(model["name"]))
+    dataset = meta["dataset"]
+    test = load_dataset(dataset, "test", progress=False)
+    index = split_points(dataset, side, seed)[:points]
+    subset = test.subset(index)
+    x, y = subset.images, subset.labels
+    eps = default_eps(dataset)
+    sources = universal_sources(dataset, seed=sources_seed)
+    row: dict[str, Any] = {
+        "model": model["name"],
+        "family": model["family"],
+        "side": side,
+        "dataset": dataset,
+        "eps": eps,
+        "points": len(index),
+        "presets": {},
+    }
+    for preset in PRESETS:
+        start = time.perf_counter()
+        result = evaluate_model(
+            net, x, y, eps=eps, preset=preset, dataset=dataset, sources=sources,
+            show_progress=False,
+        )
+        wall = time.perf_counter() - start
+        row["clean_accuracy"] = result.clean_accuracy
+        row["presets"][preset] = {
+            "robust_accuracy": result.robust_accuracy,
+            "gradients": result.gradients,
+            "forwards": sum(a.forward_evals for a in result.attacks),
+            "queries": result.queries,
+            "wall_s": round(wall, 2),
+            "verification_mismatches": len(result.verification_mismatches),
+        }
+        print(
+            f"{model['name']:40s} {preset:12s} robust {result.robust_accuracy:6.1%} "
+            f"wall {wall:7.1f} s",
+            flush=True,
+        )
+    return row
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    spec = load_spec()
+    out = RESULTS / args.side
+    out.mkdir(parents=True, exist_ok=True)
+    for model in spec["models"]:
+        if model["side"] != args.side or (args.only and model["name"] not in args.only):
+            continue
+        target = out / (model["name"].replace("/", "--") + ".json")
+        if target.exists() and not args.force:
+            continue
+        row = evaluate_member(model, args.side, args.points, spec["points"]["seed"])
+        row["machine"] = machine_facts("cpu")
+        row["torch"] = torch.__version__
+        row["python"] = platform.python_version()
+        row["date"] = time.strftime("%Y-%m-%d")
+        write_json(target, row)
+
+
+def goal(row: dict[str, Any]) -> tuple[bool, str]:
+    """Whether ``auto`` is at or below ``aa-standard`` with at most half of its wall time
+    and half of its gradients + forward passes; the reason when not."""
+    auto, aa = row["presets"]["auto"], row["presets"]["aa-standard"]
+    misses = []
+    if auto["robust_accuracy"] > aa["robust_accuracy"]:
+        misses.append("accuracy")
+    if auto["wall_s"] > aa["wall_s"] / 2:
+        misses.append("wall time")
+    if auto["gradients"] + auto["forwards"] > (aa["gradients"] + aa["forwards"]) / 2:
+        misses.append("compute")
+    return not misses, ", ".join(misses)
+
+
+def table(side: str) -> str:
+    rows = [json.loads(p.read_text()) for p in sorted((RESULTS / side).glob("*.json"))]
+    head = (
+        "| Model | Family | Clean | Baseline | `aa-standard` | `auto` | `strong` | "
+        "`auto` / `aa-standard` grad+fwd | wall | Goal |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+    )
+    lines = []
+    for row in rows:
+        p = row["presets"]
+        auto, aa = p["auto"], p["aa-standard"]
+        work = (auto["gradients"] + auto["forwards"]) / max(1, aa["gradients"] + aa["forwards"])
+        ok, why = goal(row)
+        lines.append(
+            f"| {row['model']} | {row['family']} | {row['clean_accuracy']:.1%} | "
+            + " | ".join(f"{p[k]['robust_accuracy']:.1%}" for k in PRESETS)
+            + f" | {work:.2f} | {auto['wall_s'] / max(aa['wall_s'], 1e-9):.2f} | "
+            + ("yes" if ok else f"no ({why})")
+            + " |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train and export the members that are missing")
+    p.add_argument("--only", nargs="*", help="runs or masker members to build")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("lock", help="write the held-out files' SHA-256 to held_out.sha256")
+    p.set_defaults(func=cmd_lock)
+    p = sub.add_parser("evaluate", help="run the presets on one side's models")
+    p.add_argument("--side", choices=("tuning", "held-out"), required=True)
+    p.add_argument("--points", type=int, default=200)
+    p.add_argument("--only", nargs="*")
+    p.add_argument("--force", action="store_true", help="re-evaluate models with results")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("table", help="print the markdown table of one side's results")
+    p.add_argument("--side", choices=("tuning", "held-out"), required=True)
+    p.set_defaults(func=lambda a: sys.stdout.write(table(a.side)))
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,7 @@ from lpbench.evaluation import (
     NamedAttack,
     VerificationError,
     evaluate,
+    evaluate_model,
     load_adversarial,
     preset_attacks,
     verify_adversarial,
@@ -166,3 +167,16 @@ def test_bad_inputs_are_rejected(tiny_net: nn.Module) -> None:
         preset_attacks("nope", "mnist")
     with pytest.raises(ValueError, match="data set"):
         preset_attacks("baseline", "imagenet-9000")
+
+
+def test_tensors_named_with_their_data_set_get_its_baseline(tiny_net: nn.Module) -> None:
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        y = tiny_net(x).argmax(1)
+    named = evaluate_model(
+        tiny_net, x, y, eps=0.3, preset="baseline", dataset="mnist-digits", show_progress=False
+    )
+    generic = evaluate_model(tiny_net, x, y, eps=0.3, preset="baseline", show_progress=False)
+    assert named.attacks[0].config["step"] == pytest.approx(0.3 / 30)  # the digits' baseline
+    assert generic.attacks[0].config["step"] == pytest.approx(0.3 / 10)
+    assert named.meta["dataset"] == "mnist-digits" and generic.meta["dataset"] is None

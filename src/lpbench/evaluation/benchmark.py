@@ -122,6 +122,7 @@ def benchmark(
     adapt: bool = False,
     exhaustive: bool = False,
     sources: tuple[torch.Tensor, torch.Tensor] | None = None,
+    dataset: str | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
@@ -134,7 +135,8 @@ def benchmark(
     all before any attack runs. Runs ``preset`` (None: ``"strong"``), a ``custom`` PGD
     or the given ``attacks`` (which must use ``eps``), as
     :func:`lpbench.evaluation.protocol.resolve_attacks` decides (``eps=None``: the data
-    set's default radius), keeps the worst case per point over every attack and restart
+    set's default radius; for tensors, ``dataset`` names the data set they come from, whose
+    radius and baseline attack then apply, else a generic baseline), keeps the worst case per point over every attack and restart
     and re-checks the adversarial examples. ``result.meta`` holds the reproducibility
     manifest. With ``out`` the results are saved there (and the adversarial examples
     beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed run
@@ -157,7 +159,10 @@ def benchmark(
     ``raised``. The model's facts (class count, ReLUs, contract) are established once, by
     :func:`lpbench.evaluation.preflight.prepared`.
     """
-    dataset = data if isinstance(data, str) else None
+    if isinstance(data, str):
+        if dataset not in (None, data):
+            raise ValueError(f"data {data!r} and dataset {dataset!r} name different data sets")
+        dataset = data
     request = AttackRequest(preset, dataset, eps, custom, attacks, budget, exhaustive, adapt)
     request.check()  # before any data is loaded
     shard = distributed.setup(device)
@@ -165,7 +170,7 @@ def benchmark(
     batch_size = batch_size or default_batch_rows(device)
 
     full_test = None
-    if dataset is not None:
+    if isinstance(data, str):
         test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
         size = subset_size(points, len(test), f"the test split of {dataset}")
         index_array = dataset_eval_subset(dataset, len(test), size, seed=subset_seed)
@@ -178,12 +183,12 @@ def benchmark(
             "subset": {"seed": subset_seed, "size": len(indices), "test_set_size": len(test)},
         }
     else:
-        assert not isinstance(data, str)  # dataset is None: data is the pair (x, y)
         x, y = data
         indices = list(range(len(x)))
-        data_info = {"dataset": None, "tensors": {"points": len(x), "shape": list(x.shape[1:])}}
+        tensors = {"points": len(x), "shape": list(x.shape[1:])}
+        data_info = {"dataset": dataset, "tensors": tensors}
     source: Sources | None = sources
-    if sources is None and dataset is not None:
+    if sources is None and isinstance(data, str):
         source = partial(universal_sources, dataset, data_dir=data_dir, seed=attack_seed)
     with prepared(model, x, y, device) as facts:
         check_first = partial(_adapt_check, model, x, y, dataset, attack_seed, facts)
@@ -301,6 +306,7 @@ def evaluate_model(
     adapt: bool = False,
     exhaustive: bool = False,
     sources: tuple[torch.Tensor, torch.Tensor] | None = None,
+    dataset: str | None = None,
 ) -> EvaluationResult:
     """Robust accuracy of any torch model on ``(x, y)`` (AutoAttack-style entry point).
 
@@ -309,7 +315,8 @@ def evaluate_model(
     position in ``x``. ``preset`` (None: ``"strong"``), ``custom`` and ``attacks`` as in
     :func:`benchmark`. The model's mode and device are restored afterwards. ``sources``
     (a few labelled images per class, e.g. from the training set) let ``auto`` start with
-    universal perturbations.
+    universal perturbations. ``dataset`` names the data set ``x`` comes from, so that its
+    baseline attack is the one run (else a generic PGD baseline).
     """
     return benchmark(
         model,
@@ -326,4 +333,5 @@ def evaluate_model(
         adapt=adapt,
         exhaustive=exhaustive,
         sources=sources,
+        dataset=dataset,
     )

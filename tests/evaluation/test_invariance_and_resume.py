@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from lpbench.attacks import APGD, PGD, Attack, AttackResult, Cost, Square
+from lpbench.attacks.smooth import ReLUFacts
 from lpbench.data import DATASETS
 from lpbench.evaluation import (
     AUTO_CONTAINS_AA_BUDGET,
@@ -405,7 +406,7 @@ def _linear3() -> nn.Module:
 def test_preflight_establishes_the_facts_once(monkeypatch) -> None:
     import lpbench.evaluation.preflight as module
 
-    calls = {"model_facts": 0, "computes_relu": 0}
+    calls = {"model_facts": 0, "relu_facts": 0}
 
     def counted(name, real):
         def call(*args, **kwargs):
@@ -421,10 +422,10 @@ def test_preflight_establishes_the_facts_once(monkeypatch) -> None:
     result = evaluate_model(
         model, x, y, eps=EPS, preset="auto", adapt=True, budget=1000, show_progress=False
     )
-    assert calls == {"model_facts": 1, "computes_relu": 1}  # not again in check or evaluate
+    assert calls == {"model_facts": 1, "relu_facts": 1}  # not again in check or evaluate
     assert "check" in result.meta["schedule"] and model.training  # mode restored
     with prepared(_linear3(), x, y % 3, torch.device("cpu")) as facts:
-        assert facts == ModelFacts(torch.device("cpu"), 3, False)
+        assert facts == ModelFacts(torch.device("cpu"), 3, False, ReLUFacts())
     refused = pytest.raises(ModelContractError, match="probabilities")
     with refused, prepared(Softmaxed(), x, y, torch.device("cpu")):
         pass

@@ -72,9 +72,10 @@ class APGD(Attack):
     decision depends only on the point's own run; stopped runs count as robust.
 
     ``smooth_relu`` (default none, as in the reference): backpropagate every ReLU of the
-    model as ``sigmoid(smooth_relu * x)`` instead of its step, the forward pass left exact
+    model as ``sigmoid(smooth_relu * x)`` instead of its step (ReLU6, LeakyReLU, Hardtanh,
+    ``clamp`` and the other kinks alike), the forward pass left exact
     (:class:`~lpbench.attacks.smooth.SmoothReLUBackward`); steps then see the units a
-    masking model keeps off. A model with no ReLU raises ValueError.
+    masking model keeps off. A model with no ReLU it can smooth raises ValueError.
 
     Loss and gradient are computed from float64 logits, cross-entropy in a closed form
     that cannot underflow, with a rescaled backward pass: a confident model's
@@ -136,8 +137,8 @@ class APGD(Attack):
     ) -> AttackResult:
         if self.smooth_relu is not None and x.shape[0] and not computes_relu(model, x[:1]):
             raise ValueError(
-                "smooth_relu is set but the model computes no ReLU (nn.ReLU, F.relu, "
-                "torch.relu): there is nothing to smooth; use smooth_relu=None"
+                "smooth_relu is set but the model computes no ReLU that can be smoothed "
+                "(lpbench.attacks.smooth): there is nothing to smooth; use smooth_relu=None"
             )
         clean = forward(model, x, self.max_batch)
         require_classes(clean.shape[1], self.loss, self.targeted or target is not None)

@@ -22,7 +22,7 @@ from lpbench.attacks import Attack
 from lpbench.attacks.base import GAVE_UP, Cost
 from lpbench.distributed import Context, all_gather, broadcast_from_main
 from lpbench.evaluation.journal import Journal, Part
-from lpbench.evaluation.preflight import ModelFacts, prepared
+from lpbench.evaluation.preflight import ModelFacts, prepared, smoothing_record
 from lpbench.evaluation.result import AttackSummary, EvaluationResult
 from lpbench.evaluation.specs import NamedAttack
 from lpbench.evaluation.verify import adversarial_mask, predict
@@ -201,6 +201,7 @@ def _evaluate(
         book = _open_journal(journal, manifest or {}, resume, shard)
         for part in book.parts():
             state.apply(part, y_list)
+    smoothing = smoothing_record(facts, attacks, warn=shard.is_main)  # warned once, here
     mine = shard.positions(n)
     for stage in range(len(attacks) + 1):
         named = attacks[stage - 1] if stage else None
@@ -237,7 +238,9 @@ def _evaluate(
     if shard.distributed:
         for share in all_gather(shard, _share(state, mine)):
             _merge(state, share)
-    return _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
+    result = _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
+    result.smoothing = smoothing
+    return result
 
 
 def _open_journal(

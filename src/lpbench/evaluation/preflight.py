@@ -2,21 +2,24 @@
 
 :func:`prepared` puts the model in evaluation mode on the device (restored afterwards),
 checks the inputs and the model contract (:mod:`lpbench.evaluation.contract`) and finds
-the class count and whether the model computes ReLUs; the :class:`ModelFacts` it yields
-are passed down to the resolver, the schedule, :func:`~lpbench.evaluation.evaluate` and
-:func:`~lpbench.check` instead of each asking the model again.
+the class count and the model's ReLU-like ops (smoothed or not); the :class:`ModelFacts`
+it yields are passed down to the resolver, the schedule,
+:func:`~lpbench.evaluation.evaluate` and :func:`~lpbench.check` instead of each asking the
+model again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from lpbench.attacks.smooth import computes_relu
+from lpbench.attacks.smooth import ReLUFacts, relu_facts
 from lpbench.evaluation.contract import check_inputs, check_logits, check_model_contract
 from lpbench.runtime import evaluation_mode
 
@@ -24,12 +27,19 @@ from lpbench.runtime import evaluation_mode
 @dataclass(frozen=True)
 class ModelFacts:
     """What the pre-flight established: the device the model is on (in eval mode), its
-    number of classes and whether it computes a ReLU, which ``auto``'s smoothed runs need.
-    (``num_classes`` None: facts not taken from a model, e.g. built by hand.)"""
+    number of classes, whether it computes a ReLU that can be smoothed, which ``auto``'s
+    smoothed runs need, and its ReLU-like ops, smoothed or not (``relus``).
+    (``num_classes`` or ``relus`` None: facts not taken from a model, e.g. built by hand.)"""
 
     device: torch.device
     num_classes: int | None
     computes_relu: bool
+    relus: ReLUFacts | None = None
+
+    def smooth_skipped(self) -> str:
+        """Why ``auto`` leaves out its smoothed runs (for a model that computes no ReLU
+        that can be smoothed)."""
+        return (self.relus or ReLUFacts()).nothing_to_smooth()
 
 
 def model_facts(
@@ -45,7 +55,7 @@ def model_facts(
     (:func:`~lpbench.evaluation.contract.check_inputs`; at least one point), the model
     contract on the first 8 points (unless ``contract`` is False: ``check`` probes
     randomised models too; the output must still be one tensor of logits), the class count
-    and the ReLUs on the first one."""
+    and the ReLU-like ops (:func:`~lpbench.attacks.smooth.relu_facts`) on the first one."""
     check_inputs(x, y)
     if len(x) == 0:
         raise ValueError("no points: the inputs hold 0 images; give at least one")
@@ -54,7 +64,25 @@ def model_facts(
     first = x[:1].to(device)
     with torch.no_grad():
         classes = check_logits(model(first), 1)
-    return ModelFacts(device, classes, computes_relu(model, first))
+    relus = relu_facts(model, first)
+    return ModelFacts(device, classes, relus.computes_relu, relus)
+
+
+def smoothing_record(
+    facts: ModelFacts, attacks: Sequence[Any], *, warn: bool = True
+) -> dict[str, Any] | None:
+    """What a results file records when ``attacks`` (named attacks) hold a smoothed one:
+    the ReLU-like calls of one forward pass, smoothed and not, per form
+    (:meth:`~lpbench.attacks.smooth.ReLUFacts.to_dict`); None when none is smoothed or the
+    facts are not taken from a model. With ``warn``, one warning (a line) when the model
+    is only partly smoothed."""
+    smoothed = any(getattr(a.attack, "smooth_relu", None) is not None for a in attacks)
+    if not smoothed or facts.relus is None:
+        return None
+    line = facts.relus.partly_smoothed()
+    if warn and line is not None:
+        warnings.warn(line, stacklevel=3)
+    return facts.relus.to_dict()
 
 
 @contextmanager

@@ -248,8 +248,8 @@ def resolve_attacks(
         smooth=smooth,
     )
     schedule.universal_skipped = skipped
-    if not smooth:
-        schedule.smooth_skipped = "the model computes no ReLU: nothing to smooth"
+    if facts is not None and not smooth:
+        schedule.smooth_skipped = facts.smooth_skipped()
     if request.adapt and adapt is not None:
         summary = adapt(eps)
         schedule = raise_budgets(schedule, summary["warnings"], summary)

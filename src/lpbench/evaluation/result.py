@@ -59,7 +59,9 @@ class EvaluationResult:
 
     ``verification_mismatches`` lists the data-set indices whose adversarial example was
     not adversarial when the model was re-run on it (numerical non-determinism); those
-    points count as robust.
+    points count as robust. ``smoothing`` (only when an attack ran through the smoothed
+    ReLU backward pass): the model's ReLU-like calls in one forward pass, smoothed and not,
+    per form.
     """
 
     indices: list[int]
@@ -76,6 +78,7 @@ class EvaluationResult:
     verified_points: int
     verification_mismatches: list[int] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    smoothing: dict[str, Any] | None = None
 
     @property
     def num_points(self) -> int:
@@ -168,6 +171,7 @@ class EvaluationResult:
                 "the eps-ball and in [0, 1]; a mismatch counts the point as robust",
             },
             "attacks": [a.to_dict() for a in self.attacks],
+            **({"smoothing": self.smoothing} if self.smoothing is not None else {}),
             "subset_indices": self.indices,
             "points": points,
         }

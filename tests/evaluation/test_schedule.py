@@ -42,7 +42,8 @@ def test_aa_standard_has_autoattack_budgets_and_own_streams(dataset):
     assert (t.iters, t.restarts, t.targets) == (100, 1, 9)
     assert isinstance(fab, FAB) and (fab.iters, fab.restarts, fab.targets) == (100, 1, 9)
     assert isinstance(square, Square) and (square.queries, square.restarts) == (5000, 1)
-    assert square.p_init == 0.8
+    assert square.p_init == 0.8 and square.window_schedule == "fixed"
+    assert square.config()["window_schedule"] == "fixed"
     assert [a.attack.stream for a in attacks] == [a.label for a in attacks]
     assert all(a.attack.seed == 3 and a.attack.eps == 0.1 for a in attacks)
     assert len({a.attack.key for a in attacks}) == 4
@@ -186,7 +187,7 @@ def test_auto_spends_queries_beyond_aa_standards_square_on_a_warm_start(budget, 
     assert labels.index("square-warm") == labels.index("square") - 1
     first = named["square-warm"]
     assert first.warm_start and first.config()["warm_start"]
-    assert first.attack.queries == warm and first.attack.window_schedule_queries == 5000
+    assert first.attack.queries == warm and first.attack.window_schedule == "fixed"
     assert first.attack.give_up == AUTO_GIVE_UP
     assert first.attack.stream == "square-warm" and first.attack.key != named["square"].attack.key
     exhaustive = auto_schedule(0.3, budget=budget, exhaustive=True).attacks[-2]
@@ -201,7 +202,9 @@ def test_autos_square_runs_the_beginning_of_aa_standards_square(budget):
     Square is the start of aa-standard's run (or all of it and more)."""
     square = auto_schedule(0.3, budget=budget).attacks[-1].attack
     aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3)}["square"]
-    assert square.window_schedule_queries == aa.queries == 5000
+    assert square.window_schedule == aa.window_schedule == "fixed" and aa.queries == 5000
+    assert all(square.window_side(i, 28, 28) == aa.window_side(i, 28, 28) for i in range(5000))
+    assert square.config()["window_schedule_queries"] is None
     assert square.queries == budget - sum(auto_schedule(0.3, budget=budget).caps[:-1])
     assert square.key == aa.key and square.p_init == aa.p_init
     assert square.give_up == AUTO_GIVE_UP and not aa.give_up

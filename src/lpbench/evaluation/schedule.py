@@ -290,8 +290,8 @@ def auto_schedule(
     run on its own random stream); FAB-T on each point's top :data:`FIRST_FAB_TARGETS`
     other classes; APGD-T (targeted DLR, top 9);
     FAB-T on the next-ranked classes up to the 9th; Square on the margin loss with exactly
-    the rest, its window schedule laid over ``aa-standard``'s 5,000 queries (so that on
-    every point it runs the beginning of ``aa-standard``'s Square, or all of it and more). Queries
+    the rest, on ``aa-standard``'s fixed window schedule (so that on every point it runs
+    the beginning of ``aa-standard``'s Square, or all of it and more). Queries
     beyond those 5,000 go first, up to :data:`WARM_SQUARE_QUERIES`, to a Square run before
     it that starts from each point's nearest miss of the gradient attacks (``square-warm``,
     its own random stream): a point they left just short of the boundary is often finished
@@ -369,7 +369,6 @@ def auto_schedule(
             square = aa["square"].replace(
                 queries=square_queries,
                 stream=label,
-                window_schedule_queries=aa["square"].queries,
                 give_up=() if exhaustive else AUTO_GIVE_UP,
             )
             attacks.append(NamedAttack(label, square, warm_start=label == "square-warm"))

@@ -434,16 +434,25 @@ def test_auto_with_sources_reports_the_universal_cost_and_without_says_why_it_sk
     assert bare["attacks"][0]["label"] == "fgsm" and "no sources given" in bare["universal_skipped"]
 
 
-def test_strong_runs_the_baseline_then_auto_at_the_containment_budget():
+def test_strong_runs_the_baseline_then_exhaustive_auto_at_the_containment_budget():
     model, x, y = trained_mlp(5, 16)
     kwargs = {"eps": 0.1, "show_progress": False}
     strong = evaluate_model(model, x, y, preset="strong", **kwargs)
-    auto = evaluate_model(model, x, y, preset="auto", budget=AUTO_CONTAINS_AA_BUDGET, **kwargs)
+    auto = evaluate_model(
+        model, x, y, preset="auto", budget=AUTO_CONTAINS_AA_BUDGET, exhaustive=True, **kwargs
+    )
     assert [a.label for a in strong.attacks] == ["baseline", *(a.label for a in auto.attacks)]
+    assert [a.config for a in strong.attacks[1:]] == [a.config for a in auto.attacks]
+    # nothing is given up: every aa-standard attack runs to its end on the points left
+    assert all(a.config.get("give_up", []) == [] for a in strong.attacks)
     report = strong.meta["schedule"]
     assert report["budget_per_point"] == AUTO_CONTAINS_AA_BUDGET and report["within_budget"]
     assert report["spent"] == sum(a.gradients + a.queries for a in strong.attacks[1:])
     auto_robust = {i for i, r in zip(auto.indices, auto.robust, strict=True) if r}
     assert {i for i, r in zip(strong.indices, strong.robust, strict=True) if r} <= auto_robust
+    strong_attacks = preset_attacks("strong", "mnist")
+    assert all(a.attack.config().get("give_up", []) == [] for a in strong_attacks)
+    given_up = preset_attacks("auto", "mnist", budget=AUTO_CONTAINS_AA_BUDGET)
+    assert any(a.attack.config().get("give_up") for a in given_up)
     with pytest.raises(ValueError, match="budget"):
         evaluate_model(model, x, y, preset="strong", budget=3000, **kwargs)

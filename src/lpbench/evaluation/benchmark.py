@@ -143,9 +143,10 @@ def benchmark(
     ``preset="auto"`` runs the budgeted schedule (``budget`` gradients + queries per
     point; ``exhaustive`` keeps its Square from giving up points); ``result.meta["schedule"]``
     then holds the budget, each attack's cap and the exact spend. ``preset="strong"`` (the
-    default) runs the data set's baseline, then that schedule at
+    default) runs the data set's baseline, then that schedule, exhaustive, at
     :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET` on the points the baseline
-    leaves (the schedule's spend leaves the baseline out); ``"strong-pgd"`` is the PGD set
+    leaves (every attack of ``aa-standard`` to its end; the schedule's spend leaves the
+    baseline out); ``"strong-pgd"`` is the PGD set
     ``strong`` meant before. The schedule's universal
     perturbations are found on ``sources`` (images and labels, not the points evaluated):
     by default :func:`universal_sources` of the data set's training split; with tensors,

@@ -159,15 +159,14 @@ def _contains_aa_budget() -> int:
 
 #: From this budget on, ``auto`` with ``exhaustive`` runs all of ``aa-standard`` (7,372:
 #: its 6,910 and the gradients of ``auto``'s FGSM steps, APGD-DLR runs and smoothed
-#: APGD-T).
+#: APGD-T): the budget of ``strong``'s exhaustive ``auto``.
 AUTO_CONTAINS_AA_BUDGET = _contains_aa_budget()
 
 
 def strong_or_auto_budget(preset: str, budget: int | None) -> int:
     """The budget of ``auto`` in ``preset``: ``budget`` or :data:`DEFAULT_BUDGET` for
-    ``auto``; :data:`AUTO_CONTAINS_AA_BUDGET` for ``strong`` (where the goal of at most
-    ``aa-standard``'s robust accuracy for at most half its cost held on every model
-    measured)."""
+    ``auto``; :data:`AUTO_CONTAINS_AA_BUDGET` for ``strong``, whose ``auto`` is exhaustive
+    and so contains ``aa-standard``."""
     if preset == "strong":
         return AUTO_CONTAINS_AA_BUDGET
     return budget or DEFAULT_BUDGET

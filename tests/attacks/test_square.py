@@ -53,7 +53,11 @@ SIDE_32 = {1: 29, 2: 20, 4: 14, 8: 10, 16: 7, 32: 5, 64: 4, 128: 3, 256: 2, 512:
 
 @pytest.mark.parametrize(
     ("schedule", "queries", "table"),
-    [("fixed", 5000, FIXED), ("rescaled", 5000, RESCALED_5000), ("rescaled", 16000, RESCALED_16000)],
+    [
+        ("fixed", 5000, FIXED),
+        ("rescaled", 5000, RESCALED_5000),
+        ("rescaled", 16000, RESCALED_16000),
+    ],
 )
 def test_window_schedule_matches_autoattacks_p_selection(schedule, queries, table) -> None:
     square = Square(0.1, queries=queries, window_schedule=schedule)

@@ -426,8 +426,11 @@ def test_auto_with_sources_reports_the_universal_cost_and_without_says_why_it_sk
     result = evaluate_model(model, x, y, sources=sources, **kwargs)
     report = result.meta["schedule"]
     universal = report["attacks"][0]
-    assert universal["label"] == "universal" and universal["cap_total"] is None
-    assert universal["gradients"] == report["shared"] == 40 * 5 and universal["points_broken"] > 0
+    assert universal["label"] == "universal" and universal["cap_total"] == 0
+    assert universal["spent"] == 0 and universal["points_broken"] > 0
+    assert universal["gradients"] == universal["shared_spent"] == report["shared_spent"]
+    # 24, 7, 0, 8 and 1 sources of the classes 0-4: 5, 5, 0, 5 and 1 used, 5 steps each
+    assert report["shared_spent"] == report["shared"] == (5 + 5 + 5 + 1) * 5
     assert report["spent"] == sum(r["spent"] for r in report["attacks"]) and report["within_budget"]
     assert result.robust_accuracy == 0.0 and "universal_skipped" not in report
     bare = evaluate_model(model, x, y, **kwargs).meta["schedule"]

@@ -150,7 +150,12 @@ def benchmark(
     ``strong`` meant before. The schedule's universal
     perturbations are found on ``sources`` (images and labels, not the points evaluated):
     by default :func:`universal_sources` of the data set's training split; with tensors,
-    only when given (else ``auto`` starts with FGSM, and the schedule says why). With
+    only when given (else ``auto`` starts with FGSM, and the schedule says why). Of given
+    sources at most :data:`~lpbench.evaluation.schedule.UNIVERSAL_SOURCES_PER_CLASS` per
+    class are used, drawn with ``attack_seed``
+    (:func:`~lpbench.evaluation.schedule.capped_sources`), so their cost is a fixed shared
+    one whatever the number of sources or points: ``result.cost()["shared"]`` and the
+    schedule's ``shared_spent``, apart from the per-point cost. With
     ``adapt`` (``auto``
     only), :func:`lpbench.check` first probes the evaluation points (:data:`ADAPT_CHECK`
     settings) and each warning raises the budget of the attack that can expose it
@@ -239,6 +244,7 @@ def benchmark(
             result.meta["clean_accuracy_full_test"] = float(
                 (pred == full_test.labels).float().mean()
             )
+            result.forwards_outside_attacks["full_test"] = len(full_test.labels)
     if out is not None and shard.is_main:
         result.save(out)
         if journal is not None:
@@ -309,8 +315,10 @@ def evaluate_model(
     dict outputs through :class:`lpbench.LogitsOf`). Points are identified by their
     position in ``x``. ``preset`` (None: ``"strong"``), ``custom`` and ``attacks`` as in
     :func:`benchmark`. The model's mode and device are restored afterwards. ``sources``
-    (a few labelled images per class, e.g. from the training set) let ``auto`` start with
-    universal perturbations.
+    (labelled images, e.g. from the training set) let ``auto`` start with universal
+    perturbations; at most
+    :data:`~lpbench.evaluation.schedule.UNIVERSAL_SOURCES_PER_CLASS` per class are used
+    (drawn with ``seed``), a shared cost reported apart from the per-point one.
     """
     return benchmark(
         model,

@@ -213,10 +213,10 @@ def resolve_attacks(
 
     ``strong`` is the baseline, then ``auto`` exhaustive (nothing given up) at
     :data:`~lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET`, so that it contains
-    ``aa-standard``. ``auto`` and ``strong`` are built for the model's ``facts`` (class count and ReLUs;
-    without them, as for 10 classes and a ReLU model) and start with universal
-    perturbations on ``sources`` (tensors, or a loader whose missing data set skips them;
-    ``no_sources`` says why there are none). ``adapt(eps)`` (required when the request
+    ``aa-standard``. ``auto`` and ``strong`` are built for the model's ``facts`` (class
+    count and ReLUs; without them, as for 10 classes and a ReLU model) and start with
+    universal perturbations on ``sources`` (tensors, or a loader whose missing data set
+    skips them; ``no_sources`` says why there are none). ``adapt(eps)`` (required when the request
     asks to adapt) runs the check and returns its summary, whose ``warnings`` raise the
     schedule's budgets (:func:`lpbench.evaluation.schedule.raise_budgets`).
     """

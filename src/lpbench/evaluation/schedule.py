@@ -7,8 +7,9 @@ schedule is built; the caps add up to at most the budget, so no point can spend 
 whatever the attacks do, and the spend reported is the exact sum of what the attacks
 counted. Points broken early spend less: later attacks only see the points still robust.
 The universal perturbations, when the schedule has source images for them, are a shared
-cost on top: a fixed number of gradients in all (:data:`UNIVERSAL_SOURCES_PER_CLASS` x
-classes x :data:`UNIVERSAL_ITERATIONS`), whatever the number of points.
+cost on top: a fixed number of gradients in all (at most
+:data:`UNIVERSAL_SOURCES_PER_CLASS` x classes x :data:`UNIVERSAL_ITERATIONS`: more
+sources per class are never used), whatever the number of points.
 
 With ``adapt`` (:func:`raise_budgets`), ``lpbench check`` runs first and every probe that
 warns doubles one setting of the attack able to expose what it found (:data:`RAISES`);
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from lpbench.attacks import APGD, FGSM, Attack, Universal
+from lpbench.data import per_class_subset
 from lpbench.evaluation.specs import AA_STANDARD, NamedAttack
 
 #: Most target classes of ``auto``'s targeted attacks, and FAB-T's first share of them.
@@ -216,19 +218,20 @@ class Schedule:
     def report(self, result: Any) -> dict[str, Any]:
         """The plan with what an :class:`EvaluationResult` of this schedule spent.
 
-        Per attack: points attacked, broken and given up on, gradients + queries spent and
-        the cap times the points it attacked (the spend can never exceed it; None for the
-        universal perturbations, a shared cost of ``shared`` gradients per process that
-        computes them); in all: the total and the mean per point.
+        Per attack: points attacked, broken and given up on, gradients + queries spent on
+        the points (``spent``) and the cap times the points it attacked (the spend can
+        never exceed it), and ``shared_spent``, the gradients spent once for all points
+        (the universal perturbations' sources: ``shared`` per process that computes them,
+        outside the caps); in all: the points' total, its mean per point and the shared
+        total, which does not depend on the number of points.
         """
         by_label = {s.label: s for s in result.attacks}
-        rows, total = [], 0
+        rows, total, shared = [], 0, 0
         for named, cap in zip(self.attacks, self.caps, strict=True):
             summary = by_label[named.label]
-            spent = summary.gradients + summary.queries
+            spent = summary.gradients - summary.shared_gradients + summary.queries
             total += spent
-            shared = isinstance(named.attack, Universal)  # no per-point cap: a shared cost
-            cap_total = None if shared else cap * summary.points_attacked
+            shared += summary.shared_gradients
             rows.append(
                 {
                     "label": named.label,
@@ -239,7 +242,8 @@ class Schedule:
                     "gradients": summary.gradients,
                     "queries": summary.queries,
                     "spent": spent,
-                    "cap_total": cap_total,
+                    "shared_spent": summary.shared_gradients,
+                    "cap_total": cap * summary.points_attacked,
                 }
             )
         n = result.num_points
@@ -247,12 +251,26 @@ class Schedule:
             **self.plan(),
             "attacks": rows,
             "spent": total,
+            "shared_spent": shared,
             "spent_per_point_mean": total / n if n else float("nan"),
-            "within_budget": all(
-                r["spent"] <= r["cap_total"] for r in rows if r["cap_total"] is not None
-            )
+            "within_budget": all(r["spent"] <= r["cap_total"] for r in rows)
             and self.max_per_point <= self.budget,
         }
+
+
+def capped_sources(
+    sources: tuple[torch.Tensor, torch.Tensor], seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """At most :data:`UNIVERSAL_SOURCES_PER_CLASS` images of each class of ``sources``, in
+    their order: every image of a class that has no more, else those drawn with ``seed``
+    (:func:`lpbench.data.per_class_subset`, so the same sources and seed always give the
+    same images)."""
+    images, labels = sources
+    chosen = per_class_subset(labels.cpu().numpy(), UNIVERSAL_SOURCES_PER_CLASS, seed=seed)
+    if len(chosen) == len(labels):
+        return images, labels
+    keep = torch.from_numpy(chosen)
+    return images[keep.to(images.device)], labels[keep.to(labels.device)]
 
 
 def auto_schedule(
@@ -269,11 +287,14 @@ def auto_schedule(
     """``auto`` at ``eps`` with ``budget`` gradients + queries per point.
 
     A ladder of attacks, each on the points still robust and each stopping on a point at
-    its first adversarial iterate. With ``sources`` (a few labelled images per class, not
-    the points evaluated; :func:`lpbench.evaluation.universal_sources` draws them from a
-    data set's training split) it starts with per-class universal perturbations
-    (:class:`~lpbench.attacks.Universal`, :data:`UNIVERSAL_ITERATIONS` steps on the
-    sources; a shared cost, no gradient per point) and iterated FGSM from each point's
+    its first adversarial iterate. With ``sources`` (labelled images, not the points
+    evaluated; :func:`lpbench.evaluation.universal_sources` draws them from a data set's
+    training split) it starts with per-class universal perturbations
+    (:class:`~lpbench.attacks.Universal`, :data:`UNIVERSAL_ITERATIONS` steps on at most
+    :data:`UNIVERSAL_SOURCES_PER_CLASS` sources of each class, drawn with ``seed`` by
+    :func:`capped_sources` however many are given; a shared cost of at most
+    ``UNIVERSAL_SOURCES_PER_CLASS x classes x UNIVERSAL_ITERATIONS`` gradients, whatever
+    the number of points, and no gradient per point) and iterated FGSM from each point's
     universal example (:data:`AUTO_FGSM_STEPS`: up to six steps from eps down to eps / 4,
     a point stopping at its first adversarial step); without, from the clean point. On
     models without masking these break most points for about one gradient per point,
@@ -321,7 +342,11 @@ def auto_schedule(
     attacks = []
     if sources is not None:
         universal = Universal(
-            eps, sources, iters=UNIVERSAL_ITERATIONS, seed=seed, max_batch=max_batch
+            eps,
+            capped_sources(sources, seed),
+            iters=UNIVERSAL_ITERATIONS,
+            seed=seed,
+            max_batch=max_batch,
         )
         attacks.append(NamedAttack("universal", universal))
     steps = [share * eps for share in AUTO_FGSM_STEPS]

@@ -127,9 +127,7 @@ AA_STANDARD: tuple[KindSpec, ...] = (
     KindSpec.of("apgd-ce", "apgd", iters=100, restarts=1, loss="ce"),
     KindSpec.of("apgd-t", "apgd-t", iters=100, restarts=1, targets=9),
     KindSpec.of("fab-t", "fab-t", iters=100, restarts=1, targets=9),
-    KindSpec.of(
-        "square", "square", queries=5000, restarts=1, p_init=0.8, window_schedule="fixed"
-    ),
+    KindSpec.of("square", "square", queries=5000, restarts=1, p_init=0.8, window_schedule="fixed"),
 )
 
 

@@ -236,7 +236,8 @@ def test_evaluation_lines_show_each_attack_the_auto_schedule_and_mismatches(tmp_
         )  # fmt: skip
 
     schedule = {
-        "budget_per_point": 2000, "shared": 5000, "spent": 12345, "spent_per_point_mean": 1234.5,
+        "budget_per_point": 2000, "shared_spent": 5000, "spent": 12345,
+        "spent_per_point_mean": 1234.5,
         "universal_skipped": "too few points", "check": {"verdict": "check: 1 of 9 probes warn"},
         "raised": [
             {"probe": "restarts", "attack": "apgd-ce", "setting": "runs", "from": 100, "to": 400}

@@ -279,9 +279,8 @@ def summary_lines(result: Any) -> list[str]:
 def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
     """The auto preset's budget, what it spent and skipped, and what the check raised."""
     shared = (
-        f" (and {schedule.get('shared_spent', schedule['shared']):,} in all for the universal "
-        "perturbations)"
-        if schedule.get("shared")
+        f" (and {schedule['shared_spent']:,} in all for the universal perturbations)"
+        if schedule.get("shared_spent")
         else ""
     )
     lines = [

@@ -7,27 +7,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from torch import nn
 
 from lpbench.attacks import APGD, APGDT, FAB, FGSM, PGD, SPSA, Attack, Square, Universal
-from tests.attack_models import trained_mlp
-
-
-class Counting(nn.Module):
-    """``model`` that counts the rows of every forward pass, and of those that will be
-    backpropagated to the input (an input gradient)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.rows = 0
-        self.gradient_rows = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.rows += x.shape[0]
-        if torch.is_grad_enabled() and x.requires_grad:
-            self.gradient_rows += x.shape[0]
-        return self.model(x)
+from tests.attack_models import Counting, trained_mlp
 
 
 def _sources() -> tuple[torch.Tensor, torch.Tensor]:

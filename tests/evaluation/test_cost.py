@@ -16,8 +16,7 @@ from lpbench.evaluation import (
     resolve_attacks,
 )
 from lpbench.evaluation.result import EvaluationResult
-from tests.attack_models import trained_mlp
-from tests.attacks.test_cost_counting import Counting
+from tests.attack_models import Counting, trained_mlp
 
 FACTS = ModelFacts(torch.device("cpu"), 5, True)
 

@@ -282,7 +282,9 @@ def universal_sources(
     per_class: int = UNIVERSAL_SOURCES_PER_CLASS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` training images of each class (:func:`per_class_subset`, seeded), the
-    sources of ``auto``'s universal perturbations: never the test points evaluated."""
+    sources of ``auto``'s universal perturbations: never the test points evaluated.
+    ``auto`` uses at most :data:`UNIVERSAL_SOURCES_PER_CLASS` of each class (the default)
+    whatever ``per_class`` is."""
     images, labels = load_arrays(dataset, "train", data_dir=data_dir, progress=False)
     chosen = per_class_subset(np.asarray(labels), per_class, seed=seed)
     return (  # only the chosen images become floats (a training split may be gigabytes)

@@ -1,4 +1,5 @@
-"""Small models for the attack tests: a quickly trained MLP and hand-set linear models."""
+"""Small models for the attack tests: a quickly trained MLP, hand-set linear models and a
+wrapper that counts the rows the model sees."""
 
 from __future__ import annotations
 
@@ -104,3 +105,20 @@ class RowwiseNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = torch.relu((x.flatten(1)[:, None, :] * self.w1).sum(-1))
         return (hidden[:, None, :] * self.w2).sum(-1)
+
+
+class Counting(nn.Module):
+    """``model`` that counts the rows of every forward pass, and of those that will be
+    backpropagated to the input (an input gradient)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.rows = 0
+        self.gradient_rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.gradient_rows += x.shape[0]
+        return self.model(x)

@@ -20,6 +20,73 @@ def test_p_schedule_halves_at_the_papers_budget_shares() -> None:
     assert p_selection(0.8, 10_011, 10_000) == 0.4  # past the budget the schedule starts over
 
 
+#: AutoAttack's p_selection (fra31/auto-attack, autoattack/square.py), worked out by hand:
+#: p_init is divided by 1 up to iteration 10, by 2 up to 50, 4 up to 200, 8 up to 500,
+#: 16 up to 1000, 32 up to 2000, 64 up to 4000, 128 up to 6000, 256 up to 8000, then 512.
+#: With resc_schedule=True the iteration is first rescaled to int(it / n_queries * 10000).
+#: (iteration, divisor) with resc_schedule=False (AutoAttack's standard version):
+FIXED = [
+    (9, 1), (10, 1), (11, 2), (49, 2), (50, 2), (51, 4), (199, 4), (200, 4), (201, 8),
+    (499, 8), (500, 8), (501, 16), (999, 16), (1000, 16), (1001, 32), (1999, 32),
+    (2000, 32), (2001, 64), (3999, 64), (4000, 64), (4001, 128), (5999, 128), (6000, 128),
+    (6001, 256), (7999, 256), (8000, 256), (8001, 512), (20000, 512),
+]  # fmt: skip
+#: resc_schedule=True with n_queries=5000: the rescaled iteration is 2 * it.
+RESCALED_5000 = [
+    (9, 2), (10, 2), (11, 2), (49, 4), (50, 4), (51, 4), (199, 8), (200, 8), (201, 8),
+    (499, 16), (500, 16), (501, 32), (999, 32), (1000, 32), (1001, 64), (1999, 64),
+    (2000, 64), (2001, 128), (2999, 128), (3000, 128), (3001, 256), (3999, 256),
+    (4000, 256), (4001, 512), (4999, 512),
+]  # fmt: skip
+#: resc_schedule=True with n_queries=16000: the rescaled iteration is int(it * 5 / 8).
+RESCALED_16000 = [
+    (9, 1), (10, 1), (11, 1), (16, 1), (17, 1), (18, 2), (49, 2), (50, 2), (51, 2), (81, 2),
+    (82, 4), (199, 4), (200, 4), (201, 4), (321, 4), (322, 8), (499, 8), (500, 8), (501, 8),
+    (999, 16), (1000, 16), (1001, 16), (1999, 32), (2000, 32), (2001, 32), (3999, 64),
+    (4000, 64), (4001, 64), (7999, 128), (8000, 128), (8001, 128), (12800, 256), (12801, 256),
+    (12802, 512),
+]  # fmt: skip
+#: The reference's side max(int(round(sqrt(p * h * w))), 1) on 32 x 32 images, p_init 0.8,
+#: by divisor: sqrt(819.2) = 28.6, sqrt(409.6) = 20.2, ..., sqrt(1.6) = 1.26.
+SIDE_32 = {1: 29, 2: 20, 4: 14, 8: 10, 16: 7, 32: 5, 64: 4, 128: 3, 256: 2, 512: 1}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "queries", "table"),
+    [
+        ("fixed", 5000, FIXED),
+        ("rescaled", 5000, RESCALED_5000),
+        ("rescaled", 16000, RESCALED_16000),
+    ],
+)
+def test_window_schedule_matches_autoattacks_p_selection(schedule, queries, table) -> None:
+    square = Square(0.1, queries=queries, window_schedule=schedule)
+    for it, divisor in table:
+        assert p_selection(0.8, it, square.horizon) == 0.8 / divisor, (it, divisor)
+        assert square.window_side(it, 32, 32) == SIDE_32[divisor], (it, divisor)
+    assert square.config()["window_schedule"] == schedule
+    assert square.config()["window_schedule_queries"] == (None if schedule == "fixed" else queries)
+
+
+def test_fixed_schedule_ignores_the_budget_and_plain_square_rescales() -> None:
+    assert Square(0.1).window_schedule == "rescaled"
+    short, long = Square(0.1, 400, window_schedule="fixed"), Square(0.1, 5000)
+    assert [short.window_side(i, 28, 28) for i in range(400)] == [
+        Square(0.1, 9000, window_schedule="fixed").window_side(i, 28, 28) for i in range(400)
+    ]
+    assert short.window_side(300, 28, 28) != Square(0.1, 400).window_side(300, 28, 28)
+    assert long.window_side(300, 28, 28) != Square(0.1, 400).window_side(300, 28, 28)
+    model, x, y = trained_mlp(n=40)
+    full = Square(0.05, queries=400, window_schedule="fixed")(model, x, y)
+    cut = Square(0.05, queries=60, window_schedule="fixed")(model, x, y)
+    assert 0 < cut.success.sum() < full.success.sum()
+    assert torch.equal(cut.x_adv[cut.success], full.x_adv[cut.success])
+    with pytest.raises(ValueError, match="window_schedule"):
+        Square(0.1, window_schedule="linear")
+    with pytest.raises(ValueError, match="rescaled schedule only"):
+        Square(0.1, window_schedule="fixed", window_schedule_queries=5000)
+
+
 def test_a_shorter_run_on_a_longer_schedule_is_the_beginning_of_the_longer_run() -> None:
     model, x, y = trained_mlp(n=40)
     long = Square(0.05, queries=400)(model, x, y)

@@ -231,11 +231,13 @@ def test_evaluation_lines_show_each_attack_the_auto_schedule_and_mismatches(tmp_
     def attack(label, gradients, queries, **more):
         return SimpleNamespace(
             label=label, robust_accuracy_after=0.5, points_attacked=10, points_given_up=0,
-            gradients=gradients, queries=queries, config=more,
+            gradients=gradients, queries=queries, config=more, forward_evals=2 * gradients +
+            queries, verification_forwards=5, shared_gradients=gradients // 10,
         )  # fmt: skip
 
     schedule = {
-        "budget_per_point": 2000, "shared": 5000, "spent": 12345, "spent_per_point_mean": 1234.5,
+        "budget_per_point": 2000, "shared_spent": 5000, "spent": 12345,
+        "spent_per_point_mean": 1234.5,
         "universal_skipped": "too few points", "check": {"verdict": "check: 1 of 9 probes warn"},
         "raised": [
             {"probe": "restarts", "attack": "apgd-ce", "setting": "runs", "from": 100, "to": 400}
@@ -244,15 +246,18 @@ def test_evaluation_lines_show_each_attack_the_auto_schedule_and_mismatches(tmp_
     attacks = [attack("apgd-ce", 2000, 0, score="any"), attack("square", 0, 300)]
     result = SimpleNamespace(
         clean_accuracy=1.0, robust_accuracy=0.5, num_points=10, gradients=2000, queries=300,
+        forwards=4330,
         eps=0.3, wall_time_s=1.25, attacks=attacks, meta={"schedule": schedule},
         verification_mismatches=[7],
     )  # fmt: skip
     assert evaluation_lines(result, tmp_path / "r.json") == [
         "clean accuracy 100.0%, robust accuracy 50.0% at eps 0.3 over 10 points "
-        "(2,000 gradient evaluations, 300 queries, 1.2 s)",
+        "(2,000 gradient evaluations, 300 queries, 4,330 forward passes; 200 of the gradients "
+        "shared by all points, 1.2 s)",
         "  after apgd-ce               50.0%  (10 points attacked, 2,000 grad evals, "
-        "any-iterate scoring)",
-        "  after square                50.0%  (10 points attacked, 300 queries)",
+        "4,005 forward passes, any-iterate scoring)",
+        "  after square                50.0%  (10 points attacked, 300 queries, 305 forward "
+        "passes)",
         "  auto budget 2,000 gradients + queries per point (and 5,000 in all for the universal "
         "perturbations); spent 12,345 in all, 1234.5 per point on average",
         "  universal perturbations skipped: too few points",

@@ -42,7 +42,8 @@ def test_aa_standard_has_autoattack_budgets_and_own_streams(dataset):
     assert (t.iters, t.restarts, t.targets) == (100, 1, 9)
     assert isinstance(fab, FAB) and (fab.iters, fab.restarts, fab.targets) == (100, 1, 9)
     assert isinstance(square, Square) and (square.queries, square.restarts) == (5000, 1)
-    assert square.p_init == 0.8
+    assert square.p_init == 0.8 and square.window_schedule == "fixed"
+    assert square.config()["window_schedule"] == "fixed"
     assert [a.attack.stream for a in attacks] == [a.label for a in attacks]
     assert all(a.attack.seed == 3 and a.attack.eps == 0.1 for a in attacks)
     assert len({a.attack.key for a in attacks}) == 4
@@ -186,7 +187,7 @@ def test_auto_spends_queries_beyond_aa_standards_square_on_a_warm_start(budget, 
     assert labels.index("square-warm") == labels.index("square") - 1
     first = named["square-warm"]
     assert first.warm_start and first.config()["warm_start"]
-    assert first.attack.queries == warm and first.attack.window_schedule_queries == 5000
+    assert first.attack.queries == warm and first.attack.window_schedule == "fixed"
     assert first.attack.give_up == AUTO_GIVE_UP
     assert first.attack.stream == "square-warm" and first.attack.key != named["square"].attack.key
     exhaustive = auto_schedule(0.3, budget=budget, exhaustive=True).attacks[-2]
@@ -201,7 +202,9 @@ def test_autos_square_runs_the_beginning_of_aa_standards_square(budget):
     Square is the start of aa-standard's run (or all of it and more)."""
     square = auto_schedule(0.3, budget=budget).attacks[-1].attack
     aa = {a.label: a.attack for a in preset_attacks("aa-standard", "mnist", 0.3)}["square"]
-    assert square.window_schedule_queries == aa.queries == 5000
+    assert square.window_schedule == aa.window_schedule == "fixed" and aa.queries == 5000
+    assert all(square.window_side(i, 28, 28) == aa.window_side(i, 28, 28) for i in range(5000))
+    assert square.config()["window_schedule_queries"] is None
     assert square.queries == budget - sum(auto_schedule(0.3, budget=budget).caps[:-1])
     assert square.key == aa.key and square.p_init == aa.p_init
     assert square.give_up == AUTO_GIVE_UP and not aa.give_up
@@ -423,24 +426,36 @@ def test_auto_with_sources_reports_the_universal_cost_and_without_says_why_it_sk
     result = evaluate_model(model, x, y, sources=sources, **kwargs)
     report = result.meta["schedule"]
     universal = report["attacks"][0]
-    assert universal["label"] == "universal" and universal["cap_total"] is None
-    assert universal["gradients"] == report["shared"] == 40 * 5 and universal["points_broken"] > 0
+    assert universal["label"] == "universal" and universal["cap_total"] == 0
+    assert universal["spent"] == 0 and universal["points_broken"] > 0
+    assert universal["gradients"] == universal["shared_spent"] == report["shared_spent"]
+    # 24, 7, 0, 8 and 1 sources of the classes 0-4: 5, 5, 0, 5 and 1 used, 5 steps each
+    assert report["shared_spent"] == report["shared"] == (5 + 5 + 5 + 1) * 5
     assert report["spent"] == sum(r["spent"] for r in report["attacks"]) and report["within_budget"]
     assert result.robust_accuracy == 0.0 and "universal_skipped" not in report
     bare = evaluate_model(model, x, y, **kwargs).meta["schedule"]
     assert bare["attacks"][0]["label"] == "fgsm" and "no sources given" in bare["universal_skipped"]
 
 
-def test_strong_runs_the_baseline_then_auto_at_the_containment_budget():
+def test_strong_runs_the_baseline_then_exhaustive_auto_at_the_containment_budget():
     model, x, y = trained_mlp(5, 16)
     kwargs = {"eps": 0.1, "show_progress": False}
     strong = evaluate_model(model, x, y, preset="strong", **kwargs)
-    auto = evaluate_model(model, x, y, preset="auto", budget=AUTO_CONTAINS_AA_BUDGET, **kwargs)
+    auto = evaluate_model(
+        model, x, y, preset="auto", budget=AUTO_CONTAINS_AA_BUDGET, exhaustive=True, **kwargs
+    )
     assert [a.label for a in strong.attacks] == ["baseline", *(a.label for a in auto.attacks)]
+    assert [a.config for a in strong.attacks[1:]] == [a.config for a in auto.attacks]
+    # nothing is given up: every aa-standard attack runs to its end on the points left
+    assert all(a.config.get("give_up", []) == [] for a in strong.attacks)
     report = strong.meta["schedule"]
     assert report["budget_per_point"] == AUTO_CONTAINS_AA_BUDGET and report["within_budget"]
     assert report["spent"] == sum(a.gradients + a.queries for a in strong.attacks[1:])
     auto_robust = {i for i, r in zip(auto.indices, auto.robust, strict=True) if r}
     assert {i for i, r in zip(strong.indices, strong.robust, strict=True) if r} <= auto_robust
+    strong_attacks = preset_attacks("strong", "mnist")
+    assert all(a.attack.config().get("give_up", []) == [] for a in strong_attacks)
+    given_up = preset_attacks("auto", "mnist", budget=AUTO_CONTAINS_AA_BUDGET)
+    assert any(a.attack.config().get("give_up") for a in given_up)
     with pytest.raises(ValueError, match="budget"):
         evaluate_model(model, x, y, preset="strong", budget=3000, **kwargs)

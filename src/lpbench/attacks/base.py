@@ -35,12 +35,16 @@ class Cost:
 
     ``gradients``: input-gradient evaluations (forward + backward). ``forwards``: forward
     passes, those with a gradient included. ``queries``: forward passes whose output a
-    score-based (black-box) attack used; 0 for white-box attacks.
+    score-based (black-box) attack used; 0 for white-box attacks. ``shared_gradients`` and
+    ``shared_forwards``: the part of ``gradients`` and ``forwards`` spent once for all
+    points rather than on the points attacked (a universal perturbation's source images).
     """
 
     gradients: int = 0
     forwards: int = 0
     queries: int = 0
+    shared_gradients: int = 0
+    shared_forwards: int = 0
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))

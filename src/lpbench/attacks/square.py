@@ -30,21 +30,31 @@ COLOUR_TRIES = 16
 #: most of the kernel launches out of Square's loop.
 _BLOCK_ITERATIONS = 128
 _BLOCK_NUMBERS = 1 << 22
-#: (progress bound in 1/10000 of the budget, divisor of p_init) of the paper's schedule.
+#: (bound, divisor of p_init) of the paper's window schedule: p_init is divided by the
+#: divisor up to the bound (an iteration, or progress in 1/10000 of the queries when the
+#: schedule is rescaled), by 512 past the last bound.
 _WINDOW_SCHEDULE = (
     (10, 1), (50, 2), (200, 4), (500, 8), (1000, 16),
-    (2000, 32), (4000, 64), (6000, 128), (8000, 256), (10000, 512),
+    (2000, 32), (4000, 64), (6000, 128), (8000, 256),
 )  # fmt: skip
+#: Square's window schedules: ``"rescaled"`` spreads the thresholds over the queries (the
+#: reference's ``resc_schedule=True``), ``"fixed"`` keeps them at iterations (AutoAttack's
+#: standard version, ``resc_schedule=False``).
+WINDOW_SCHEDULES = ("rescaled", "fixed")
 
 
-def p_selection(p_init: float, it: int, queries: int) -> float:
-    """Fraction of pixels changed at iteration ``it``: p_init halved at fixed shares of
-    ``queries``; past ``queries`` the schedule starts over."""
-    progress = int(it % queries / queries * 10000)
+def p_selection(p_init: float, it: int, queries: int | None) -> float:
+    """Fraction of pixels changed at iteration ``it`` (0-based: the reference's ``i_iter``).
+
+    ``queries`` None: the fixed schedule, p_init halved after iterations 10, 50, 200, 500,
+    1000, 2000, 4000, 6000 and 8000. Otherwise rescaled: the same thresholds read as
+    shares (in 1/10000) of ``queries``; past ``queries`` the schedule starts over.
+    """
+    progress = it if queries is None else int(it % queries / queries * 10000)
     for bound, divisor in _WINDOW_SCHEDULE:
         if progress <= bound:
             return p_init / divisor
-    return p_init
+    return p_init / 512
 
 
 @attack_settings
@@ -61,10 +71,16 @@ class Square(Attack):
     input: one forward pass each, outside the query budget (as in the reference, which
     attacks correctly classified points only). Inputs must be images ``(N, C, H, W)``.
 
-    ``window_schedule_queries`` (default ``queries``, as in the reference) is the length
-    the window schedule is laid over. A run with fewer queries is then, point by point, the
-    beginning of the run with ``window_schedule_queries``; a longer run starts the schedule
-    over from its best point every ``window_schedule_queries`` queries.
+    ``window_schedule`` says when the window shrinks. ``"rescaled"`` (the default, the
+    reference Square's own ``resc_schedule=True``) lays the paper's schedule over
+    ``window_schedule_queries`` queries (default ``queries``): a run with fewer queries is
+    then, point by point, the beginning of the run with ``window_schedule_queries``, and a
+    longer run starts the schedule over from its best point every
+    ``window_schedule_queries`` queries. ``"fixed"`` (AutoAttack's standard version,
+    ``resc_schedule=False``, and so ``aa-standard``) halves the window's area after fixed
+    iterations (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000) whatever the queries, so
+    any shorter run is the beginning of a longer one (``window_schedule_queries`` must
+    then be None).
 
     ``give_up`` (default none, as in the reference) stops a run early on points that make
     too little progress: for each ``(queries, share)`` pair, a point still robust after
@@ -90,6 +106,7 @@ class Square(Attack):
     restarts: int = 1
     _: KW_ONLY
     p_init: float = 0.8
+    window_schedule: str = "rescaled"
     window_schedule_queries: int | None = None
     give_up: Sequence[tuple[int, float]] = ()
 
@@ -100,7 +117,14 @@ class Square(Attack):
         self.queries = count_at_least("queries", self.queries, 1)
         self.restarts = count_at_least("restarts", self.restarts, 1)
         self.p_init = float(self.p_init)
+        if self.window_schedule not in WINDOW_SCHEDULES:
+            raise ValueError(
+                f"window_schedule must be one of {', '.join(WINDOW_SCHEDULES)}, "
+                f"got {self.window_schedule!r}"
+            )
         if self.window_schedule_queries is not None:
+            if self.window_schedule == "fixed":
+                raise ValueError("window_schedule_queries applies to the rescaled schedule only")
             count_at_least("window_schedule_queries", self.window_schedule_queries, 1)
         self.give_up = checked_give_up(self.give_up)
 
@@ -111,10 +135,19 @@ class Square(Attack):
         return self.restarts * self.queries
 
     @property
-    def horizon(self) -> int:
+    def horizon(self) -> int | None:
         """The queries the window schedule is laid over (``window_schedule_queries`` or the
-        run's)."""
+        run's); None for the fixed schedule."""
+        if self.window_schedule == "fixed":
+            return None
         return self.window_schedule_queries or self.queries
+
+    def window_side(self, step: int, height: int, width: int) -> int:
+        """The side of the window at change ``step`` (0-based: the reference's ``i_iter``;
+        the query after the first) on ``height`` x ``width`` images, the same for every
+        point: ``round(sqrt(p * height * width))``, at least 1 and below the image's side."""
+        p = p_selection(self.p_init, step, self.horizon)
+        return min(max(round(math.sqrt(p * height * width)), 1), min(height, width) - 1)
 
     def perturb(
         self,
@@ -210,11 +243,6 @@ class Square(Attack):
             success[idx[hit]] = True
         return RunOutcome(success, best, best_loss, best_margin, cost, gave_up=~running & ~success)
 
-    def _side(self, it: int, h: int, w: int) -> int:
-        """The window's side at iteration ``it`` (the same for every point)."""
-        p = p_selection(self.p_init, it - 1, self.horizon)
-        return min(max(round(math.sqrt(p * h * w)), 1), min(h, w) - 1)
-
     def _draw_block(
         self,
         streams: KeyedRows,
@@ -232,7 +260,7 @@ class Square(Attack):
             1, min(_BLOCK_ITERATIONS, self.queries - first, _BLOCK_NUMBERS // per_iteration)
         )
         device = idx.device
-        sides = [self._side(it, h, w) for it in range(first, first + count)]
+        sides = [self.window_side(it - 1, h, w) for it in range(first, first + count)]
         side_t = torch.tensor(sides, device=device)[None, :, None]
         stream = 4 * torch.arange(first, first + count, device=device)
         rows = streams[idx]

@@ -34,10 +34,13 @@ class Universal(Attack):
     sources gets no perturbation; a point misclassified as given keeps its input.
 
     The perturbations cost ``iters`` gradients per source image (their forward passes
-    included). They are computed at an attack's first call on a model and reused while its
-    weights are unchanged, so they are charged to that call only; a fresh attack object
-    (another process, shard or resumed run) computes and is charged for them again.
-    Results per point do not depend on batch or order. Loss reported: cross-entropy.
+    included) and one forward pass that reads the class count: a shared cost, reported as
+    ``shared_gradients`` / ``shared_forwards`` of the result's cost. They are computed at an
+    attack's first call on a model and reused while its weights are unchanged, so they are
+    charged to that call only; a fresh attack object (another process, shard or resumed
+    run) computes and is charged for them again. Each point costs one forward pass (its
+    clean input) and one more when it is moved. Results per point do not depend on batch or
+    order. Loss reported: cross-entropy.
     """
 
     name = "universal"
@@ -90,11 +93,11 @@ class Universal(Attack):
         """Identifies the model and the version of its weights (changed by any update)."""
         return (id(model), *(p._version for p in model.parameters()))
 
-    def perturbations(self, model: nn.Module, device: torch.device) -> tuple[torch.Tensor, int]:
-        """(one perturbation per class, gradients spent now: 0 when cached)."""
+    def perturbations(self, model: nn.Module, device: torch.device) -> tuple[torch.Tensor, Cost]:
+        """(one perturbation per class, what computing them cost now: nothing when cached)."""
         state = self._weights_state(model)
         if self._cache is not None and self._cache[0] == state:
-            return self._cache[1].to(device), 0
+            return self._cache[1].to(device), Cost()
         images, labels = (t.to(device) for t in self.sources)
         classes = max(int(labels.max()) + 1, forward(model, images[:1], 1).shape[1])
         deltas = torch.zeros(classes, *images.shape[1:], dtype=images.dtype, device=device)
@@ -118,7 +121,8 @@ class Universal(Attack):
                 )
             deltas[c] = delta
         self._cache = (state, deltas.cpu())
-        return deltas, spent
+        forwards = spent + 1  # the gradients' forward passes and the class count's
+        return deltas, Cost(spent, forwards, 0, spent, forwards)
 
     def perturb(
         self,
@@ -128,7 +132,7 @@ class Universal(Attack):
         index: torch.Tensor,
         target: torch.Tensor | None,
     ) -> AttackResult:
-        deltas, spent = self.perturbations(model, x.device)
+        deltas, shared = self.perturbations(model, x.device)
         clean = forward(model, x, self.max_batch)
         wrong = is_adversarial(clean, y, None)  # misclassified as given: keeps its input
         moved = ~wrong & (y < deltas.shape[0])
@@ -141,5 +145,5 @@ class Universal(Attack):
             success=is_adversarial(logits, y, None),
             loss=cross_entropy(logits, y, None),
             margin=margin(logits, y, None),
-            cost=Cost(gradients=spent, forwards=spent + x.shape[0] + int(moved.sum())),
+            cost=shared + Cost(forwards=x.shape[0] + int(moved.sum())),
         )

@@ -36,8 +36,9 @@ class EvaluateSettings(DataOptions):
     checkpoint: str = checkpoint_argument()
     preset: str | None = option(
         None,
-        f"attack preset (default: {DEFAULT_PRESET}: the baseline, then auto at "
-        f"{AUTO_CONTAINS_AA_BUDGET}); strong-pgd: the baseline, then lpbench's PGD set; "
+        f"attack preset (default: {DEFAULT_PRESET}: the baseline, then exhaustive auto at "
+        f"{AUTO_CONTAINS_AA_BUDGET}, which runs everything aa-standard runs); strong-pgd: "
+        "the baseline, then lpbench's PGD set; "
         "aa-standard: AutoAttack's standard version; auto: "
         "budgeted ladder of universal perturbations, FGSM, APGD-DLR (also through a smoothed "
         "ReLU backward pass), APGD-CE, smoothed APGD-T, FAB-T, APGD-T, Square",

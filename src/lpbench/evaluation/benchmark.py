@@ -145,13 +145,19 @@ def benchmark(
     ``preset="auto"`` runs the budgeted schedule (``budget`` gradients + queries per
     point; ``exhaustive`` keeps its Square from giving up points); ``result.meta["schedule"]``
     then holds the budget, each attack's cap and the exact spend. ``preset="strong"`` (the
-    default) runs the data set's baseline, then that schedule at
+    default) runs the data set's baseline, then that schedule, exhaustive, at
     :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET` on the points the baseline
-    leaves (the schedule's spend leaves the baseline out); ``"strong-pgd"`` is the PGD set
+    leaves (every attack of ``aa-standard`` to its end; the schedule's spend leaves the
+    baseline out); ``"strong-pgd"`` is the PGD set
     ``strong`` meant before. The schedule's universal
     perturbations are found on ``sources`` (images and labels, not the points evaluated):
     by default :func:`universal_sources` of the data set's training split; with tensors,
-    only when given (else ``auto`` starts with FGSM, and the schedule says why). With
+    only when given (else ``auto`` starts with FGSM, and the schedule says why). Of given
+    sources at most :data:`~lpbench.evaluation.schedule.UNIVERSAL_SOURCES_PER_CLASS` per
+    class are used, drawn with ``attack_seed``
+    (:func:`~lpbench.evaluation.schedule.capped_sources`), so their cost is a fixed shared
+    one whatever the number of sources or points: ``result.cost()["shared"]`` and the
+    schedule's ``shared_spent``, apart from the per-point cost. With
     ``adapt`` (``auto``
     only), :func:`lpbench.check` first probes the evaluation points (:data:`ADAPT_CHECK`
     settings) and each warning raises the budget of the attack that can expose it
@@ -243,6 +249,7 @@ def benchmark(
             result.meta["clean_accuracy_full_test"] = float(
                 (pred == full_test.labels).float().mean()
             )
+            result.forwards_outside_attacks["full_test"] = len(full_test.labels)
     if out is not None and shard.is_main:
         result.save(out)
         if journal is not None:
@@ -280,7 +287,9 @@ def universal_sources(
     per_class: int = UNIVERSAL_SOURCES_PER_CLASS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` training images of each class (:func:`per_class_subset`, seeded), the
-    sources of ``auto``'s universal perturbations: never the test points evaluated."""
+    sources of ``auto``'s universal perturbations: never the test points evaluated.
+    ``auto`` uses at most :data:`UNIVERSAL_SOURCES_PER_CLASS` of each class (the default)
+    whatever ``per_class`` is."""
     images, labels = load_arrays(dataset, "train", data_dir=data_dir, progress=False)
     chosen = per_class_subset(np.asarray(labels), per_class, seed=seed)
     return (  # only the chosen images become floats (a training split may be gigabytes)
@@ -314,9 +323,12 @@ def evaluate_model(
     dict outputs through :class:`lpbench.LogitsOf`). Points are identified by their
     position in ``x``. ``preset`` (None: ``"strong"``), ``custom`` and ``attacks`` as in
     :func:`benchmark`. The model's mode and device are restored afterwards. ``sources``
-    (a few labelled images per class, e.g. from the training set) let ``auto`` start with
-    universal perturbations. ``dataset`` names the data set ``x`` comes from, so that its
-    baseline attack is the one run (else a generic PGD baseline).
+    (labelled images, e.g. from the training set) let ``auto`` start with universal
+    perturbations; at most
+    :data:`~lpbench.evaluation.schedule.UNIVERSAL_SOURCES_PER_CLASS` per class are used
+    (drawn with ``seed``), a shared cost reported apart from the per-point one.
+    ``dataset`` names the data set ``x`` comes from, so that its baseline attack is the one
+    run (else a generic PGD baseline).
     """
     return benchmark(
         model,

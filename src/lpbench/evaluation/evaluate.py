@@ -91,6 +91,10 @@ class _State:
         return [p for p in positions if self.robust[p] and label not in self.records[p]]
 
 
+#: Key of a journal part's cost: forward passes that re-checked the attack's examples.
+VERIFICATION = "verification_forwards"
+
+
 def _restart_record(result: Any, row: int) -> dict[str, Any]:
     """JSON record of one point: per-restart final loss and success (None: not run), and
     ``gave_up`` when a run stopped on the point early for too little progress."""
@@ -144,6 +148,9 @@ def evaluate(
     [0, 1]) as soon as it is found and again at the end; one that fails counts its point
     as robust and is reported, it never aborts the run. ``batch_size`` is the number of
     rows (points x restarts) per forward pass (default: what runs fastest on the device).
+    Every forward pass is counted: the attacks' own in their summaries (with the
+    re-checks of their examples, ``verification_forwards``), the clean pass and the last
+    re-check and prediction in ``forwards_outside_attacks``.
 
     The model runs in eval mode on ``device``; its mode and device are restored after.
     ``journal``: a folder where finished blocks are written as they finish, so that a
@@ -338,7 +345,7 @@ def _run_block(
         hit=hit.tolist(),
         mismatch=(success & ~ok).tolist(),
         records=[_restart_record(out, row) for row in range(len(block))],
-        cost=out.cost.to_dict(),
+        cost=out.cost.to_dict() | {VERIFICATION: int(success.sum())},
         wall_time_s=time.perf_counter() - started,
         x_adv=x_adv[hit],
         x_best=x_adv[~hit] if keep_best else None,
@@ -378,6 +385,9 @@ def _finish(
     keep_clean = torch.tensor(state.robust, dtype=torch.bool).view(-1, *[1] * (x.dim() - 1))
     x_final = torch.where(keep_clean, x, state.x_adv)
     adv_pred = predict(model, x_final, batch_size, device)
+    clean_forwards = sum(
+        e["cost"]["forwards"] for e in state.costs.values() if e["label"] == "clean"
+    )
     summaries = []
     for k, named in enumerate(attacks):
         summaries.append(_summary(named, k, state, n))
@@ -396,6 +406,10 @@ def _finish(
         clean_time_s=clean_time,
         verified_points=int(broken.sum()),
         verification_mismatches=[indices[p] for p, m in enumerate(state.mismatch) if m],
+        forwards_outside_attacks={
+            "clean": clean_forwards,
+            "final_check": int(broken.sum()) + n,  # the re-check, then every point's prediction
+        },
     )
 
 
@@ -405,10 +419,12 @@ def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary
     attacked = [p for p in range(n) if label in state.records[p]]
     broken = [p for p in attacked if state.broken_by[p] == label]
     robust_after = sum(1 for p in range(n) if state.robust[p] or state.broken_by[p] in later)
-    cost, wall = Cost(), 0.0
+    cost, wall, verification = Cost(), 0.0, 0
     for entry in state.costs.values():
         if entry["label"] == label:
-            cost = cost + Cost(**entry["cost"])
+            spent = dict(entry["cost"])
+            verification += spent.pop(VERIFICATION, 0)
+            cost = cost + Cost(**spent)
             wall += entry["wall_time_s"]
     return AttackSummary(
         label=label,
@@ -420,6 +436,9 @@ def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary
         gradients=cost.gradients,
         forward_evals=cost.forwards,
         queries=cost.queries,
+        verification_forwards=verification,
+        shared_gradients=cost.shared_gradients,
+        shared_forwards=cost.shared_forwards,
         wall_time_s=wall,
         verification_mismatches=sum(1 for m in state.mismatch if label in m),
         points_given_up=sum(1 for p in attacked if state.records[p][label].get("gave_up")),

@@ -78,8 +78,9 @@ PROTOCOLS: dict[str, DatasetProtocol] = {
 GENERIC = _protocol(AttackSpec("baseline", "eps/10", 40, score="last"))
 
 #: ``auto`` is built by :func:`lpbench.evaluation.schedule.auto_schedule` (it has a budget);
-#: ``strong`` is the data set's baseline, then ``auto`` at
-#: :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET`.
+#: ``strong`` is the data set's baseline, then exhaustive ``auto`` at
+#: :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET`, which runs every attack of
+#: ``aa-standard`` to its end on the points still robust.
 PRESETS = ("baseline", "strong", "strong-pgd", "aa-standard", "auto")
 #: The preset an evaluation runs when none is named.
 DEFAULT_PRESET = "strong"
@@ -210,10 +211,12 @@ def resolve_attacks(
     """Decide what ``request`` runs (checked by :meth:`AttackRequest.check`: the one place
     that decides preset, radius and budget).
 
-    ``auto`` and ``strong`` are built for the model's ``facts`` (class count and ReLUs;
-    without them, as for 10 classes and a ReLU model) and start with universal
-    perturbations on ``sources`` (tensors, or a loader whose missing data set skips them;
-    ``no_sources`` says why there are none). ``adapt(eps)`` (required when the request
+    ``strong`` is the baseline, then ``auto`` exhaustive (nothing given up) at
+    :data:`~lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET`, so that it contains
+    ``aa-standard``. ``auto`` and ``strong`` are built for the model's ``facts`` (class
+    count and ReLUs; without them, as for 10 classes and a ReLU model) and start with
+    universal perturbations on ``sources`` (tensors, or a loader whose missing data set
+    skips them; ``no_sources`` says why there are none). ``adapt(eps)`` (required when the request
     asks to adapt) runs the check and returns its summary, whose ``warnings`` raise the
     schedule's budgets (:func:`lpbench.evaluation.schedule.raise_budgets`).
     """
@@ -243,7 +246,7 @@ def resolve_attacks(
         seed=seed,
         max_batch=max_batch,
         num_classes=None if facts is None else facts.num_classes,
-        exhaustive=request.exhaustive,
+        exhaustive=request.exhaustive or preset == "strong",
         sources=sources,
         smooth=smooth,
     )
@@ -277,8 +280,10 @@ def preset_attacks(
     for a model with these ``facts`` and ``sources``).
 
     ``baseline``: the original paper's baseline (PGD judged on its last iterate, one
-    restart). ``strong``: the baseline, then ``auto`` at
-    :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET` on the points it leaves.
+    restart). ``strong``: the baseline, then exhaustive ``auto`` at
+    :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET` on the points it leaves:
+    every attack of ``aa-standard`` runs to its end on the points still robust, so no
+    point ``aa-standard`` breaks is left robust.
     ``strong-pgd`` (what ``strong`` meant before ``auto``): the baseline, then PGD with a
     large step (eps/4, 3 restarts) and a small step (eps/10) on cross-entropy, then PGD on
     the scale-invariant DLR loss (eps/4, 3 restarts), which logit squeezing and pairing

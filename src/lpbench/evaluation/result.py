@@ -27,8 +27,11 @@ def _deprecated_grad_evals(value: int) -> int:
 class AttackSummary:
     """What one attack of an evaluation did (cost and time summed over processes);
     ``gradients``: gradient evaluations (written as ``"grad_evals"`` in results files, the
-    key every results file already written uses); ``points_given_up``: points a run
-    stopped on early for too little progress."""
+    key every results file already written uses); ``forward_evals``: the attack's forward
+    passes, those with a gradient included; ``verification_forwards``: the forward passes
+    that re-checked its adversarial examples; ``shared_gradients`` / ``shared_forwards``:
+    the part of its cost spent once for all points (a universal perturbation's sources);
+    ``points_given_up``: points a run stopped on early for too little progress."""
 
     label: str
     config: dict[str, Any]
@@ -42,6 +45,9 @@ class AttackSummary:
     wall_time_s: float
     verification_mismatches: int = 0
     points_given_up: int = 0
+    verification_forwards: int = 0
+    shared_gradients: int = 0
+    shared_forwards: int = 0
 
     @property
     def grad_evals(self) -> int:
@@ -61,7 +67,10 @@ class EvaluationResult:
     not adversarial when the model was re-run on it (numerical non-determinism); those
     points count as robust. ``smoothing`` (only when an attack ran through the smoothed
     ReLU backward pass): the model's ReLU-like calls in one forward pass, smoothed and not,
-    per form.
+    per form. ``forwards_outside_attacks``: the forward passes the evaluation made itself,
+    by step (``clean``: the points' clean inputs; ``final_check``: the last re-check of the
+    examples and every point's final prediction; ``full_test``: the whole test split's
+    clean accuracy, when a data set was evaluated).
     """
 
     indices: list[int]
@@ -79,6 +88,7 @@ class EvaluationResult:
     verification_mismatches: list[int] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     smoothing: dict[str, Any] | None = None
+    forwards_outside_attacks: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_points(self) -> int:
@@ -108,6 +118,43 @@ class EvaluationResult:
     @property
     def queries(self) -> int:
         return sum(a.queries for a in self.attacks)
+
+    @property
+    def forwards(self) -> int:
+        """Every forward pass of the evaluation: the attacks' own (those with a gradient
+        included), their re-checks and :attr:`forwards_outside_attacks`."""
+        attacks = sum(a.forward_evals + a.verification_forwards for a in self.attacks)
+        return attacks + sum(self.forwards_outside_attacks.values())
+
+    def cost(self) -> dict[str, Any]:
+        """What the evaluation cost, in rows: the totals; ``shared``, what was spent once
+        for all points (the universal perturbations' source images), whatever the number
+        of points; ``per_point``, the rest (the whole test split's clean pass left out)
+        divided by the number of points; the forward passes by step."""
+        n = self.num_points
+        shared = {
+            "gradients": sum(a.shared_gradients for a in self.attacks),
+            "forwards": sum(a.shared_forwards for a in self.attacks),
+        }
+        points = {
+            "gradients": self.gradients - shared["gradients"],
+            "forwards": self.forwards
+            - shared["forwards"]
+            - self.forwards_outside_attacks.get("full_test", 0),
+            "queries": self.queries,
+        }
+        return {
+            "gradients": self.gradients,
+            "forwards": self.forwards,
+            "queries": self.queries,
+            "shared": shared,
+            "per_point": {k: v / n if n else float("nan") for k, v in points.items()},
+            "forwards_by_step": {
+                "attacks": sum(a.forward_evals for a in self.attacks),
+                "verification": sum(a.verification_forwards for a in self.attacks),
+                **self.forwards_outside_attacks,
+            },
+        }
 
     @property
     def wall_time_s(self) -> float:
@@ -162,6 +209,8 @@ class EvaluationResult:
             "mean_over_restarts_accuracy": first.mean_over_restarts_accuracy if first else None,
             "grad_evals": self.gradients,  # the key of every results file already written
             "queries": self.queries,
+            "forwards": self.forwards,
+            "cost": self.cost(),
             "wall_time_s": self.wall_time_s,
             "verification": {
                 "adversarial_points_rechecked": self.verified_points,
@@ -197,6 +246,10 @@ def summary_lines(result: Any) -> list[str]:
     cost = f"{result.gradients:,} gradient evaluations"
     if result.queries:
         cost += f", {result.queries:,} queries"
+    cost += f", {result.forwards:,} forward passes"
+    shared = sum(a.shared_gradients for a in result.attacks)
+    if shared:
+        cost += f"; {shared:,} of the gradients shared by all points"
     lines = [
         f"clean accuracy {result.clean_accuracy:.1%}, robust accuracy "
         f"{result.robust_accuracy:.1%} at eps {result.eps} over {result.num_points} points "
@@ -208,6 +261,7 @@ def summary_lines(result: Any) -> list[str]:
             spent = f"{summary.queries:,} queries"
         else:
             spent = f"{summary.gradients:,} grad evals"
+        spent += f", {summary.forward_evals + summary.verification_forwards:,} forward passes"
         if "score" in summary.config:
             spent += f", {summary.config['score']}-iterate scoring"
         lines.append(
@@ -229,8 +283,8 @@ def summary_lines(result: Any) -> list[str]:
 def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
     """The auto preset's budget, what it spent and skipped, and what the check raised."""
     shared = (
-        f" (and {schedule['shared']:,} in all for the universal perturbations)"
-        if schedule.get("shared")
+        f" (and {schedule['shared_spent']:,} in all for the universal perturbations)"
+        if schedule.get("shared_spent")
         else ""
     )
     lines = [

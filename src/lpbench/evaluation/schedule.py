@@ -7,8 +7,9 @@ schedule is built; the caps add up to at most the budget, so no point can spend 
 whatever the attacks do, and the spend reported is the exact sum of what the attacks
 counted. Points broken early spend less: later attacks only see the points still robust.
 The universal perturbations, when the schedule has source images for them, are a shared
-cost on top: a fixed number of gradients in all (:data:`UNIVERSAL_SOURCES_PER_CLASS` x
-classes x :data:`UNIVERSAL_ITERATIONS`), whatever the number of points.
+cost on top: a fixed number of gradients in all (at most
+:data:`UNIVERSAL_SOURCES_PER_CLASS` x classes x :data:`UNIVERSAL_ITERATIONS`: more
+sources per class are never used), whatever the number of points.
 
 With ``adapt`` (:func:`raise_budgets`), ``lpbench check`` runs first and every probe that
 warns doubles one setting of the attack able to expose what it found (:data:`RAISES`);
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from lpbench.attacks import APGD, FGSM, Attack, Universal
+from lpbench.data import per_class_subset
 from lpbench.evaluation.specs import AA_STANDARD, NamedAttack
 
 #: Most target classes of ``auto``'s targeted attacks, and FAB-T's first share of them.
@@ -159,15 +161,14 @@ def _contains_aa_budget() -> int:
 
 #: From this budget on, ``auto`` with ``exhaustive`` runs all of ``aa-standard`` (7,372:
 #: its 6,910 and the gradients of ``auto``'s FGSM steps, APGD-DLR runs and smoothed
-#: APGD-T).
+#: APGD-T): the budget of ``strong``'s exhaustive ``auto``.
 AUTO_CONTAINS_AA_BUDGET = _contains_aa_budget()
 
 
 def strong_or_auto_budget(preset: str, budget: int | None) -> int:
     """The budget of ``auto`` in ``preset``: ``budget`` or :data:`DEFAULT_BUDGET` for
-    ``auto``; :data:`AUTO_CONTAINS_AA_BUDGET` for ``strong`` (where the goal of at most
-    ``aa-standard``'s robust accuracy for at most half its cost held on every model
-    measured)."""
+    ``auto``; :data:`AUTO_CONTAINS_AA_BUDGET` for ``strong``, whose ``auto`` is exhaustive
+    and so contains ``aa-standard``."""
     if preset == "strong":
         return AUTO_CONTAINS_AA_BUDGET
     return budget or DEFAULT_BUDGET
@@ -217,19 +218,20 @@ class Schedule:
     def report(self, result: Any) -> dict[str, Any]:
         """The plan with what an :class:`EvaluationResult` of this schedule spent.
 
-        Per attack: points attacked, broken and given up on, gradients + queries spent and
-        the cap times the points it attacked (the spend can never exceed it; None for the
-        universal perturbations, a shared cost of ``shared`` gradients per process that
-        computes them); in all: the total and the mean per point.
+        Per attack: points attacked, broken and given up on, gradients + queries spent on
+        the points (``spent``) and the cap times the points it attacked (the spend can
+        never exceed it), and ``shared_spent``, the gradients spent once for all points
+        (the universal perturbations' sources: ``shared`` per process that computes them,
+        outside the caps); in all: the points' total, its mean per point and the shared
+        total, which does not depend on the number of points.
         """
         by_label = {s.label: s for s in result.attacks}
-        rows, total = [], 0
+        rows, total, shared = [], 0, 0
         for named, cap in zip(self.attacks, self.caps, strict=True):
             summary = by_label[named.label]
-            spent = summary.gradients + summary.queries
+            spent = summary.gradients - summary.shared_gradients + summary.queries
             total += spent
-            shared = isinstance(named.attack, Universal)  # no per-point cap: a shared cost
-            cap_total = None if shared else cap * summary.points_attacked
+            shared += summary.shared_gradients
             rows.append(
                 {
                     "label": named.label,
@@ -240,7 +242,8 @@ class Schedule:
                     "gradients": summary.gradients,
                     "queries": summary.queries,
                     "spent": spent,
-                    "cap_total": cap_total,
+                    "shared_spent": summary.shared_gradients,
+                    "cap_total": cap * summary.points_attacked,
                 }
             )
         n = result.num_points
@@ -248,12 +251,26 @@ class Schedule:
             **self.plan(),
             "attacks": rows,
             "spent": total,
+            "shared_spent": shared,
             "spent_per_point_mean": total / n if n else float("nan"),
-            "within_budget": all(
-                r["spent"] <= r["cap_total"] for r in rows if r["cap_total"] is not None
-            )
+            "within_budget": all(r["spent"] <= r["cap_total"] for r in rows)
             and self.max_per_point <= self.budget,
         }
+
+
+def capped_sources(
+    sources: tuple[torch.Tensor, torch.Tensor], seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """At most :data:`UNIVERSAL_SOURCES_PER_CLASS` images of each class of ``sources``, in
+    their order: every image of a class that has no more, else those drawn with ``seed``
+    (:func:`lpbench.data.per_class_subset`, so the same sources and seed always give the
+    same images)."""
+    images, labels = sources
+    chosen = per_class_subset(labels.cpu().numpy(), UNIVERSAL_SOURCES_PER_CLASS, seed=seed)
+    if len(chosen) == len(labels):
+        return images, labels
+    keep = torch.from_numpy(chosen)
+    return images[keep.to(images.device)], labels[keep.to(labels.device)]
 
 
 def auto_schedule(
@@ -270,11 +287,14 @@ def auto_schedule(
     """``auto`` at ``eps`` with ``budget`` gradients + queries per point.
 
     A ladder of attacks, each on the points still robust and each stopping on a point at
-    its first adversarial iterate. With ``sources`` (a few labelled images per class, not
-    the points evaluated; :func:`lpbench.evaluation.universal_sources` draws them from a
-    data set's training split) it starts with per-class universal perturbations
-    (:class:`~lpbench.attacks.Universal`, :data:`UNIVERSAL_ITERATIONS` steps on the
-    sources; a shared cost, no gradient per point) and iterated FGSM from each point's
+    its first adversarial iterate. With ``sources`` (labelled images, not the points
+    evaluated; :func:`lpbench.evaluation.universal_sources` draws them from a data set's
+    training split) it starts with per-class universal perturbations
+    (:class:`~lpbench.attacks.Universal`, :data:`UNIVERSAL_ITERATIONS` steps on at most
+    :data:`UNIVERSAL_SOURCES_PER_CLASS` sources of each class, drawn with ``seed`` by
+    :func:`capped_sources` however many are given; a shared cost of at most
+    ``UNIVERSAL_SOURCES_PER_CLASS x classes x UNIVERSAL_ITERATIONS`` gradients, whatever
+    the number of points, and no gradient per point) and iterated FGSM from each point's
     universal example (:data:`AUTO_FGSM_STEPS`: up to six steps from eps down to eps / 4,
     a point stopping at its first adversarial step); without, from the clean point. On
     models without masking these break most points for about one gradient per point,
@@ -290,8 +310,8 @@ def auto_schedule(
     run on its own random stream); FAB-T on each point's top :data:`FIRST_FAB_TARGETS`
     other classes; APGD-T (targeted DLR, top 9);
     FAB-T on the next-ranked classes up to the 9th; Square on the margin loss with exactly
-    the rest, its window schedule laid over ``aa-standard``'s 5,000 queries (so that on
-    every point it runs the beginning of ``aa-standard``'s Square, or all of it and more). Queries
+    the rest, on ``aa-standard``'s fixed window schedule (so that on every point it runs
+    the beginning of ``aa-standard``'s Square, or all of it and more). Queries
     beyond those 5,000 go first, up to :data:`WARM_SQUARE_QUERIES`, to a Square run before
     it that starts from each point's nearest miss of the gradient attacks (``square-warm``,
     its own random stream): a point they left just short of the boundary is often finished
@@ -322,7 +342,11 @@ def auto_schedule(
     attacks = []
     if sources is not None:
         universal = Universal(
-            eps, sources, iters=UNIVERSAL_ITERATIONS, seed=seed, max_batch=max_batch
+            eps,
+            capped_sources(sources, seed),
+            iters=UNIVERSAL_ITERATIONS,
+            seed=seed,
+            max_batch=max_batch,
         )
         attacks.append(NamedAttack("universal", universal))
     steps = [share * eps for share in AUTO_FGSM_STEPS]
@@ -369,7 +393,6 @@ def auto_schedule(
             square = aa["square"].replace(
                 queries=square_queries,
                 stream=label,
-                window_schedule_queries=aa["square"].queries,
                 give_up=() if exhaustive else AUTO_GIVE_UP,
             )
             attacks.append(NamedAttack(label, square, warm_start=label == "square-warm"))

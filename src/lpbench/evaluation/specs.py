@@ -121,12 +121,13 @@ Spec = AttackSpec | KindSpec
 
 #: AutoAttack's "standard" version (Croce & Hein 2020, ``fra31/auto-attack``), L-infinity:
 #: APGD-CE (100 iterations, 1 restart), APGD-T (100 iterations, 9 target classes),
-#: FAB-T (100 iterations, 9 target classes), Square (5000 queries, p_init 0.8).
+#: FAB-T (100 iterations, 9 target classes), Square (5000 queries, p_init 0.8, the fixed
+#: window schedule: AutoAttack builds its Square with ``resc_schedule=False``).
 AA_STANDARD: tuple[KindSpec, ...] = (
     KindSpec.of("apgd-ce", "apgd", iters=100, restarts=1, loss="ce"),
     KindSpec.of("apgd-t", "apgd-t", iters=100, restarts=1, targets=9),
     KindSpec.of("fab-t", "fab-t", iters=100, restarts=1, targets=9),
-    KindSpec.of("square", "square", queries=5000, restarts=1, p_init=0.8),
+    KindSpec.of("square", "square", queries=5000, restarts=1, p_init=0.8, window_schedule="fixed"),
 )
 
 

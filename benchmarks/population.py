@@ -16,7 +16,9 @@ again); each model is exported as float16 weights to ``benchmarks/population/mod
 (outside the package, not in the wheel). ``evaluate`` runs, per model and in one process,
 the data set's ``baseline``, ``aa-standard``, ``auto`` at its default budget and
 ``strong``, and writes robust accuracy, gradients, forward passes, queries and wall time
-to ``benchmarks/population/results/SIDE/``.
+to ``benchmarks/population/results/SIDE/``. Forward passes are all of them (those with a
+gradient included, clean passes and re-checks), so gradients + forwards counts every
+forward and every backward pass.
 """
 
 from __future__ import annotations
@@ -192,8 +194,9 @@ def evaluate_member(
         row["presets"][preset] = {
             "robust_accuracy": result.robust_accuracy,
             "gradients": result.gradients,
-            "forwards": sum(a.forward_evals for a in result.attacks),
+            "forwards": result.forwards,
             "queries": result.queries,
+            "cost": result.cost(),
             "wall_s": round(wall, 2),
             "verification_mismatches": len(result.verification_mismatches),
         }

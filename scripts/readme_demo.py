@@ -1,10 +1,11 @@
 """Run the README's first command (``lpbench demo``) as written and check what it shows.
 
-The command runs in a temporary folder with this checkout's ``lpbench``; its install
-segment is left out (CI installed lpbench before the test suite, as
-tests/docs/test_code_blocks.py says). The demo's report.json must show the paper's
-finding: CLP and LSQ keep at least 20 points more of the test points against the
-paper's baseline than against ``strong``. ``.ci/run`` calls this after the test suite.
+The command runs in a temporary folder with this checkout's ``lpbench`` and one torch
+thread unless OMP_NUM_THREADS is set; its install segment is left out (CI installed
+lpbench before the test suite, as tests/docs/test_code_blocks.py says). The demo's
+report.json must show the paper's finding: CLP and LSQ keep at least 20 points more of
+the test points against the paper's baseline than against ``strong``. ``.ci/run`` calls
+this after the test suite.
 Prints the demo's output and each model's accuracies; exit code 0 when the finding shows,
 1 when it does not or the command fails.
 """
@@ -68,13 +69,15 @@ def illusion_problems(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _environment(folder: Path) -> dict[str, str]:
-    """This checkout's ``lpbench`` (this interpreter, src/ first) ahead of any other."""
+    """This checkout's ``lpbench`` (this interpreter, src/ first) ahead of any other, and
+    one torch thread unless OMP_NUM_THREADS says otherwise (as the code-block test runs
+    the pages: a busy machine's spinning threads can slow two of them tenfold)."""
     bin_dir = folder / ".bin"
     bin_dir.mkdir()
     shim = bin_dir / "lpbench"
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m lpbench "$@"\n')
     shim.chmod(0o755)
-    env = dict(os.environ)
+    env = {"OMP_NUM_THREADS": "1", **os.environ}
     paths = [str(ROOT / "src"), env.get("PYTHONPATH", "")]
     env.update(
         PATH=f"{bin_dir}{os.pathsep}{env['PATH']}",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lpbench.data import dataset_eval_subset, load_dataset
-from lpbench.data.subsets import subset_size
+from lpbench.data.subsets import DEFAULT_POINTS, subset_size
 from lpbench.diagnostics import (
     GridData,
     SurfaceData,
@@ -289,7 +289,7 @@ def grid_for_checkpoint(
     labels = list(steps)
     values = [parse_step(text, eps) for text in labels]
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-    indices = _fixed_subset(dataset, len(test), points, 1000, subset_seed)
+    indices = _fixed_subset(dataset, len(test), points, DEFAULT_POINTS, subset_seed)
     subset = test.subset(indices)
     grid = step_iteration_grid(
         model,

@@ -62,11 +62,16 @@ class _NoBar:
         """Do nothing."""
 
 
-def progress_bar(*, desc: str, total: int, enabled: bool = True, unit: str = "it") -> Any:
-    """A manually advanced tqdm bar (``.update(n)``, ``.close()``); a no-op when disabled."""
+def progress_bar(
+    *, desc: str, total: int, enabled: bool = True, unit: str = "it", scale: bool = False
+) -> Any:
+    """A manually advanced tqdm bar (``.update(n)``, ``.close()``); a no-op when disabled.
+    ``scale``: counts shown with k/M/G prefixes (for bytes)."""
     if not enabled:
         return _NoBar()
-    return tqdm(desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True)
+    return tqdm(
+        desc=desc, total=total, unit=unit, unit_scale=scale, leave=False, dynamic_ncols=True
+    )
 
 
 def default_batch_rows(device: torch.device) -> int:

@@ -69,3 +69,20 @@ def test_eps_as_a_fraction_is_accepted(folders, capsys) -> None:
     data = json.loads(out.read_text())
     assert data["eps"] == 8 / 255 and data["num_points"] == 5
     assert f"at eps {8 / 255}" in stdout
+
+
+@pytest.mark.parametrize("command,out_name", [("check", "check.png"), ("grid", "grid.png")])
+def test_too_many_points_are_refused_as_evaluate_refuses_them(
+    folders, capsys, command, out_name
+) -> None:
+    work, results = folders
+    out = results.with_name(out_name)
+    before = _files(work)
+    code, stdout, err = run(capsys, command, ZOO, "--points", "1001", "--out", str(out))
+    assert code == 2 and stdout == ""
+    assert err.splitlines() == [
+        f"lpbench {command}: error: 1,001 points asked for, but the test split of "
+        "mnist-digits holds 1,000: the largest allowed is 1000"
+    ]
+    assert not out.parent.exists()
+    assert _files(work) == before

@@ -96,6 +96,8 @@ def test_help_lists_every_option(path: tuple[str, ...], capsys) -> None:
         (["evaluate", "x", "--iters", "many"], "expected a whole number, got 'many'"),
         (["train", "--clp", "-1"], "expected a number >= 0, got -1.0"),
         (["train", "--adv-step", "0"], "--adv-step must be in (0, 1]"),
+        (["train", "--adv-eps", "8/0"], "--adv-eps must be a number or a fraction such as 8/255"),
+        (["train", "--adv-step", "2/1"], "--adv-step must be in (0, 1]"),
         (["grid", "x", "--iters", "10", "0"], "expected a number >= 1, got 0"),
         (["demo", "--restarts", "0"], "expected a number >= 1, got 0"),
         (["zoo", "drop"], "invalid choice"),
@@ -131,3 +133,18 @@ def test_train_flags_override_the_recipe() -> None:
         checkpoint_every=5,
         eval_adv_points=0,
     )
+
+
+def test_train_takes_its_radius_and_step_as_fractions_as_evaluate_takes_eps() -> None:
+    from lpbench.commands.train import TrainSettings, train_config
+    from lpbench.settings import from_namespace
+    from lpbench.training import recipe_config
+
+    argv = "train --preset at50 --dataset mnist --adv-eps 8/255 --adv-step 2/255"
+    settings = from_namespace(TrainSettings, build_parser().parse_args(argv.split()))
+    assert settings.adv_eps == 8 / 255 and settings.adv_step == 2 / 255
+    config = train_config(settings)
+    assert config == recipe_config(
+        "at50", "mnist", adv_eps=8 / 255, adv_step=2 / 255, eval_adv_points=0
+    )
+    assert (config.adv_eps, config.adv_step) == (8 / 255, 2 / 255)

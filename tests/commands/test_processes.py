@@ -46,9 +46,9 @@ def checkpoint(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _evaluate_argv(ckpt: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    """A PGD with restarts on 96 points at a radius where about half of them survive."""
+    """A PGD with restarts on 48 points at a radius where about half of them survive."""
     return [
-        "evaluate", str(ckpt), "--data-dir", str(data), "--eps", "0.1", "--points", "96",
+        "evaluate", str(ckpt), "--data-dir", str(data), "--eps", "0.1", "--points", "48",
         "--step", "eps/4", "--iters", "20", "--restarts", "3",
         "--out", str(out), "--no-progress", "--device", "cpu", "--batch-size", "1", *extra,
     ]  # fmt: skip

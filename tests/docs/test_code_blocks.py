@@ -6,10 +6,12 @@ block may use what an earlier one wrote, as a reader following the page would), 
 and OMP_NUM_THREADS=1. A bash block runs under ``set -e``, so a failing command fails the
 test with its output.
 
-Two rules leave commands out, both visible here and in the test's output:
+Three rules leave commands out, all visible here and in the test's output:
 
 - NOT_RUN: the commands listed there, each for the reason given beside it; one that no page
   shows any more fails the test, so the list cannot go stale;
+- RUN_BY_CI: the commands that ``.ci/run`` runs itself after the suite, with the check
+  given beside each (the README's ``lpbench demo``: scripts/readme_demo.py);
 - a command line (or a whole python block) that an earlier page already ran, verbatim, in
   the same folder is not run again: the quick start repeats the README's quick start, and
   the second run would only write the same files again.
@@ -27,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs._scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ("README.md", "docs/quickstart.md")
 
@@ -39,10 +43,12 @@ NOT_RUN = {
     "ruff check src tests benchmarks scripts": ".ci/run runs it after the suite",
     "ruff format --check src tests benchmarks scripts": ".ci/run runs it after the suite",
     "mypy": ".ci/run runs it after the suite",
-    # About a minute on two cores: CI's 8-minute budget has no room for it. The same code
-    # runs at small sizes in the quick start's `lpbench demo --points ...` block below and in
-    # tests/commands/test_cli.py; its default sizes are measured in docs/results/demo.md.
-    "lpbench demo": "about a minute on two cores; CI has no room for it",
+}
+
+#: Commands of the pages that .ci/run runs after the suite, and what it checks.
+RUN_BY_CI = {
+    "lpbench demo": "scripts/readme_demo.py runs it as written in a temporary folder and "
+    "checks that CLP and LSQ lose at least 20 points from the baseline to strong",
 }
 
 _FENCE = re.compile(r"^```(bash|python)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
@@ -56,14 +62,15 @@ def code_blocks(page: Path) -> list[tuple[str, str]]:
 def runnable(
     code: str, seen: set[str], done: set[str] | None = None, again: list[str] | None = None
 ) -> str:
-    """A bash block without the NOT_RUN segments of each line (added to ``seen``) and
-    without the lines in ``done`` (listed in ``again``; the lines kept are added to it)."""
+    """A bash block without the NOT_RUN and RUN_BY_CI segments of each line (added to
+    ``seen``) and without the lines in ``done`` (listed in ``again``; the lines kept are
+    added to it)."""
     lines = []
     for line in code.replace("\\\n", " ").splitlines():
         kept = []
         for segment in line.split(" && "):
             command = segment.strip()
-            if command in NOT_RUN:
+            if command in NOT_RUN or command in RUN_BY_CI:
                 seen.add(command)
             else:
                 kept.append(segment)
@@ -127,7 +134,8 @@ def test_code_blocks_run(tmp_path: Path) -> None:
                 f"--- stderr\n{done.stderr[-3000:]}"
             )
         print(f"\n{page}: " + ", ".join(timings))
-    print(f"not run (NOT_RUN): {sorted(seen)}")
+    print(f"not run (NOT_RUN): {sorted(seen & NOT_RUN.keys())}")
+    print(f"run by .ci/run after the suite (RUN_BY_CI): {sorted(seen & RUN_BY_CI.keys())}")
     print(f"not run again (an earlier page ran them): {again}")
     print(f"CPU time of the commands: {_children_cpu() - cpu_before:.1f} s")
 
@@ -143,4 +151,30 @@ def test_every_command_left_out_is_still_on_a_page() -> None:
         for language, code in code_blocks(ROOT / page):
             if language == "bash":
                 runnable(code, seen)
-    assert seen == set(NOT_RUN), f"NOT_RUN lists commands no page shows: {set(NOT_RUN) - seen}"
+    listed = NOT_RUN.keys() | RUN_BY_CI.keys()
+    assert seen == listed, f"NOT_RUN or RUN_BY_CI list commands no page shows: {listed - seen}"
+
+
+def test_ci_runs_the_readme_demo_and_checks_the_finding() -> None:
+    script = load_script("readme_demo")
+    first = code_blocks(ROOT / "README.md")[0][1].splitlines()[0]
+    assert runnable(first, set()) == ""  # nothing of the first command is left to this test
+    assert script.readme_command() in RUN_BY_CI
+    steps = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    suite = next(i for i, line in enumerate(steps) if "python -m pytest -q" in line)
+    assert any(line.strip() == "python scripts/readme_demo.py" for line in steps[suite + 1 :])
+
+
+def test_the_demo_check_needs_the_baseline_20_points_above_strong() -> None:
+    script = load_script("readme_demo")
+
+    def row(name: str, baseline: float | None, strong: float | None) -> dict[str, object]:
+        return {"name": name, "baseline_accuracy": baseline, "strongest_accuracy": strong}
+
+    shown = [row("plain", 0.0, 0.0), row("clp", 0.385, 0.0), row("lsq", 0.425, 0.02)]
+    assert script.illusion_problems(shown) == []
+    problems = script.illusion_problems([shown[0], row("clp", 0.3, 0.15), row("lsq", 0.4, None)])
+    assert [p.split(":")[0] for p in problems] == ["clp", "lsq"]
+    assert script.illusion_problems(shown[:2]) == ["no row for lsq (rows: plain, clp)"]
+    stdout = "total time 80 s\nreport: runs/demo-1/report.html (one page: open it), x.md\n"
+    assert script.report_json(stdout, ROOT) == ROOT / "runs" / "demo-1" / "report.json"

@@ -11,6 +11,7 @@ from lpbench.attacks import APGD, APGDT, FAB, PGD, Square
 from lpbench.evaluation import (
     PRESETS,
     PROTOCOLS,
+    EvaluationResult,
     KindSpec,
     auto_schedule,
     evaluate_model,
@@ -156,13 +157,20 @@ def test_exhaustive_auto_at_aa_standard_budget_runs_every_aa_standard_attack_in_
         }
 
 
+@pytest.fixture(scope="module")
+def aa_standard_run() -> EvaluationResult:
+    """aa-standard on a trained MLP's 40 points at eps 0.06 (run once for every budget)."""
+    model, x, y = trained_mlp(10, 40)
+    return evaluate_model(model, x, y, preset="aa-standard", eps=0.06, show_progress=False)
+
+
 @pytest.mark.parametrize("budget", [AUTO_CONTAINS_AA_BUDGET, AUTO_CONTAINS_AA_BUDGET + 1000])
 def test_exhaustive_auto_at_aa_standard_budget_or_more_leaves_no_point_aa_standard_breaks(
-    budget,
+    budget, aa_standard_run
 ):
     model, x, y = trained_mlp(10, 40)
     kwargs = {"eps": 0.06, "show_progress": False}
-    aa = evaluate_model(model, x, y, preset="aa-standard", **kwargs)
+    aa = aa_standard_run
     auto = evaluate_model(model, x, y, preset="auto", budget=budget, exhaustive=True, **kwargs)
     aa_robust = {i for i, robust in zip(aa.indices, aa.robust, strict=True) if robust}
     auto_robust = {i for i, robust in zip(auto.indices, auto.robust, strict=True) if robust}

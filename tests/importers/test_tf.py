@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tqdm import tqdm
 
 import lpbench
 from lpbench.cli import main
@@ -174,15 +175,37 @@ def _broken_copy(tmp_path: Path, name: str) -> Path:
 def test_cli_errors_name_the_problem_and_write_nothing(tmp_path, capsys, name, message) -> None:
     prefix = _broken_copy(tmp_path, name)
     out = tmp_path / "runs" / "imported"
-    code, _, err = run(
-        capsys, "import-tf", str(prefix), "--arch", "lenet", "--dataset", "mnist", "--out", str(out)
-    )
+    args = ["--arch", "lenet", "--dataset", "mnist", "--out", str(out), "--no-progress"]
+    code, _, err = run(capsys, "import-tf", str(prefix), *args)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lpbench import-tf: error: ")
     assert re.search(message, lines[0]), lines[0]
     assert not out.exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_cli_shows_a_bar_over_the_bytes_read_unless_told_not_to(tmp_path, capsys, progress) -> None:
+    prefix = FIXTURES / "resnet50" / "model.ckpt"
+    args = ["--arch", "resnet50-v2", "--dataset", "tiny-imagenet", "--out", str(tmp_path / "r")]
+    code, out, err = run(
+        capsys, "import-tf", str(prefix), *args, *([] if progress else ["--no-progress"])
+    )
+    assert code == 0, err
+    weights = tmp_path / "r" / "model.safetensors"
+    assert out.splitlines() == [f"imported {prefix} as resnet50-v2 for tiny-imagenet: {weights}"]
+    if progress:
+        mapped = json.loads((tmp_path / "r" / "model.json").read_text())["tf_import"]
+        ckpt = TFCheckpoint(prefix)
+        total = sum(ckpt.entries[m["tf"]].size for m in mapped["variable_map"])
+        assert total < ckpt.data_paths[0].stat().st_size  # the Adam slots are not read
+        size = re.escape(tqdm.format_sizeof(total))
+        assert re.search(rf"reading variables: +0%.* 0\.00/{size} ", err), err
+    else:
+        assert err == ""
+    expected = np.load(FIXTURES / "resnet50" / "expected.npz")
+    assert _relative_error(_logits(tmp_path / "r", expected["inputs"]), expected["logits"]) <= 1e-4
 
 
 def test_cli_refuses_an_existing_run_and_a_wrong_range(tmp_path, capsys) -> None:

@@ -23,7 +23,12 @@ class CheckSettings(DataOptions):
     checkpoint: str = checkpoint_argument()
     dataset: str | None = dataset_option()
     eps: float | None = eps_option()
-    points: int = option(200, "points of the subset", type=positive_int)
+    points: int | None = option(
+        None,
+        "points of the fixed subset, at most the test split's (default: 200, or the whole "
+        "split when it is smaller)",
+        type=positive_int,
+    )
     subset_seed: int = subset_seed_option()
     seed: int = option(0, "attack seed", type=int)
     iters: int = option(50, "iterations of the APGD probes", type=positive_int)

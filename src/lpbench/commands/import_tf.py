@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass
 from pathlib import Path
 
-from lpbench.commands._options import emit
+from lpbench.commands._options import ProgressOption, emit
 from lpbench.settings import Command, option, positional
 
 
 @dataclass(frozen=True, kw_only=True)
-class ImportTFSettings:
+class ImportTFSettings(ProgressOption):
     """``lpbench import-tf PREFIX --arch A --dataset D --out RUN``."""
 
     checkpoint_prefix: str = positional(

@@ -8,11 +8,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lpbench.commands._options import DataOptions, dataset_option, emit
+from lpbench.commands._options import DataOptions, dataset_option, emit, radius
 from lpbench.distributed import is_main_process
 from lpbench.models import MODELS
 from lpbench.runtime import Interrupted
-from lpbench.settings import Command, call_with, fraction, non_negative, option, positive_int
+from lpbench.settings import Command, call_with, non_negative, option, positive_int
 from lpbench.training import TrainConfig, describe_recipes, recipe_config, train
 from lpbench.training.trainer import STATE_NAME, check_out_dir
 
@@ -67,12 +67,15 @@ class AdversarialOptions:
 
     adv_eps: float | None = option(
         None,
-        "radius (default: the data set's evaluation eps)",
-        type=fraction("--adv-eps"),
+        "radius, a number or a fraction such as 8/255 (default: the data set's evaluation eps)",
+        type=radius("--adv-eps"),
         group=ADVERSARIAL,
     )
     adv_step: float | None = option(
-        None, "PGD step size", type=fraction("--adv-step"), group=ADVERSARIAL
+        None,
+        "PGD step size, a number or a fraction such as 2/255",
+        type=radius("--adv-step"),
+        group=ADVERSARIAL,
     )
     adv_iters: int | None = option(None, "PGD iterations", type=positive_int, group=ADVERSARIAL)
     adv_target: str | None = option(

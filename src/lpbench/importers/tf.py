@@ -39,6 +39,7 @@ from lpbench.checkpoint import save_checkpoint
 from lpbench.data import get_dataset_info
 from lpbench.importers.tf_checkpoint import TFCheckpoint, TFCheckpointError
 from lpbench.models import build_model
+from lpbench.runtime import progress_bar
 
 ARCHS = ("lenet", "resnet20-v2", "resnet50-v2")
 OPTIMIZER_SLOTS = ("Adam", "Adam_1", "Momentum", "RMSProp", "RMSProp_1")
@@ -215,8 +216,10 @@ def convert_tf_checkpoint(
     dataset: str,
     signed_inputs: bool = False,
     ema: bool = False,
+    show_progress: bool = True,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Read a checkpoint of the original code into lpbench's ``arch``: (model, metadata)."""
+    """Read a checkpoint of the original code into lpbench's ``arch``: (model, metadata);
+    ``show_progress``: a bar over the bytes of the variables read and converted."""
 
     if arch not in MAPS:
         raise TFImportError(f"unknown architecture {arch!r} (choose from {', '.join(ARCHS)})")
@@ -254,12 +257,20 @@ def convert_tf_checkpoint(
     if wrong:
         raise TFImportError(f"wrong shapes for lpbench's {arch} on {dataset}: " + "; ".join(wrong))
     tensors: dict[str, torch.Tensor] = {}
-    for m in maps:
-        try:
-            array = ckpt.read(source[m.tf])
-        except TFCheckpointError as err:
-            raise TFImportError(str(err)) from err
-        tensors[m.key] = _convert(m.layout, array, tuple(state[m.key].shape), hwc)
+    total = sum(ckpt.entries[source[m.tf]].size for m in maps)
+    bar = progress_bar(
+        desc="reading variables", total=total, enabled=show_progress, unit="B", scale=True
+    )
+    try:
+        for m in maps:
+            try:
+                array = ckpt.read(source[m.tf])
+            except TFCheckpointError as err:
+                raise TFImportError(str(err)) from err
+            tensors[m.key] = _convert(m.layout, array, tuple(state[m.key].shape), hwc)
+            bar.update(ckpt.entries[source[m.tf]].size)
+    finally:
+        bar.close()
     unset = sorted(set(state) - set(tensors))
     if any(not k.endswith("num_batches_tracked") for k in unset):
         raise TFImportError(f"internal: lpbench tensors without a source: {_short_list(unset)}")
@@ -296,8 +307,10 @@ def import_tf(
     out: str | Path,
     signed_inputs: bool = False,
     ema: bool = False,
+    show_progress: bool = True,
 ) -> Path:
-    """Import a TF checkpoint of the original code into the run folder ``out``.
+    """Import a TF checkpoint of the original code into the run folder ``out`` (with a
+    progress bar over the bytes read unless ``show_progress`` is False).
 
     Writes ``out/model.safetensors`` and ``out/model.json`` (with the import's provenance)
     into a temporary folder first and renames it onto ``out``: nothing is ever half written.
@@ -307,7 +320,12 @@ def import_tf(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TFImportError(f"{out} already exists and is not an empty folder")
     model, meta = convert_tf_checkpoint(
-        checkpoint_prefix, arch=arch, dataset=dataset, signed_inputs=signed_inputs, ema=ema
+        checkpoint_prefix,
+        arch=arch,
+        dataset=dataset,
+        signed_inputs=signed_inputs,
+        ema=ema,
+        show_progress=show_progress,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))

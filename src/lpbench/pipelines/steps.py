@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lpbench.data import dataset_eval_subset, load_dataset
+from lpbench.data.subsets import DEFAULT_POINTS, subset_size
 from lpbench.diagnostics import (
     GridData,
     SurfaceData,
@@ -171,6 +172,17 @@ class SurfaceRun:
     written: list[Path]
 
 
+def _fixed_subset(
+    dataset: str, available: int, points: int | None, default: int, seed: int
+) -> np.ndarray:
+    """Indices of a data set's fixed test subset of ``points`` points (None: ``default``,
+    or the whole split when it is smaller); more than the split holds is refused
+    (ValueError), as ``lpbench evaluate`` refuses it."""
+    size = min(default, available) if points is None else points
+    size = subset_size(size, available, f"the test split of {dataset}")
+    return dataset_eval_subset(dataset, available, size, seed=seed)
+
+
 def first_common_correct(
     models: Sequence[torch.nn.Module], test: Any, device: Any, dataset: str
 ) -> int:
@@ -253,7 +265,7 @@ def grid_for_checkpoint(
     restarts: int = 1,
     loss: str = "ce",
     eps: float | None = None,
-    points: int = 1000,
+    points: int | None = None,
     subset_seed: int = 0,
     seed: int = 0,
     dataset: str | None = None,
@@ -265,7 +277,9 @@ def grid_for_checkpoint(
     pdf: bool = False,
     show_progress: bool = True,
 ) -> GridRun:
-    """Step size x iterations heatmap of a checkpoint; ``.npz``, ``.json`` and figure."""
+    """Step size x iterations heatmap of a checkpoint on ``points`` points of its data set's
+    fixed subset (None: 1000, or the whole split when it is smaller); ``.npz``, ``.json``
+    and figure."""
     device_t = resolve_device(device)
     model, meta = load_checkpoint(checkpoint, dataset=dataset, device=device_t)
     dataset = meta["dataset"]
@@ -275,7 +289,7 @@ def grid_for_checkpoint(
     labels = list(steps)
     values = [parse_step(text, eps) for text in labels]
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-    indices = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
+    indices = _fixed_subset(dataset, len(test), points, DEFAULT_POINTS, subset_seed)
     subset = test.subset(indices)
     grid = step_iteration_grid(
         model,
@@ -360,7 +374,7 @@ def check_checkpoint(
     checkpoint: str | Path,
     *,
     eps: float | None = None,
-    points: int = 200,
+    points: int | None = None,
     subset_seed: int = 0,
     seed: int = 0,
     iters: int = 50,
@@ -375,7 +389,8 @@ def check_checkpoint(
     eot_iter: int = 10,
     reevals: int = 10,
 ) -> CheckReport:
-    """Masking probes of a checkpoint on its data set's fixed subset (``points`` points);
+    """Masking probes of a checkpoint on its data set's fixed subset (``points`` points;
+    None: 200, or the whole split when it is smaller);
     writes the eps sweep figure (``out``, default ``check.png`` beside the checkpoint)
     and the report as JSON beside it. ``surrogate``: a checkpoint of the same data set to
     transfer examples from (the transfer probe); ``eot_iter`` and ``reevals`` apply to
@@ -391,7 +406,7 @@ def check_checkpoint(
         source, _ = load_checkpoint(surrogate, dataset=dataset, device=device_t)
     eps = resolve_eps(eps, dataset)
     test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-    indices = dataset_eval_subset(dataset, len(test), points, seed=subset_seed)
+    indices = _fixed_subset(dataset, len(test), points, 200, subset_seed)
     subset = test.subset(indices)
     report = check(
         model,

@@ -89,9 +89,7 @@ def train_run(run: str, spec: dict[str, Any]) -> None:
     settings = dict(spec["runs"][run])
     preset, dataset = settings.pop("preset"), settings.pop("dataset")
     settings.pop("epochs")
-    wanted = sorted(
-        (m for m in spec["models"] if m.get("run") == run), key=lambda m: m["epochs"]
-    )
+    wanted = sorted((m for m in spec["models"] if m.get("run") == run), key=lambda m: m["epochs"])
     out = RUNS / run
     for model in wanted:
         if (model_dir(model["name"]) / WEIGHTS_NAME).exists():
@@ -186,7 +184,13 @@ def evaluate_member(
     for preset in PRESETS:
         start = time.perf_counter()
         result = evaluate_model(
-            net, x, y, eps=eps, preset=preset, dataset=dataset, sources=sources,
+            net,
+            x,
+            y,
+            eps=eps,
+            preset=preset,
+            dataset=dataset,
+            sources=sources,
             show_progress=False,
         )
         wall = time.perf_counter() - start

@@ -32,7 +32,10 @@ class ModelOptions:
         None, "override the preset's model", choices=sorted(MODELS), group=MODEL
     )
     width: int | None = option(
-        None, "ResNet base width (64 is the real one)", type=positive_int, group=MODEL
+        None,
+        "base width of the model (ResNet: 64, LeNet: 32 are the real ones)",
+        type=positive_int,
+        group=MODEL,
     )
     init_from: str | None = option(None, "checkpoint to start (fine-tune) from", group=MODEL)
     amp: bool = option(False, "bfloat16 autocast on CUDA", group=MODEL)

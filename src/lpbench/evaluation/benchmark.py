@@ -137,8 +137,8 @@ def benchmark(
     :func:`lpbench.evaluation.protocol.resolve_attacks` decides (``eps=None``: the data
     set's default radius; for tensors, ``dataset`` names the data set they come from, whose
     radius and baseline attack then apply, else a generic baseline), keeps the worst case
-    per point over every attack and restart and re-checks the adversarial examples. ``result.meta`` holds the reproducibility
-    manifest. With ``out`` the results are saved there (and the adversarial examples
+    per point over every attack and restart and re-checks the adversarial examples.
+    ``result.meta`` holds the reproducibility manifest. With ``out`` the results are saved there (and the adversarial examples
     beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed run
     continues with ``resume=True``. Under ``torchrun`` the points are split over the
     processes and rank 0 writes the file. The caller's model keeps its mode and device.

@@ -138,8 +138,8 @@ def benchmark(
     set's default radius; for tensors, ``dataset`` names the data set they come from, whose
     radius and baseline attack then apply, else a generic baseline), keeps the worst case
     per point over every attack and restart and re-checks the adversarial examples.
-    ``result.meta`` holds the reproducibility manifest. With ``out`` the results are saved there (and the adversarial examples
-    beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed run
+    ``result.meta`` holds the reproducibility manifest. With ``out`` the results are saved
+    there (and the adversarial examples beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed run
     continues with ``resume=True``. Under ``torchrun`` the points are split over the
     processes and rank 0 writes the file. The caller's model keeps its mode and device.
     ``preset="auto"`` runs the budgeted schedule (``budget`` gradients + queries per

@@ -132,15 +132,15 @@ def benchmark(
     ``points`` None: 1000, or the whole split when it is smaller; more than the split
     holds is refused (ValueError), as are inputs that are not N x C x H x W floats in
     [0, 1], hold NaN, or are empty, and models whose output is not one tensor of logits:
-    all before any attack runs. Runs ``preset`` (None: ``"strong"``), a ``custom`` PGD
-    or the given ``attacks`` (which must use ``eps``), as
-    :func:`lpbench.evaluation.protocol.resolve_attacks` decides (``eps=None``: the data
-    set's default radius; for tensors, ``dataset`` names the data set they come from, whose
-    radius and baseline attack then apply, else a generic baseline), keeps the worst case
-    per point over every attack and restart and re-checks the adversarial examples.
-    ``result.meta`` holds the reproducibility manifest. With ``out`` the results are saved
-    there (and the adversarial examples beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed run
-    continues with ``resume=True``. Under ``torchrun`` the points are split over the
+    all before any attack runs. Runs ``preset`` (None: ``"strong"``), a ``custom`` PGD or the
+    given ``attacks`` (which must use ``eps``), as
+    :func:`lpbench.evaluation.protocol.resolve_attacks` decides (``eps=None``: the data set's
+    default radius; for tensors, ``dataset`` names the data set they come from, whose radius and
+    baseline attack then apply, else a generic baseline), keeps the worst case per point over
+    every attack and restart and re-checks the adversarial examples. ``result.meta`` holds the
+    reproducibility manifest. With ``out`` the results are saved there (and the adversarial
+    examples beside), and finished blocks are journalled in ``OUT.journal/`` so that a killed
+    run continues with ``resume=True``. Under ``torchrun`` the points are split over the
     processes and rank 0 writes the file. The caller's model keeps its mode and device.
     ``preset="auto"`` runs the budgeted schedule (``budget`` gradients + queries per
     point; ``exhaustive`` keeps its Square from giving up points); ``result.meta["schedule"]``

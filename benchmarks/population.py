@@ -268,6 +268,30 @@ def table(side: str) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def members() -> str:
+    """Markdown table of every member: side, family, how it is made."""
+    spec = load_spec()
+    lines = ["| Model | Side | Family | Made by |", "| --- | --- | --- | --- |"]
+    for m in spec["models"]:
+        if "zoo" in m:
+            made = f"zoo model `{m['zoo']}`"
+        elif "base" in m:
+            options = ", ".join(f"{k}={v:g}" for k, v in m["masker"].items())
+            made = f"`{m['base']}` with {options}"
+        else:
+            run = spec["runs"][m["run"]]
+            options = ", ".join(f"{k} {v}" for k, v in run["model_options"].items())
+            extra = ", ".join(
+                f"{k} {run[k]}" for k in ("adv_iters", "adv_step", "adv_target") if k in run
+            )
+            made = (
+                f"`{run['preset']}` recipe, {m['epochs']} epochs, seed {run['seed']}, "
+                f"{run['model']} ({options})" + (f", {extra}" if extra else "")
+            )
+        lines.append(f"| {m['name']} | {m['side']} | {m['family']} | {made} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -287,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("table", help="print the markdown table of one side's results")
     p.add_argument("--side", choices=("tuning", "held-out"), required=True)
     p.set_defaults(func=lambda a: sys.stdout.write(table(a.side)))
+    p = sub.add_parser("members", help="print the markdown table of every member")
+    p.set_defaults(func=lambda a: sys.stdout.write(members()))
     args = parser.parse_args(argv)
     args.func(args)
 

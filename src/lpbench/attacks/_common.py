@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ def ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 def clip(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """Projection onto the box ``[lower, upper]`` (the eps-ball within [0, 1])."""
-    return torch.min(torch.max(x, lower), upper)
+    return torch.clamp(x, lower, upper)
 
 
 def rows_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -89,6 +90,7 @@ def loss_and_grad(
     target: torch.Tensor | None,
     loss_fn: AttackLoss,
     eot_iter: int = 1,
+    forward_mode: AbstractContextManager[object] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Score, loss (float64), logits and input-gradient direction over ``eot_iter`` draws.
 
@@ -96,12 +98,14 @@ def loss_and_grad(
     cross-entropy) and rescaled per row by one positive factor shared by all draws before
     it is backpropagated, so a loss that underflows in float32 (the cross-entropy of a
     confident model) still gives the direction of its gradient; only the direction is
-    meaningful. Score, loss and logits are averaged over the draws.
+    meaningful. Score, loss and logits are averaged over the draws. ``forward_mode`` (e.g.
+    :class:`~lpbench.attacks.smooth.SmoothReLUBackward`) is entered around each forward
+    pass of the model.
     """
     xs = x.detach().requires_grad_(True)
     logits_all, scores, losses, directions, log_scales = [], [], [], [], []
     for _ in range(eot_iter):
-        with torch.enable_grad():
+        with torch.enable_grad(), forward_mode or nullcontext():
             logits = model(xs)
         z = logits.detach().double()
         if loss_fn is cross_entropy:
@@ -123,10 +127,16 @@ def loss_and_grad(
     stacked = torch.stack(log_scales)
     top = stacked.amax(dim=0).nan_to_num(0.0, neginf=0.0)
     weights = (stacked - top).exp()
+    grads = [
+        torch.autograd.grad(
+            logits, xs, grad_outputs=(direction * weight[:, None]).to(logits.dtype)
+        )[0]
+        for logits, direction, weight in zip(logits_all, directions, weights, strict=True)
+    ]
+    if eot_iter == 1:  # a mean over one draw is that draw
+        return scores[0], losses[0], logits_all[0].detach(), grads[0]
     grad = torch.zeros_like(x)
-    for logits, direction, weight in zip(logits_all, directions, weights, strict=True):
-        upstream = (direction * weight[:, None]).to(logits.dtype)
-        (g,) = torch.autograd.grad(logits, xs, grad_outputs=upstream)
+    for g in grads:
         grad += g
     mean_logits = torch.stack([logits.detach() for logits in logits_all]).mean(dim=0)
     return (

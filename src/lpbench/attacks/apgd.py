@@ -4,8 +4,7 @@ halved where progress stalls."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import KW_ONLY
+from dataclasses import KW_ONLY, dataclass, fields
 from typing import Any, ClassVar
 
 import torch
@@ -153,17 +152,15 @@ class APGD(Attack):
         first = None if targets is None else targets[:, 0]
         _, clean_loss = score_and_loss(clean, y, first, self.loss_fn)
         track.settle_clean(is_adversarial(clean, y, None), clean_loss, margin(clean, y, None))
-        smooth = self.smooth_relu
-        with nullcontext() if smooth is None else SmoothReLUBackward(smooth):
-            for j in range(n_targets):
-                for r in range(self.restarts):
-                    points = track.pending()
-                    if points.numel() == 0:
-                        break
-                    run = j * self.restarts + r
-                    t = None if targets is None else targets[points, j]
-                    out = self._run(model, x[points], y[points], t, index[points], run)
-                    track.add(points, run, out)
+        for j in range(n_targets):
+            for r in range(self.restarts):
+                points = track.pending()
+                if points.numel() == 0:
+                    break
+                run = j * self.restarts + r
+                t = None if targets is None else targets[points, j]
+                out = self._run(model, x[points], y[points], t, index[points], run)
+                track.add(points, run, out)
         return track.result()
 
     def _run(
@@ -175,88 +172,160 @@ class APGD(Attack):
         index: torch.Tensor,
         run: int,
     ) -> RunOutcome:
-        """One APGD run of ``iters`` iterations over points that are all still robust."""
-        m, device = x.shape[0], x.device
+        """One APGD run of ``iters`` iterations over points that are all still robust.
+
+        The points still iterating keep their state packed in one batch (:class:`_Live`),
+        repacked only when some stop, so an iteration indexes nothing."""
+        m = x.shape[0]
         cost = Cost()
         lower, upper = ball(x, self.eps)
         unit = keyed_uniform(self.key, index, run, tuple(x.shape[1:]), dtype=x.dtype) * 2 - 1
         peak = unit.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
         x_cur = clip(x + self.eps * unit / rows_view(peak, x), lower, upper)
 
-        score, loss, logits, grad = loss_and_grad(model, x_cur, y, t, self.loss_fn, self.eot_iter)
+        # the smoothed ReLUs act in the model's forward passes only (the backward pass they
+        # record is smoothed), not in the bookkeeping around them
+        smooth = None if self.smooth_relu is None else SmoothReLUBackward(self.smooth_relu)
+        score, loss, logits, grad = loss_and_grad(
+            model, x_cur, y, t, self.loss_fn, self.eot_iter, smooth
+        )
         cost.gradients += m * self.eot_iter
         cost.forwards += m * self.eot_iter
         success = is_adversarial(logits, y, None)
-        out_x, out_loss, out_margin = x_cur.clone(), loss.clone(), margin(logits, y, None)
-        x_best, grad_best, score_best = x_cur.clone(), grad.clone(), score.clone()
-        loss_best, margin_best = loss.clone(), out_margin.clone()
-        x_prev = x_cur.clone()
-        step = torch.full((m,), 2.0 * self.eps, dtype=x.dtype, device=device)
-        history = torch.zeros(m, self.iters + 1, dtype=score.dtype, device=device)
+        start_margin = margin(logits, y, None)
+        out_score = torch.where(success, float("inf"), score)
+        gave_up = torch.zeros_like(success)
+        out = RunOutcome(
+            success, x_cur.clone(), loss.clone(), start_margin.clone(), cost, out_score, gave_up
+        )
+        history = torch.zeros(m, self.iters + 1, dtype=score.dtype, device=x.device)
         history[:, 0] = score
+        live = _Live(
+            rows=torch.arange(m, device=x.device),
+            x=x_cur,
+            prev=x_cur,
+            grad=grad,
+            lower=lower,
+            upper=upper,
+            y=y,
+            t=t,
+            step=torch.full((m,), 2.0 * self.eps, dtype=x.dtype, device=x.device),
+            history=history,
+            x_best=x_cur,
+            grad_best=grad,
+            score_best=score,
+            loss_best=loss,
+            margin_best=start_margin,
+            score_best_last=score,
+            reduced_last=torch.ones_like(success),
+            start_margin=start_margin,
+            top_margin=start_margin,
+        )
+        if success.any():
+            live = live.keep(~success)
         interval, interval_min, interval_decr = step_halving_points(self.iters)
         since_check = 0
-        reduced_last = torch.ones(m, dtype=torch.bool, device=device)
-        score_best_last = score_best.clone()
-        active = ~success
         give_up = dict(self.give_up)
-        start_margin, top_margin = out_margin.clone(), out_margin.clone()
-        stopped = torch.zeros_like(success)
         for i in range(self.iters):
             if i in give_up:
-                slow = active & (top_margin < give_up[i] * start_margin)
-                stopped |= slow
-                active &= ~slow
-            idx = active.nonzero().squeeze(1)
-            if idx.numel() == 0:
+                slow = live.top_margin < give_up[i] * live.start_margin
+                if slow.any():
+                    gave_up[live.rows[slow]] = True
+                    live.settle(slow, out, out_score)
+                    live = live.keep(~slow)
+            if live.rows.numel() == 0:
                 break
-            xc, lo, hi = x_cur[idx], lower[idx], upper[idx]
             momentum = 0.75 if i > 0 else 1.0
-            moved = xc - x_prev[idx]
-            x_prev[idx] = xc
-            z = clip(xc + rows_view(step[idx], xc) * grad[idx].sign(), lo, hi)
+            xc, lo, hi = live.x, live.lower, live.upper
+            moved = xc - live.prev
+            z = clip(xc + rows_view(live.step, xc) * live.grad.sign(), lo, hi)
             x_new = clip(xc + momentum * (z - xc) + (1 - momentum) * moved, lo, hi)
 
-            ti = None if t is None else t[idx]
             score, loss, logits, g = loss_and_grad(
-                model, x_new, y[idx], ti, self.loss_fn, self.eot_iter
+                model, x_new, live.y, live.t, self.loss_fn, self.eot_iter, smooth
             )
-            cost.gradients += idx.numel() * self.eot_iter
-            cost.forwards += idx.numel() * self.eot_iter
-            marg = margin(logits, y[idx], None)
-            top_margin[idx] = torch.maximum(top_margin[idx], marg)
-            hit = is_adversarial(logits, y[idx], None)
-            won = idx[hit]
-            out_x[won], out_loss[won], out_margin[won] = x_new[hit], loss[hit], marg[hit]
-            success[won] = True
-            active[won] = False
-
-            history[idx, i + 1] = score
-            better = score > score_best[idx]
-            up = idx[better]
-            x_best[up], grad_best[up], score_best[up] = x_new[better], g[better], score[better]
-            loss_best[up], margin_best[up] = loss[better], marg[better]
-            x_cur[idx], grad[idx] = x_new, g
+            cost.gradients += x_new.shape[0] * self.eot_iter
+            cost.forwards += x_new.shape[0] * self.eot_iter
+            marg = margin(logits, live.y, None)
+            live.top_margin = torch.maximum(live.top_margin, marg)
+            hit = is_adversarial(logits, live.y, None)
+            live.history[:, i + 1] = score
+            better = score > live.score_best
+            rows_better = rows_view(better, x_new)
+            live.x_best = torch.where(rows_better, x_new, live.x_best)
+            live.grad_best = torch.where(rows_better, g, live.grad_best)
+            live.score_best = torch.where(better, score, live.score_best)
+            live.loss_best = torch.where(better, loss, live.loss_best)
+            live.margin_best = torch.where(better, marg, live.margin_best)
+            live.prev, live.x, live.grad = xc, x_new, g
 
             since_check += 1
             if since_check == interval:
-                window = history[idx, i + 1 - interval : i + 2]
+                window = live.history[:, i + 1 - interval : i + 2]
                 rises = (window[:, 1:] > window[:, :-1]).sum(dim=1)
                 oscillating = rises <= interval * self.rho
-                stalled = ~reduced_last[idx] & (score_best_last[idx] >= score_best[idx])
+                stalled = ~live.reduced_last & (live.score_best_last >= live.score_best)
                 reduce = oscillating | stalled
-                reduced_last[idx] = reduce
-                score_best_last[idx] = score_best[idx]
-                back = idx[reduce]
-                step[back] /= 2.0
-                x_cur[back], grad[back] = x_best[back], grad_best[back]
+                live.reduced_last = reduce
+                live.score_best_last = live.score_best
+                live.step = torch.where(reduce, live.step / 2.0, live.step)
+                back = rows_view(reduce, x_new)
+                live.x = torch.where(back, live.x_best, live.x)
+                live.grad = torch.where(back, live.grad_best, live.grad)
                 since_check = 0
                 interval = max(interval - interval_decr, interval_min)
-        failed = ~success
-        out_x[failed], out_loss[failed] = x_best[failed], loss_best[failed]
-        out_margin[failed] = margin_best[failed]
-        out_score = torch.where(failed, score_best, torch.full_like(score_best, float("inf")))
-        return RunOutcome(success, out_x, out_loss, out_margin, cost, out_score, gave_up=stopped)
+            if hit.any():
+                won = live.rows[hit]
+                out.x[won], out.loss[won], out.margin[won] = x_new[hit], loss[hit], marg[hit]
+                success[won] = True
+                out_score[won] = float("inf")
+                live = live.keep(~hit)
+        live.settle(torch.ones_like(live.rows, dtype=torch.bool), out, out_score)
+        return out
+
+
+@dataclass
+class _Live:
+    """The points an APGD run still iterates on, packed in one batch in the points' order:
+    ``rows`` are their positions in the run; the rest is their state (iterate, the one
+    before it, its gradient, the ball, step size, score history, best iterate so far,
+    margins for ``give_up``)."""
+
+    rows: torch.Tensor
+    x: torch.Tensor
+    prev: torch.Tensor
+    grad: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor | None
+    step: torch.Tensor
+    history: torch.Tensor
+    x_best: torch.Tensor
+    grad_best: torch.Tensor
+    score_best: torch.Tensor
+    loss_best: torch.Tensor
+    margin_best: torch.Tensor
+    score_best_last: torch.Tensor
+    reduced_last: torch.Tensor
+    start_margin: torch.Tensor
+    top_margin: torch.Tensor
+
+    def keep(self, keep: torch.Tensor) -> _Live:
+        """Only the points where ``keep`` holds."""
+        rows = keep.nonzero().squeeze(1)
+        packed: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            packed[f.name] = value if value is None else value.index_select(0, rows)
+        return _Live(**packed)
+
+    def settle(self, mask: torch.Tensor, out: RunOutcome, score: torch.Tensor) -> None:
+        """The points where ``mask`` holds end the run robust: their best iterate is the
+        run's result (``score``: the run's scores, ``out.score``)."""
+        rows = self.rows[mask]
+        out.x[rows], out.loss[rows] = self.x_best[mask], self.loss_best[mask]
+        out.margin[rows], score[rows] = self.margin_best[mask], self.score_best[mask]
 
 
 @attack_settings

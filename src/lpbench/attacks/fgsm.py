@@ -89,27 +89,34 @@ class FGSM(Attack):
         wrong = is_adversarial(clean, y, None)  # broken by the clean input itself
         x_adv, logits = x.clone(), clean.clone()
         best = torch.full((n,), float("-inf"), dtype=clean.dtype, device=x.device)
-        current, active = start, ~wrong
+        # the points still stepping, their iterates, balls, labels and targets packed in
+        # one batch (repacked only when some break)
+        live = (~wrong).nonzero().squeeze(1)
+        current, lower, upper, y_live = start[live], lower[live], upper[live], y[live]
+        t = None if target is None else target[live]
         for size in self.sizes:
-            idx = active.nonzero().squeeze(1)
-            if idx.numel() == 0:
+            if live.numel() == 0:
                 break
-            t = None if target is None else target[idx]
-            *_, grad = loss_and_grad(model, current[idx], y[idx], t, self.loss_fn, self.eot_iter)
-            moved = clip(current[idx] + size * grad.sign(), lower[idx], upper[idx])
+            *_, grad = loss_and_grad(model, current, y_live, t, self.loss_fn, self.eot_iter)
+            moved = clip(current + size * grad.sign(), lower, upper)
             found = forward(model, moved, self.max_batch)
             cost = cost + Cost(
-                gradients=idx.numel() * self.eot_iter, forwards=idx.numel() * (self.eot_iter + 1)
+                gradients=live.numel() * self.eot_iter, forwards=live.numel() * (self.eot_iter + 1)
             )
-            gap = margin(found, y[idx], None)
-            closer = gap > best[idx]  # keep each point's iterate nearest the boundary
-            x_adv[idx[closer]], logits[idx[closer]], best[idx[closer]] = (
+            gap = margin(found, y_live, None)
+            closer = gap > best[live]  # keep each point's iterate nearest the boundary
+            x_adv[live[closer]], logits[live[closer]], best[live[closer]] = (
                 moved[closer],
                 found[closer],
                 gap[closer],
             )
-            current[idx] = moved  # a tensor of this call (start is a copy or a projection)
-            active[idx[is_adversarial(found, y[idx], None)]] = False
+            current = moved
+            going = ~is_adversarial(found, y_live, None)
+            if not going.all():
+                live, current, lower, upper, y_live = (
+                    v[going] for v in (live, current, lower, upper, y_live)
+                )
+                t = None if t is None else t[going]
         return AttackResult(
             x_adv=x_adv,
             success=is_adversarial(logits, y, None),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import KW_ONLY, dataclass
-from typing import ClassVar
+from dataclasses import KW_ONLY, dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -292,20 +292,20 @@ class PGD(Attack):
         }
         within = dict.fromkeys(self.record_at, 0)
         row_deadline = deadline.repeat(count)
-        active = torch.ones(rows, dtype=torch.bool, device=device)
+        # the rows still iterating, packed in one batch (repacked only when some stop)
+        live = _Live(torch.arange(rows, device=device), x_adv, lower, upper, y_rep, t_rep, keep_x)
         cost = Cost()
         judge_every_iterate = self.score == "any" and not self.keep_last
         for it in range(self.iters + 1):
-            idx = active.nonzero().squeeze(1)
+            idx = live.rows
             if idx.numel() == 0:
                 break
             needs_grad = it < self.iters
-            xa = x_adv[idx].requires_grad_(needs_grad)
-            t_idx = None if t_rep is None else t_rep[idx]
-            out, loss_now, grad = self._draws(model, xa, y_rep[idx], t_idx, needs_grad)
+            xa = live.x.requires_grad_(needs_grad)
+            out, loss_now, grad = self._draws(model, xa, live.y, live.t, needs_grad)
             cost.forwards += idx.numel() * self.eot_iter
-            hit = is_adversarial(out, y_rep[idx], None)  # misclassified, targeted or not
-            margin_now = margin(out, y_rep[idx], None)
+            hit = is_adversarial(out, live.y, None)  # misclassified, targeted or not
+            margin_now = margin(out, live.y, None)
             last_loss[idx] = loss_now
             if it in adv_at:
                 adv_at[it][idx] = hit
@@ -314,27 +314,30 @@ class PGD(Attack):
                 take = torch.where(
                     hit, ~was | (margin_now > keep_margin[idx]), ~was & (loss_now > keep_loss[idx])
                 )
-                first_iter[idx[hit & ~was]] = it
+                first_iter[idx] = torch.where(hit & ~was, it, first_iter[idx])
                 success[idx] = was | hit
             else:  # only the last iterate is judged: keep the latest iterate
                 take = torch.ones_like(hit)
                 if it == self.iters:
                     success[idx] = hit
-                    first_iter[idx[hit]] = it
-            rows_taken = idx[take]
-            keep_x[rows_taken] = xa.detach()[take]
-            keep_loss[rows_taken] = loss_now[take]
-            keep_margin[rows_taken] = margin_now[take]
+                    first_iter[idx] = torch.where(hit, it, first_iter[idx])
+            xd = xa.detach()
+            live.keep_x = torch.where(take.view(-1, *[1] * (xd.dim() - 1)), xd, live.keep_x)
+            keep_loss[idx] = torch.where(take, loss_now, keep_loss[idx])
+            keep_margin[idx] = torch.where(take, margin_now, keep_margin[idx])
             if grad is None:
                 break
             cost.gradients += idx.numel() * self.eot_iter
             for k in self.record_at:
                 if it < k:
                     within[k] += idx.numel() * self.eot_iter
-            stepped = xa.detach() + self.step * grad.sign()
-            x_adv[idx] = clip(stepped, lower[idx], upper[idx])
+            live.x = clip(xd + self.step * grad.sign(), live.lower, live.upper)
             if self.early_stop and judge_every_iterate:
-                active = self._still_active(success, count, n, row_deadline, it)
+                going = self._still_active(success, count, n, row_deadline, it)[idx]
+                if not going.all():
+                    keep_x[idx[~going]] = live.keep_x[~going]
+                    live = live.keep(going)
+        keep_x[live.rows] = live.keep_x
         return _Round(
             success=success,
             first_iter=first_iter,
@@ -367,6 +370,8 @@ class PGD(Attack):
                 grad = g if grad is None else grad + g
             outs.append(logits.detach())
             losses.append(loss.detach())
+        if self.eot_iter == 1:  # a mean over one draw is that draw
+            return outs[0], losses[0], grad
         return torch.stack(outs).mean(dim=0), torch.stack(losses).mean(dim=0), grad
 
     @staticmethod
@@ -377,6 +382,30 @@ class PGD(Attack):
         grid = success.view(count, n).int()
         earlier = (torch.cumsum(grid, dim=0) - grid) > 0
         return ~(success | earlier.reshape(-1) | (deadline <= it))
+
+
+@dataclass
+class _Live:
+    """The rows of a round still iterating, packed in one batch in their order: ``rows``
+    are their positions in the round; then their iterate, ball, labels, targets and the
+    example each keeps so far."""
+
+    rows: torch.Tensor
+    x: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+    y: torch.Tensor
+    t: torch.Tensor | None
+    keep_x: torch.Tensor
+
+    def keep(self, keep: torch.Tensor) -> _Live:
+        """Only the rows where ``keep`` holds."""
+        rows = keep.nonzero().squeeze(1)
+        packed: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            packed[f.name] = value if value is None else value.index_select(0, rows)
+        return _Live(**packed)
 
 
 def _lex_argmax(primary: torch.Tensor, secondary: torch.Tensor) -> torch.Tensor:

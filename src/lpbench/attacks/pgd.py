@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lpbench.attacks._common import ball, clip
+from lpbench.attacks._common import ball, clip, rows_view
 from lpbench.attacks.base import (
     COMPLETE,
     SKIPPED,
@@ -322,7 +322,7 @@ class PGD(Attack):
                     success[idx] = hit
                     first_iter[idx] = torch.where(hit, it, first_iter[idx])
             xd = xa.detach()
-            live.keep_x = torch.where(take.view(-1, *[1] * (xd.dim() - 1)), xd, live.keep_x)
+            live.keep_x = torch.where(rows_view(take, xd), xd, live.keep_x)
             keep_loss[idx] = torch.where(take, loss_now, keep_loss[idx])
             keep_margin[idx] = torch.where(take, margin_now, keep_margin[idx])
             if grad is None:

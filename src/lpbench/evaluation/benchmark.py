@@ -177,9 +177,9 @@ def benchmark(
 
     full_test = None
     if isinstance(data, str):
-        test = load_dataset(dataset, "test", data_dir=data_dir, progress=show_progress)
-        size = subset_size(points, len(test), f"the test split of {dataset}")
-        index_array = dataset_eval_subset(dataset, len(test), size, seed=subset_seed)
+        test = load_dataset(data, "test", data_dir=data_dir, progress=show_progress)
+        size = subset_size(points, len(test), f"the test split of {data}")
+        index_array = dataset_eval_subset(data, len(test), size, seed=subset_seed)
         subset = test.subset(index_array)
         x, y, indices = subset.images, subset.labels, [int(i) for i in index_array]
         full_test = test
@@ -195,7 +195,7 @@ def benchmark(
         data_info = {"dataset": dataset, "tensors": tensors}
     source: Sources | None = sources
     if sources is None and isinstance(data, str):
-        source = partial(universal_sources, dataset, data_dir=data_dir, seed=attack_seed)
+        source = partial(universal_sources, data, data_dir=data_dir, seed=attack_seed)
     with prepared(model, x, y, device) as facts:
         check_first = partial(_adapt_check, model, x, y, dataset, attack_seed, facts)
         chosen = resolve_attacks(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,20 @@ def clip(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Ten
 def rows_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-row scalars shaped to broadcast against a batch shaped like ``like``."""
     return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+Packed = TypeVar("Packed")
+
+
+def keep_rows(state: Packed, keep: torch.Tensor) -> Packed:
+    """A copy of the dataclass ``state`` holding only the rows where ``keep`` holds (its
+    tensor fields indexed along the first dimension, None fields left None)."""
+    rows = keep.nonzero().squeeze(1)
+    packed: dict[str, Any] = {}
+    for f in fields(state):  # type: ignore[arg-type]  # every caller passes a dataclass
+        value = getattr(state, f.name)
+        packed[f.name] = value if value is None else value.index_select(0, rows)
+    return type(state)(**packed)
 
 
 def require_classes(num_classes: int, loss: str, targeted: bool) -> None:

@@ -4,7 +4,7 @@ halved where progress stalls."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import KW_ONLY, dataclass, fields
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -16,6 +16,7 @@ from lpbench.attacks._common import (
     ball,
     clip,
     forward,
+    keep_rows,
     loss_and_grad,
     require_classes,
     rows_view,
@@ -313,12 +314,7 @@ class _Live:
 
     def keep(self, keep: torch.Tensor) -> _Live:
         """Only the points where ``keep`` holds."""
-        rows = keep.nonzero().squeeze(1)
-        packed: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            packed[f.name] = value if value is None else value.index_select(0, rows)
-        return _Live(**packed)
+        return keep_rows(self, keep)
 
     def settle(self, mask: torch.Tensor, out: RunOutcome, score: torch.Tensor) -> None:
         """The points where ``mask`` holds end the run robust: their best iterate is the

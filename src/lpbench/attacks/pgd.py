@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import KW_ONLY, dataclass, fields
-from typing import Any, ClassVar
+from dataclasses import KW_ONLY, dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from lpbench.attacks._common import ball, clip, rows_view
+from lpbench.attacks._common import ball, clip, keep_rows, rows_view
 from lpbench.attacks.base import (
     COMPLETE,
     SKIPPED,
@@ -400,12 +400,7 @@ class _Live:
 
     def keep(self, keep: torch.Tensor) -> _Live:
         """Only the rows where ``keep`` holds."""
-        rows = keep.nonzero().squeeze(1)
-        packed: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            packed[f.name] = value if value is None else value.index_select(0, rows)
-        return _Live(**packed)
+        return keep_rows(self, keep)
 
 
 def _lex_argmax(primary: torch.Tensor, secondary: torch.Tensor) -> torch.Tensor:

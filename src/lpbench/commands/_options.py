@@ -10,7 +10,7 @@ from typing import Any
 
 from lpbench.data import DATASETS
 from lpbench.evaluation import DEFAULT_EPS
-from lpbench.settings import fraction, option, positional
+from lpbench.settings import fraction, option, positional, positive_int
 
 COMMON = "data, device and progress"
 CHECKPOINT_HELP = "run folder, model.safetensors from `lpbench train`, or zoo:DATASET/NAME"
@@ -82,6 +82,16 @@ def radius(flag: str) -> Callable[[str], float]:
 def eps_option(help: str = EPS_HELP) -> Any:
     """``--eps``: the L-inf radius (``0.3`` or ``8/255``), None for the data set's."""
     return option(None, help, type=radius("--eps"))
+
+
+def points_option(default: int) -> Any:
+    """``--points``: the size of the fixed, seeded subset of the test split."""
+    return option(
+        None,
+        f"size of the fixed evaluation subset, at most the test split's (default: {default}, "
+        "or the whole split when it is smaller)",
+        type=positive_int,
+    )
 
 
 def subset_seed_option() -> Any:

@@ -11,6 +11,7 @@ from lpbench.commands._options import (
     dataset_option,
     emit,
     eps_option,
+    points_option,
     subset_seed_option,
 )
 from lpbench.settings import Command, call_with, option, positive_int
@@ -23,12 +24,7 @@ class CheckSettings(DataOptions):
     checkpoint: str = checkpoint_argument()
     dataset: str | None = dataset_option()
     eps: float | None = eps_option()
-    points: int | None = option(
-        None,
-        "points of the fixed subset, at most the test split's (default: 200, or the whole "
-        "split when it is smaller)",
-        type=positive_int,
-    )
+    points: int | None = points_option(200)
     subset_seed: int = subset_seed_option()
     seed: int = option(0, "attack seed", type=int)
     iters: int = option(50, "iterations of the APGD probes", type=positive_int)

@@ -11,6 +11,7 @@ from lpbench.commands._options import (
     dataset_option,
     emit,
     eps_option,
+    points_option,
     subset_seed_option,
 )
 from lpbench.distributed import is_main_process
@@ -80,12 +81,7 @@ class EvaluateSettings(DataOptions):
         choices=("ll", "random"),
     )
     no_early_stop: bool = option(False, "run every restart to the end (exact per-restart losses)")
-    points: int | None = option(
-        None,
-        "size of the fixed evaluation subset, at most the test split's (default: 1000, or "
-        "the whole split when it is smaller)",
-        type=positive_int,
-    )
+    points: int | None = points_option(1000)
     subset_seed: int = subset_seed_option()
     seed: int = option(0, "attack seed", type=int)
     batch_size: int | None = option(

@@ -12,6 +12,7 @@ from lpbench.commands._options import (
     dataset_option,
     emit,
     eps_option,
+    points_option,
     subset_seed_option,
 )
 from lpbench.settings import Command, call_with, option, positive_int
@@ -38,12 +39,7 @@ class GridSettings(DataOptions):
     restarts: int = option(1, "PGD restarts", type=positive_int)
     loss: str = option("ce", "PGD loss", choices=("ce", "margin", "dlr"))
     eps: float | None = eps_option()
-    points: int | None = option(
-        None,
-        "size of the fixed evaluation subset, at most the test split's (default: 1000, or "
-        "the whole split when it is smaller)",
-        type=positive_int,
-    )
+    points: int | None = points_option(1000)
     subset_seed: int = subset_seed_option()
     seed: int = option(0, "attack seed (same start for every step)", type=int)
     batch_size: int | None = option(

@@ -65,7 +65,7 @@ COMMAND = Command(
     run,
     description="Evaluate the model zoo's LeNets (MNIST digits shipped with lpbench) with the "
     "baseline and the strong attack, draw restart histograms, step x iterations grids and "
-    "loss surfaces, write report.html and report.md. The default sizes take about a minute on "
-    "two CPU cores; --full is the full-size run (about 4.5 minutes); a size option given "
+    "loss surfaces, write report.html and report.md. The default sizes take under two minutes on "
+    "two CPU cores; --full is the full-size run (about 5 minutes); a size option given "
     "wins over both. --train trains fresh Plain, CLP and LSQ models instead.",
 )

@@ -1,7 +1,7 @@
 """``lpbench demo``: evaluate the zoo's models (or train fresh ones), draw the figures, report.
 
 By default the demo takes the model zoo's LeNets of one data set (Plain, CLP, LSQ and the
-adversarially trained one on the shipped MNIST digits), so it shows in about a minute,
+adversarially trained one on the shipped MNIST digits), so it shows in under two minutes,
 without training, what the original paper found: CLP and LSQ look robust to the baseline
 attack and fall to the strong one. Its default sizes (:data:`QUICK`) are small; :data:`FULL`
 (``lpbench demo --full``) is the full-size run of docs/results/demo.md. ``train=True``
@@ -49,11 +49,11 @@ class DemoSizes:
         )
 
 
-#: The default sizes: about a minute on two CPU cores, and CLP and LSQ still lose 20 points
+#: The default sizes: under two minutes on two CPU cores, and CLP and LSQ still lose 20 points
 #: and more from the baseline to ``strong`` on the zoo's models.
 QUICK = DemoSizes(points=200, restarts=8, restart_points=10, grid_points=50)
 #: The full-size run (``lpbench demo --full``): the 1,000 held-out digits, a 32-restart
-#: study on 20 points and a 100-point grid; about 4.5 minutes on two CPU cores.
+#: study on 20 points and a 100-point grid; about 5 minutes on two CPU cores.
 FULL = DemoSizes(points=1000, restarts=32, restart_points=20, grid_points=100)
 
 
@@ -240,6 +240,6 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         echo(
             f"this was a small run ({s.points} points); the full-size one ({FULL.points} points, "
             f"{FULL.restarts} restarts on {FULL.restart_points}, a {FULL.grid_points}-point grid, "
-            "about 4.5 minutes on two CPU cores): lpbench demo --full"
+            "about 5 minutes on two CPU cores): lpbench demo --full"
         )
     return written["html"]

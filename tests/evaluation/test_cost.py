@@ -3,6 +3,7 @@ universal perturbations that does not depend on the points or the sources given.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lpbench.attacks import APGD, FAB, FGSM, PGD, Square, Universal
@@ -13,6 +14,7 @@ from lpbench.evaluation import (
     ModelFacts,
     NamedAttack,
     evaluate,
+    evaluate_model,
     resolve_attacks,
 )
 from lpbench.evaluation.result import EvaluationResult
@@ -92,3 +94,16 @@ def test_autos_cost_per_point_does_not_depend_on_the_other_points_and_sources_ar
         own = [c[key] - c["shared"].get(key, 0) for c in costs]
         assert own[0] + own[1] == own[2] and own[0] > 0, key
         assert costs[0]["per_point"][key] == own[0] / 40
+
+
+def test_the_pre_flight_passes_are_charged_as_a_shared_cost() -> None:
+    model, x, y = trained_mlp(5, 30)
+    counting = Counting(model)
+    attacks = [NamedAttack("pgd", PGD(0.03, 0.01, 5))]
+    result = evaluate_model(counting, x, y, eps=0.03, attacks=attacks, show_progress=False)
+    cost = result.cost()
+    preflight = cost["forwards_by_step"]["preflight"]
+    assert preflight > 0 and result.forwards == counting.rows
+    assert cost["shared"]["forwards"] == preflight
+    per_point = (result.forwards - preflight) / len(x)
+    assert cost["per_point"]["forwards"] == pytest.approx(per_point)

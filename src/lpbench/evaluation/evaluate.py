@@ -247,6 +247,12 @@ def _evaluate(
             _merge(state, share)
     result = _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
     result.smoothing = smoothing
+    if facts.forwards:  # the pre-flight's passes, once per process that ran it
+        preflight = facts.forwards * (shard.world_size if shard.distributed else 1)
+        result.forwards_outside_attacks = {
+            "preflight": preflight,
+            **result.forwards_outside_attacks,
+        }
     return result
 
 

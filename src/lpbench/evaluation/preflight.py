@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -29,12 +29,15 @@ class ModelFacts:
     """What the pre-flight established: the device the model is on (in eval mode), its
     number of classes, whether it computes a ReLU that can be smoothed, which ``auto``'s
     smoothed runs need, and its ReLU-like ops, smoothed or not (``relus``).
-    (``num_classes`` or ``relus`` None: facts not taken from a model, e.g. built by hand.)"""
+    ``forwards``: the rows of the forward passes the pre-flight ran (charged to the
+    evaluation). (``num_classes`` or ``relus`` None: facts not taken from a model, e.g.
+    built by hand.)"""
 
     device: torch.device
     num_classes: int | None
     computes_relu: bool
     relus: ReLUFacts | None = None
+    forwards: int = field(default=0, compare=False)
 
     def smooth_skipped(self) -> str:
         """Why ``auto`` leaves out its smoothed runs (for a model that computes no ReLU
@@ -59,13 +62,30 @@ def model_facts(
     check_inputs(x, y)
     if len(x) == 0:
         raise ValueError("no points: the inputs hold 0 images; give at least one")
+    counted = _RowCounter(model)
     if contract:
-        check_model_contract(model, x[:8].to(device), y[:8].to(device))
+        check_model_contract(counted, x[:8].to(device), y[:8].to(device))
     first = x[:1].to(device)
     with torch.no_grad():
-        classes = check_logits(model(first), 1)
-    relus = relu_facts(model, first)
-    return ModelFacts(device, classes, relus.computes_relu, relus)
+        classes = check_logits(counted(first), 1)
+    relus = relu_facts(model, first)  # the model itself: its module names are reported
+    forwards = counted.rows + len(first)  # relu_facts runs one forward pass
+    return ModelFacts(device, classes, relus.computes_relu, relus, forwards=forwards)
+
+
+class _RowCounter(nn.Module):
+    """``model``, counting the rows of its forward passes (a wrapper: TorchScript modules
+    take no hooks). Built around a model already in eval mode, and left in it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.rows = 0
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        self.rows += len(x)
+        return self.model(x)
 
 
 def smoothing_record(

@@ -70,7 +70,8 @@ class EvaluationResult:
     per form. ``forwards_outside_attacks``: the forward passes the evaluation made itself,
     by step (``clean``: the points' clean inputs; ``final_check``: the last re-check of the
     examples and every point's final prediction; ``full_test``: the whole test split's
-    clean accuracy, when a data set was evaluated).
+    clean accuracy, when a data set was evaluated; ``preflight``: the checks of the model
+    before any attack).
     """
 
     indices: list[int]
@@ -128,13 +129,15 @@ class EvaluationResult:
 
     def cost(self) -> dict[str, Any]:
         """What the evaluation cost, in rows: the totals; ``shared``, what was spent once
-        for all points (the universal perturbations' source images), whatever the number
-        of points; ``per_point``, the rest (the whole test split's clean pass left out)
-        divided by the number of points; the forward passes by step."""
+        for all points (the universal perturbations' source images, the pre-flight's
+        checks), whatever the number of points; ``per_point``, the rest (the whole test
+        split's clean pass left out) divided by the number of points; the forward passes
+        by step."""
         n = self.num_points
+        preflight = self.forwards_outside_attacks.get("preflight", 0)
         shared = {
             "gradients": sum(a.shared_gradients for a in self.attacks),
-            "forwards": sum(a.shared_forwards for a in self.attacks),
+            "forwards": sum(a.shared_forwards for a in self.attacks) + preflight,
         }
         points = {
             "gradients": self.gradients - shared["gradients"],

@@ -131,3 +131,18 @@ def test_check_flags_relu_masking_and_passes_an_honest_model():
     assert next(f for f in skipped.findings if f.probe == "relu-masking").message.startswith(
         "skipped: the model computes no ReLU"
     )
+
+
+def test_check_says_why_a_scripted_models_relus_are_not_smoothed() -> None:
+    import lpbench
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 5))
+    scripted = torch.jit.script(net)
+    x = torch.rand(8, 1, 8, 8)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    report = lpbench.check(scripted, x, y, 0.05, iters=5, queries=20)
+    message = next(f for f in report.findings if f.probe == "relu-masking").message
+    assert message.startswith("skipped: the model's ReLU-like ops cannot be smoothed")
+    assert "TorchScript" in message

@@ -115,6 +115,7 @@ def _check(
             s.seed,
             classes=facts.num_classes,
             relu=facts.computes_relu,
+            no_relu=facts.smooth_skipped(),
             random=random,
             eot=s.eot_iter if random else 1,
             reevals=s.reevals if random else 1,

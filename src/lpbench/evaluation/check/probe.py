@@ -31,12 +31,13 @@ class Probe:
         classes: int,
         relu: bool,
         random: bool,
+        no_relu: str,
         eot: int,
         reevals: int,
         show_progress: bool = False,
     ) -> None:
         self.model, self.x, self.y, self.index, self.seed = model, x, y, index, seed
-        self.classes, self.relu = classes, relu
+        self.classes, self.relu, self.no_relu = classes, relu, no_relu
         self.random, self.eot, self.reevals = random, eot, reevals
         self.cost: dict[str, Cost] = {}
         self.flips: dict[str, float] = {}

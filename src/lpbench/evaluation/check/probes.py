@@ -44,7 +44,7 @@ def _relu_probe(
     white-box attacks (``accuracy["smooth-relu"]``: what the smoothed runs leave)."""
     relu = probe.relu
     if not relu or classes < 3:
-        why = "the model computes no ReLU" if not relu else "the DLR loss needs 3 classes"
+        why = probe.no_relu if not relu else "the DLR loss needs 3 classes"
         return Finding("relu-masking", True, f"skipped: {why}")
     smoothed = torch.zeros_like(white)
     for beta in AUTO_SMOOTH_BETAS:

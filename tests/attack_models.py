@@ -57,8 +57,13 @@ def _trained(classes: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 def trained_mlp(classes: int = 5, n: int = 40) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """An undefended MLP on 1x8x8 inputs (trained in well under a second) and ``n`` inputs
-    labelled by the model itself, so every point starts correctly classified."""
+    labelled by the model itself, so every point starts correctly classified (past its
+    512 training inputs, fresh ones)."""
     model, x, pred = _trained(classes)
+    if n > len(x):
+        extra = torch.rand(n - len(x), *x.shape[1:], generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            x, pred = torch.cat([x, extra]), torch.cat([pred, model(extra).argmax(1)])
     return model, x[:n].clone(), pred[:n].clone()
 
 

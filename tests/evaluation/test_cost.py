@@ -75,15 +75,16 @@ def _auto(
 
 
 def test_autos_cost_per_point_does_not_depend_on_the_other_points_and_sources_are_capped():
-    """40 points alone cost what they cost among 400 (CPU time keeps it at 400, not
-    1,000): the 360 others add exactly their own cost, and the universal perturbations are
-    a shared cost of 5 sources x 5 classes x 5 steps, whatever the number of sources."""
-    model, x, y = trained_mlp(5, 400)
+    """40 points alone cost what they cost among 1,000: the 960 others add exactly their
+    own cost, and the universal perturbations are a shared cost of 5 sources x 5 classes x
+    5 steps, whatever the number of sources."""
+    model, x, y = trained_mlp(5, 1000)
+    assert len(x) == 1000
     images = torch.rand(900, 1, 8, 8, generator=torch.Generator().manual_seed(5))
     sources = (images, torch.arange(900) % 5)  # 180 images per class: never all used
     alone = _auto(model, x, y, slice(0, 40), sources)
-    rest = _auto(model, x, y, slice(40, 400), sources)
-    among = _auto(model, x, y, slice(0, 400), sources)
+    rest = _auto(model, x, y, slice(40, 1000), sources)
+    among = _auto(model, x, y, slice(0, 1000), sources)
     assert 0 < among.robust_accuracy < 1 and alone.robust[:40] == among.robust[:40]
     shared = UNIVERSAL_SOURCES_PER_CLASS * 5 * UNIVERSAL_ITERATIONS
     costs = [r.to_dict()["cost"] for r in (alone, rest, among)]

@@ -161,10 +161,15 @@ def cmd_lock(_: argparse.Namespace) -> None:
 
 
 def evaluate_member(
-    model: dict[str, Any], side: str, points: int, seed: int, sources_seed: int = 0
+    model: dict[str, Any],
+    side: str,
+    points: int,
+    seed: int,
+    sources_seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Every preset of :data:`PRESETS` on ``points`` points of ``side``, in one process."""
-    net, meta = load_checkpoint(_weights(model["name"]))
+    net, meta = load_checkpoint(_weights(model["name"]), device=device)
     dataset = meta["dataset"]
     test = load_dataset(dataset, "test", progress=False)
     index = split_points(dataset, side, seed)[:points]
@@ -191,6 +196,7 @@ def evaluate_member(
             preset=preset,
             dataset=dataset,
             sources=sources,
+            device=device,
             show_progress=False,
         )
         wall = time.perf_counter() - start
@@ -215,7 +221,7 @@ def evaluate_member(
 def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     spec = load_spec()
-    out = RESULTS / args.side
+    out = RESULTS / (args.side if args.device == "cpu" else f"{args.side}-{args.device}")
     out.mkdir(parents=True, exist_ok=True)
     for model in spec["models"]:
         if model["side"] != args.side or (args.only and model["name"] not in args.only):
@@ -223,8 +229,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         target = out / (model["name"].replace("/", "--") + ".json")
         if target.exists() and not args.force:
             continue
-        row = evaluate_member(model, args.side, args.points, spec["points"]["seed"])
-        row["machine"] = machine_facts("cpu")
+        row = evaluate_member(
+            model, args.side, args.points, spec["points"]["seed"], device=args.device
+        )
+        row["machine"] = machine_facts(args.device)
         row["torch"] = torch.__version__
         row["python"] = platform.python_version()
         row["date"] = time.strftime("%Y-%m-%d")
@@ -246,6 +254,7 @@ def goal(row: dict[str, Any]) -> tuple[bool, str]:
 
 
 def table(side: str) -> str:
+    """The markdown table of the results in ``results/SIDE`` (e.g. ``held-out-cuda``)."""
     rows = [json.loads(p.read_text()) for p in sorted((RESULTS / side).glob("*.json"))]
     head = (
         "| Model | Family | Clean | Baseline | `aa-standard` | `auto` | `strong` | "
@@ -306,10 +315,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--points", type=int, default=200)
     p.add_argument("--only", nargs="*")
     p.add_argument("--force", action="store_true", help="re-evaluate models with results")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (results in SIDE-cuda/)")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("table", help="print the markdown table of one side's results")
-    p.add_argument("--side", choices=("tuning", "held-out"), required=True)
+    p.add_argument("--side", required=True, help="tuning, held-out, or e.g. held-out-cuda")
     p.set_defaults(func=lambda a: sys.stdout.write(table(a.side)))
     p = sub.add_parser("members", help="print the markdown table of every member")
     p.set_defaults(func=lambda a: sys.stdout.write(members()))

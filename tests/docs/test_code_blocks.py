@@ -162,6 +162,7 @@ def test_ci_runs_the_readme_demo_and_checks_the_finding() -> None:
     assert script.readme_command() in RUN_BY_CI
     steps = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     suite = next(i for i, line in enumerate(steps) if "python -m pytest -q" in line)
+    assert steps[suite].endswith(" || exit $?")  # a failing suite fails CI, demo or not
     runs = [line.split()[-2:] for line in steps[suite + 1 :] if not line.startswith("#")]
     assert ["python", "scripts/readme_demo.py"] in runs
 

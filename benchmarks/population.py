@@ -100,12 +100,12 @@ def train_run(run: str, spec: dict[str, Any]) -> None:
         _export(run, out, model, history)
 
 
-def make_masker(model: dict[str, Any]) -> None:
+def make_masker(model: dict[str, Any], spec: dict[str, Any]) -> None:
     """A member built from another by adding masker options to its model options."""
     out = model_dir(model["name"])
     if (out / WEIGHTS_NAME).exists():
         return
-    base = _weights(model["base"])
+    base = _weights(next(m for m in spec["models"] if m["name"] == model["base"]))
     meta = read_checkpoint_meta(base)
     meta["model_options"] = {**meta.get("model_options", {}), **model["masker"]}
     meta["zoo"] = {
@@ -121,12 +121,11 @@ def make_masker(model: dict[str, Any]) -> None:
     print(f"made {model['name']} from {model['base']}", flush=True)
 
 
-def _weights(name: str) -> Path:
-    """The weights file of population member ``name``."""
-    member = next(m for m in load_spec()["models"] if m["name"] == name)
+def _weights(member: dict[str, Any]) -> Path:
+    """The weights file of a population member."""
     if "zoo" in member:
         return zoo_path(member["zoo"])
-    return model_dir(name) / WEIGHTS_NAME
+    return model_dir(member["name"]) / WEIGHTS_NAME
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -135,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     maskers = {m["name"]: m for m in spec["models"] if "masker" in m}
     for name in args.only or [*spec["runs"], *maskers]:
         if name in maskers:
-            make_masker(maskers[name])
+            make_masker(maskers[name], spec)
         elif name in spec["runs"]:
             train_run(name, spec)
         else:
@@ -148,7 +147,7 @@ def held_out_files(spec: dict[str, Any]) -> dict[str, str]:
     for model in spec["models"]:
         if model["side"] != "held-out":
             continue
-        weights = _weights(model["name"])
+        weights = _weights(model)
         for path in (weights, weights.with_suffix(".json")):
             digests[str(path.relative_to(Path(__file__).parent.parent))] = sha256sum(path)
     return digests
@@ -169,7 +168,7 @@ def evaluate_member(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Every preset of :data:`PRESETS` on ``points`` points of ``side``, in one process."""
-    net, meta = load_checkpoint(_weights(model["name"]), device=device)
+    net, meta = load_checkpoint(_weights(model), device=device)
     dataset = meta["dataset"]
     test = load_dataset(dataset, "test", progress=False)
     index = split_points(dataset, side, seed)[:points]

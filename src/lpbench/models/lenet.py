@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lpbench.models.small import make_activation
+from lpbench.models.small import he_init, make_activation
 
 
 class LeNet(nn.Module):
@@ -48,11 +48,7 @@ class LeNet(nn.Module):
             make_activation(activation),
             nn.Linear(hidden, num_classes),
         )
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                assert module.bias is not None  # built with the default bias=True
-                nn.init.zeros_(module.bias)
+        he_init(self)
         # Module.to takes memory_format at run time; torch's overloads do not list it.
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 

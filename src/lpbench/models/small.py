@@ -27,7 +27,8 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def _init(model: nn.Module) -> None:
+def he_init(model: nn.Module) -> None:
+    """He-normal weights and zero biases for every convolution and dense layer."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
@@ -54,7 +55,7 @@ class MLP(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
-        _init(self)
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -89,7 +90,7 @@ class BatchNormCNN(nn.Module):
             make_activation(activation),
             nn.Linear(hidden, num_classes),
         )
-        _init(self)
+        he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -8,8 +8,12 @@ held-out points (the second half of a seeded permutation of each test split).
 
     python benchmarks/population.py train [--only RUN ...]   # train / export what is missing
     python benchmarks/population.py lock                      # hash the held-out files
-    python benchmarks/population.py evaluate --side held-out --points 200
-    python benchmarks/population.py table --side held-out     # markdown table of results
+    python benchmarks/population.py evaluate --side held-out --draw 2 --points 200
+    python benchmarks/population.py table --side held-out-draw2   # markdown table of results
+
+Held-out models come in draws: draw 1 was fixed with the split; draw 2 was added (and
+trained and locked) after the ladder changed following draw 1's first look, and is
+measured on held-out points never evaluated before (``points.draws`` in the spec).
 
 Training runs go to ``runs/population/RUN`` (resumable after a kill: run the same command
 again); each model is exported as float16 weights to ``benchmarks/population/models``
@@ -159,6 +163,11 @@ def cmd_lock(_: argparse.Namespace) -> None:
     print(f"wrote {LOCK} ({len(digests)} files)")
 
 
+def draw_of(member: dict[str, Any]) -> int:
+    """The held-out draw a member belongs to (1: drawn with the split; tuning members: 1)."""
+    return int(member.get("draw", 1))
+
+
 def evaluate_member(
     model: dict[str, Any],
     side: str,
@@ -166,12 +175,14 @@ def evaluate_member(
     seed: int,
     sources_seed: int = 0,
     device: str = "cpu",
+    first: int = 0,
 ) -> dict[str, Any]:
-    """Every preset of :data:`PRESETS` on ``points`` points of ``side``, in one process."""
+    """Every preset of :data:`PRESETS` on ``points`` points of ``side`` from its position
+    ``first`` on, in one process."""
     net, meta = load_checkpoint(_weights(model), device=device)
     dataset = meta["dataset"]
     test = load_dataset(dataset, "test", progress=False)
-    index = split_points(dataset, side, seed)[:points]
+    index = split_points(dataset, side, seed)[first : first + points]
     subset = test.subset(index)
     x, y = subset.images, subset.labels
     eps = default_eps(dataset)
@@ -180,9 +191,11 @@ def evaluate_member(
         "model": model["name"],
         "family": model["family"],
         "side": side,
+        "draw": draw_of(model),
         "dataset": dataset,
         "eps": eps,
         "points": len(index),
+        "first_point": first,
         "presets": {},
     }
     for preset in PRESETS:
@@ -217,19 +230,35 @@ def evaluate_member(
     return row
 
 
+def results_folder(side: str, draw: int | None, device: str) -> str:
+    """``tuning``, ``held-out`` (draw 1) or ``held-out-draw2``, with ``-cuda`` on a GPU."""
+    name = side if side == "tuning" or draw in (None, 1) else f"{side}-draw{draw}"
+    return name if device == "cpu" else f"{name}-{device}"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     spec = load_spec()
-    out = RESULTS / (args.side if args.device == "cpu" else f"{args.side}-{args.device}")
+    out = RESULTS / (args.results or results_folder(args.side, args.draw, args.device))
     out.mkdir(parents=True, exist_ok=True)
+    first = 0
+    if args.side == "held-out" and args.draw:
+        first = spec["points"]["draws"][str(args.draw)]["first"]
     for model in spec["models"]:
         if model["side"] != args.side or (args.only and model["name"] not in args.only):
+            continue
+        if args.side == "held-out" and args.draw and draw_of(model) != args.draw:
             continue
         target = out / (model["name"].replace("/", "--") + ".json")
         if target.exists() and not args.force:
             continue
         row = evaluate_member(
-            model, args.side, args.points, spec["points"]["seed"], device=args.device
+            model,
+            args.side,
+            args.points,
+            spec["points"]["seed"],
+            device=args.device,
+            first=first,
         )
         row["machine"] = machine_facts(args.device)
         row["torch"] = torch.__version__
@@ -296,7 +325,8 @@ def members() -> str:
                 f"`{run['preset']}` recipe, {m['epochs']} epochs, seed {run['seed']}, "
                 f"{run['model']} ({options})" + (f", {extra}" if extra else "")
             )
-        lines.append(f"| {m['name']} | {m['side']} | {m['family']} | {made} |")
+        where = m["side"] + (f" (draw {draw_of(m)})" if m["side"] == "held-out" else "")
+        lines.append(f"| {m['name']} | {where} | {m['family']} | {made} |")
     return "\n".join(lines) + "\n"
 
 
@@ -315,10 +345,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", nargs="*")
     p.add_argument("--force", action="store_true", help="re-evaluate models with results")
     p.add_argument("--device", default="cpu", help="cpu or cuda (results in SIDE-cuda/)")
+    p.add_argument(
+        "--draw", type=int, help="held-out models of this draw only, on the draw's points"
+    )
+    p.add_argument("--results", help="results folder under results/ (default from the side)")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("table", help="print the markdown table of one side's results")
-    p.add_argument("--side", required=True, help="tuning, held-out, or e.g. held-out-cuda")
+    p.add_argument(
+        "--side", required=True, help="a results folder: tuning, held-out, held-out-draw2, ..."
+    )
     p.set_defaults(func=lambda a: sys.stdout.write(table(a.side)))
     p = sub.add_parser("members", help="print the markdown table of every member")
     p.set_defaults(func=lambda a: sys.stdout.write(members()))

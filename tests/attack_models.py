@@ -127,3 +127,18 @@ class Counting(nn.Module):
         if torch.is_grad_enabled() and x.requires_grad:
             self.gradient_rows += x.shape[0]
         return self.model(x)
+
+
+class Quantised(nn.Module):
+    """A linear model behind inputs rounded to ``levels`` grey levels: its gradient is
+    exactly zero everywhere (``round`` has none), so no gradient step can move a point."""
+
+    def __init__(self, classes: int = 5, levels: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.levels = levels
+        self.linear = nn.Linear(64, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = self.levels - 1
+        return self.linear((x * steps).round().div(steps).flatten(1))

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from lpbench.attacks import APGD, APGDT, PGD, top_other_classes
+from lpbench.attacks import APGD, APGDT, FGSM, PGD, top_other_classes
 from lpbench.attacks.apgd import step_halving_points
 from lpbench.attacks.base import COMPLETE, GAVE_UP, SKIPPED
-from tests.attack_models import Scaled, trained_mlp, two_way_linear, unbreakable
+from tests.attack_models import Quantised, Scaled, trained_mlp, two_way_linear, unbreakable
 
 
 @pytest.mark.parametrize("attack", [APGD(0.1, 30), APGD(0.1, 30, loss="dlr"), APGDT(0.1, 30)])
@@ -197,3 +197,24 @@ def test_eot_averages_several_forward_passes() -> None:
 def test_bad_settings_are_rejected(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         APGD(0.1, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda eot: APGD(0.3, iters=10, restarts=2, eot_iter=eot),
+        lambda eot: APGDT(0.3, iters=10, targets=3, eot_iter=eot),
+        lambda eot: FGSM(0.3, step=[0.3, 0.15, 0.1], eot_iter=eot),
+    ],
+)
+def test_a_zero_gradient_ends_a_run_with_the_outcome_of_the_whole_run(make) -> None:
+    model = Quantised()
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(dim=1)
+    # eot_iter=2 runs every iteration (the exit is for deterministic gradients); the model
+    # is deterministic, so both see the same gradients: zero everywhere
+    short, whole = make(1)(model, x, y), make(2)(model, x, y)
+    assert torch.equal(short.success, whole.success) and torch.equal(short.x_adv, whole.x_adv)
+    runs = short.cost.gradients // 8
+    assert runs in (1, 2, 3)  # one gradient per point and run, not one per iteration
+    assert whole.cost.gradients > 4 * short.cost.gradients

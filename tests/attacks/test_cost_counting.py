@@ -51,6 +51,29 @@ def test_reported_forwards_and_gradients_are_the_rows_the_model_saw(kind: str) -
     assert result.cost.queries <= result.cost.forwards
     if kind != "universal":
         assert result.cost.shared_gradients == result.cost.shared_forwards == 0
+    if result.spent is not None:  # per point, what the attack spent: the same total
+        own = result.cost.gradients - result.cost.shared_gradients + result.cost.queries
+        assert int(result.spent.sum()) == own and (result.spent[:3] == 0).all()
+    else:
+        assert kind.startswith(("pgd", "spsa"))  # the attacks that do not count per point
+
+
+def test_a_limit_gives_each_point_of_square_its_own_query_budget() -> None:
+    model, x, y = trained_mlp(5, 40)
+    robust = Square(E, queries=60, window_schedule="fixed")(model, x, y)
+    left = ~robust.success
+    assert left.sum() >= 4
+    x, y, index = x[left][:4], y[left][:4], torch.nonzero(left).squeeze(1)[:4]
+    limit = torch.tensor([1, 30, 60, 400])
+    square = Square(E, queries=60, window_schedule="fixed")
+    out = square(model, x, y, index=index, limit=limit)
+    assert (out.spent <= limit).all() and out.spent[0] == 1
+    assert out.spent[3] > 60 or out.success[3]  # beyond its own 60 queries
+    # a longer run is the shorter one continued: the 60-query point is the plain run
+    plain = square(model, x[2:3], y[2:3], index=index[2:3])
+    assert torch.equal(plain.x_adv, out.x_adv[2:3]) and plain.spent[0] == out.spent[2]
+    with pytest.raises(ValueError, match="no per-point limits"):
+        APGD(E)(model, x, y, limit=limit)
 
 
 def test_universal_charges_its_sources_as_shared_cost_once() -> None:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from lpbench.attacks import FAB
 from lpbench.attacks.base import COMPLETE
 from lpbench.attacks.fab import project_linf
-from tests.attack_models import trained_mlp, two_way_linear, unbreakable
+from tests.attack_models import Quantised, trained_mlp, two_way_linear, unbreakable
 
 
 @settings(max_examples=40, deadline=None)
@@ -103,3 +103,15 @@ def test_skipping_every_target_is_an_error() -> None:
         assert "leaves no target" in str(err)
     else:
         raise AssertionError("FAB with every target skipped ran")
+
+
+def test_a_zero_gradient_at_the_clean_point_ends_that_run_and_no_other() -> None:
+    model = Quantised()
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(dim=1)
+    first = FAB(0.3, iters=10, targets=4)(model, x, y)
+    assert not first.success.any() and torch.equal(first.x_adv, x)
+    assert first.cost.gradients == 8 * 4  # one gradient per point and target, not ten
+    # runs from a random start still iterate (the iterate is not the clean point)
+    later = FAB(0.3, iters=10, targets=4, restarts=2)(model, x, y)
+    assert later.success.any() and later.cost.gradients > 8 * 4 * 2

@@ -86,7 +86,9 @@ def test_smoothed_apgd_breaks_a_point_whose_relu_is_off_and_plain_apgd_cannot():
     assert smooth.success.all()
     assert (model(smooth.x_adv).argmax(dim=1) != y).all()
     assert (smooth.x_adv - x).abs().max() <= 0.15 + 1e-6
-    assert smooth.cost.gradients <= plain.cost.gradients
+    # the plain gradient is exactly zero at every start: its runs end after one gradient
+    assert plain.cost.gradients == 4
+    assert smooth.cost.gradients <= 4 * 21
 
 
 def test_smoothing_a_model_without_relu_is_an_error():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lpbench.attacks import FGSM, Universal
-from tests.attack_models import _trained, trained_mlp
+from tests.attack_models import Scaled, _trained, trained_mlp
 
 
 def _sources(count: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +40,23 @@ def test_universal_moves_each_point_by_its_own_class_perturbation() -> None:
     only_zero = Universal(0.15, (images[labels == 0], labels[labels == 0]), iters=3)
     kept = only_zero(model, x, y).x_adv
     assert torch.equal(kept[y != 0], x[y != 0])  # classes without sources are not moved
+
+
+def test_universal_sees_through_saturated_logits() -> None:
+    """Logits x 10,000 leave the decisions unchanged but the cross-entropy of every source
+    rounds to 0 even in float64: the perturbations still follow its gradient's direction,
+    the same as without the scale when one source dominates the sum, and break points."""
+    model, x, y = trained_mlp(5, 40)
+    scaled = Scaled(model, 1e4)
+    images, labels = _sources()
+    attack = Universal(0.15, (images, labels), iters=4)
+    deltas, _ = attack.perturbations(scaled, x.device)
+    moved = deltas.flatten(1).abs().amax(dim=1) > 0
+    assert moved[labels.unique()].all()  # every class with sources
+    assert attack(scaled, x, y).success.float().mean() >= 0.3
+    # in chunks of one source at a time the sum is the same up to rounding
+    chunked, _ = attack.replace(max_batch=1).perturbations(scaled, x.device)
+    assert (chunked == deltas).float().mean() > 0.99
 
 
 def test_universal_rejects_bad_sources() -> None:

@@ -29,7 +29,7 @@ from lpbench.evaluation.schedule import (
     AUTO_SMOOTH_TARGETS,
     WARM_SQUARE_QUERIES,
 )
-from tests.attack_models import Scaled, trained_mlp, unbreakable
+from tests.attack_models import Quantised, Scaled, trained_mlp, unbreakable
 
 
 @pytest.mark.parametrize("dataset", [*PROTOCOLS, None])
@@ -467,3 +467,28 @@ def test_strong_runs_the_baseline_then_exhaustive_auto_at_the_containment_budget
     assert any(a.attack.config().get("give_up") for a in given_up)
     with pytest.raises(ValueError, match="budget"):
         evaluate_model(model, x, y, preset="strong", budget=3000, **kwargs)
+
+
+def test_what_gradient_attacks_leave_of_their_caps_goes_to_square():
+    """Every gradient is zero (inputs rounded to 4 levels) and no point can be broken: each
+    gradient run ends after one gradient, and exhaustive ``auto`` hands the rest of each
+    point's budget to Square, which spends it to the last query, never more."""
+    model = Quantised()
+    with torch.no_grad():
+        model.linear.bias[0] = 100.0  # class 0 whatever the input
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(5, dtype=torch.long)
+    result = evaluate_model(
+        model, x, y, eps=0.1, preset="auto", budget=1200, exhaustive=True, show_progress=False
+    )
+    assert result.robust_accuracy == 1.0
+    report = result.meta["schedule"]
+    rows = {r["label"]: r for r in report["attacks"]}
+    square = rows.pop("square")
+    assert all(r["spent"] < r["cap_total"] for r in rows.values())  # runs that ended at once
+    left = sum(r["cap_total"] - r["spent"] for r in rows.values())
+    assert square["pooled_in"] == left > 0
+    assert square["spent"] == square["cap_total"] + left
+    assert report["spent"] == 5 * 1200 and report["within_budget"]
+    for point in result.to_dict()["points"]:
+        assert sum(a["spent"] for a in point["attacks"].values()) == 1200

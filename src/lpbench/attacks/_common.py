@@ -68,7 +68,7 @@ def forward(model: nn.Module, x: torch.Tensor, max_batch: int) -> torch.Tensor:
         return torch.cat([model(x[i : i + max_batch]) for i in starts])
 
 
-def _ce_parts(
+def ce_parts(
     z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cross-entropy (minus the target's when targeted) without underflow.
@@ -92,7 +92,7 @@ def score_and_loss(
     """The loss (float64) and a score that orders inputs like it but never underflows."""
     z = logits.detach().double()
     if loss_fn is cross_entropy:
-        score, loss, _, _ = _ce_parts(z, y, target)
+        score, loss, _, _ = ce_parts(z, y, target)
         return score, loss
     loss = loss_fn(z, y, target)
     return loss, loss
@@ -124,7 +124,7 @@ def loss_and_grad(
             logits = model(xs)
         z = logits.detach().double()
         if loss_fn is cross_entropy:
-            score, loss, direction, log_scale = _ce_parts(z, y, target)
+            score, loss, direction, log_scale = ce_parts(z, y, target)
         else:
             z.requires_grad_(True)
             with torch.enable_grad():
@@ -169,7 +169,8 @@ class RunOutcome:
     ``x`` is the adversarial example where ``success`` holds, else the highest-loss example;
     ``loss`` and ``margin`` are taken at ``x``; ``score`` ranks failures across runs (the
     loss itself unless given: see :func:`score_and_loss`); ``gave_up`` marks the points the
-    run stopped on early for too little progress.
+    run stopped on early for too little progress; ``spent`` the gradients + queries the run
+    spent on each point.
     """
 
     success: torch.Tensor
@@ -179,6 +180,7 @@ class RunOutcome:
     cost: Cost
     score: torch.Tensor | None = None
     gave_up: torch.Tensor | None = None
+    spent: torch.Tensor | None = None
 
 
 class Tracker:
@@ -199,6 +201,7 @@ class Tracker:
         self.rec_success = torch.zeros(n, runs, dtype=torch.bool, device=device)
         self.rec_status = torch.full((n, runs), SKIPPED, dtype=torch.int8, device=device)
         self.cost = Cost()
+        self.spent: torch.Tensor | None = torch.zeros(n, dtype=torch.int64, device=device)
 
     def settle_clean(self, broken: torch.Tensor, loss: torch.Tensor, margin_: torch.Tensor) -> None:
         """Points misclassified as they are: broken by the clean input itself."""
@@ -213,6 +216,10 @@ class Tracker:
     def add(self, points: torch.Tensor, run: int, out: RunOutcome) -> None:
         """Fold run ``run`` over ``points`` (all still robust before it) into the result."""
         self.cost = self.cost + out.cost
+        if self.spent is not None and out.spent is not None:
+            self.spent[points] += out.spent
+        else:
+            self.spent = None
         self.rec_status[points, run] = COMPLETE
         if out.gave_up is not None:
             self.rec_status[points[out.gave_up], run] = GAVE_UP
@@ -235,4 +242,5 @@ class Tracker:
             margin=self.margin,
             cost=self.cost,
             restarts=RestartRecords(self.rec_loss, self.rec_success, self.rec_status),
+            spent=self.spent,
         )

@@ -71,6 +71,10 @@ class APGD(Attack):
     several targets it is decided per target: the point goes on to its next target. The
     decision depends only on the point's own run; stopped runs count as robust.
 
+    A run ends at once on a point whose gradient at its start is exactly zero (a
+    quantising input layer, say): every step of the reference would leave it there, so
+    the outcome is the same and the iterations are not spent.
+
     ``smooth_relu`` (default none, as in the reference): backpropagate every ReLU of the
     model as ``sigmoid(smooth_relu * x)`` instead of its step (ReLU6, LeakyReLU, Hardtanh,
     ``clamp`` and the other kinks alike), the forward pass left exact
@@ -196,8 +200,16 @@ class APGD(Attack):
         start_margin = margin(logits, y, None)
         out_score = torch.where(success, float("inf"), score)
         gave_up = torch.zeros_like(success)
+        spent = torch.full((m,), self.eot_iter, dtype=torch.int64, device=x.device)
         out = RunOutcome(
-            success, x_cur.clone(), loss.clone(), start_margin.clone(), cost, out_score, gave_up
+            success,
+            x_cur.clone(),
+            loss.clone(),
+            start_margin.clone(),
+            cost,
+            out_score,
+            gave_up,
+            spent,
         )
         history = torch.zeros(m, self.iters + 1, dtype=score.dtype, device=x.device)
         history[:, 0] = score
@@ -222,8 +234,15 @@ class APGD(Attack):
             start_margin=start_margin,
             top_margin=start_margin,
         )
-        if success.any():
-            live = live.keep(~success)
+        # a point whose gradient at the start is exactly zero never moves: its first step
+        # and every later one (momentum from a zero move) stay at the start, so the run's
+        # outcome is the start and its iterations are not spent
+        stuck = ~success & (grad.flatten(1).abs().amax(dim=1) == 0) if self.eot_iter == 1 else None
+        if stuck is not None and stuck.any():
+            live.settle(stuck, out, out_score)
+        done = success if stuck is None else success | stuck
+        if done.any():
+            live = live.keep(~done)
         interval, interval_min, interval_decr = step_halving_points(self.iters)
         since_check = 0
         give_up = dict(self.give_up)
@@ -247,6 +266,7 @@ class APGD(Attack):
             )
             cost.gradients += x_new.shape[0] * self.eot_iter
             cost.forwards += x_new.shape[0] * self.eot_iter
+            spent[live.rows] += self.eot_iter
             marg = margin(logits, live.y, None)
             live.top_margin = torch.maximum(live.top_margin, marg)
             hit = is_adversarial(logits, live.y, None)

@@ -85,6 +85,8 @@ class AttackResult:
     ``x_adv``; a positive margin means adversarial. ``success_at[k]`` tells, per point,
     whether it was broken within its first k iterations (step-size x iteration grids),
     and ``gradients_within[k]`` how many gradients the attack spent in those iterations.
+    ``spent`` (attacks that count it per point; else None): the gradients + queries spent
+    on each point, which sum to the cost's gradients + queries beyond the shared ones.
     """
 
     x_adv: torch.Tensor
@@ -95,6 +97,7 @@ class AttackResult:
     restarts: RestartRecords | None = None
     success_at: dict[int, torch.Tensor] = field(default_factory=dict)
     gradients_within: dict[int, int] = field(default_factory=dict)
+    spent: torch.Tensor | None = None
 
     @staticmethod
     def concat(parts: list[AttackResult]) -> AttackResult:
@@ -122,7 +125,14 @@ class AttackResult:
             gradients_within={
                 k: sum(p.gradients_within[k] for p in parts) for k in first.gradients_within
             },
+            spent=_joined([p.spent for p in parts]),
         )
+
+
+def _joined(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The parts concatenated, or None when any is None."""
+    present = [p for p in parts if p is not None]
+    return torch.cat(present) if len(present) == len(parts) else None
 
 
 def checked_give_up(pairs: Sequence[tuple[int, float]]) -> tuple[tuple[int, float], ...]:
@@ -225,7 +235,9 @@ class Attack(ABC):
     data-set indices of the points (default ``0..N-1``). The attack splits the work into
     forward passes of at most ``max_batch`` rows and, on a CUDA out-of-memory error,
     halves it and retries (results do not depend on it). Attacks with ``takes_start``
-    accept ``x_init``, a starting point per input (its ``perturb`` then gets ``x_init``).
+    accept ``x_init``, a starting point per input (its ``perturb`` then gets ``x_init``);
+    attacks with ``takes_limit`` accept ``limit``, the most gradients + queries to spend on
+    each input (its ``perturb`` then gets ``limit``; it may exceed the attack's own cap).
 
     An attack's settings are the fields of a dataclass (subclasses are decorated with
     :func:`attack_settings`): :meth:`config` lists them, :meth:`replace` builds a changed
@@ -236,6 +248,8 @@ class Attack(ABC):
     norm: ClassVar[str] = "linf"
     #: Whether the attack can start from given points (``x_init``).
     takes_start: ClassVar[bool] = False
+    #: Whether the attack takes a per-point spending limit (``limit``).
+    takes_limit: ClassVar[bool] = False
     #: Old keyword (and attribute) -> its new name; the old one is deprecated.
     renamed: ClassVar[dict[str, str]] = {}
 
@@ -292,6 +306,7 @@ class Attack(ABC):
         index: torch.Tensor | None = None,
         target: torch.Tensor | None = None,
         x_init: torch.Tensor | None = None,
+        limit: torch.Tensor | None = None,
         progress_desc: str | None = None,
     ) -> AttackResult:
         if x.shape[0] != y.shape[0]:
@@ -307,8 +322,21 @@ class Attack(ABC):
         index = index.to(device=x.device, dtype=torch.int64)
         if x_init is not None:
             x_init = self._checked_start(x, x_init)
+        extra: dict[str, torch.Tensor] = {} if x_init is None else {"x_init": x_init}
+        if limit is not None:
+            extra["limit"] = self._checked_limit(x, limit)
         with attack_mode(model, eval_mode=self.model_mode == "eval"):
-            return self._run_chunks(model, x, y, index, target, x_init, progress_desc)
+            return self._run_chunks(model, x, y, index, target, extra, progress_desc)
+
+    def _checked_limit(self, x: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+        """``limit`` as integers on ``x``'s device, rejected unless this attack takes
+        per-point limits and there is one non-negative limit per input."""
+        if not self.takes_limit:
+            raise ValueError(f"{type(self).__name__} takes no per-point limits (limit)")
+        limit = torch.as_tensor(limit).reshape(-1)
+        if limit.shape[0] != x.shape[0] or (limit.numel() and limit.min() < 0):
+            raise ValueError("limit needs one non-negative count per input")
+        return limit.to(device=x.device, dtype=torch.int64)
 
     def _checked_start(self, x: torch.Tensor, x_init: torch.Tensor) -> torch.Tensor:
         """``x_init`` on ``x``'s device, rejected unless this attack takes starting points
@@ -334,7 +362,7 @@ class Attack(ABC):
         y: torch.Tensor,
         index: torch.Tensor,
         target: torch.Tensor | None,
-        x_init: torch.Tensor | None,
+        extra: dict[str, torch.Tensor],
         desc: str | None,
     ) -> AttackResult:
         if x.shape[0] == 0:
@@ -348,9 +376,9 @@ class Attack(ABC):
             size = max(1, self.max_batch // self.rows_per_point(x.shape[0] - done))
             part = slice(done, min(done + size, x.shape[0]))
             t = None if target is None else target[part]
-            start = {} if x_init is None else {"x_init": x_init[part]}
+            chunk = {name: value[part] for name, value in extra.items()}
             try:
-                parts.append(self.perturb(model, x[part], y[part], index[part], t, **start))
+                parts.append(self.perturb(model, x[part], y[part], index[part], t, **chunk))
             except torch.OutOfMemoryError:
                 if self.max_batch == 1:
                     raise

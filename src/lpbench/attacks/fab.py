@@ -64,7 +64,9 @@ class FAB(Attack):
     broken when an iterate within the eps-ball is misclassified (its run stops there).
     For a point left robust, ``x_adv`` is the smallest adversarial iterate found (else the
     last iterate) clipped into the eps-ball, one more forward pass (it counts as broken if
-    that clipped example is misclassified). Loss reported: the margin.
+    that clipped example is misclassified). Loss reported: the margin. A run from the
+    clean point ends at once on a point whose gradient there is exactly zero (the
+    reference's steps would keep it at the clean point, up to rounding).
     """
 
     name = "fab-t"
@@ -160,8 +162,10 @@ class FAB(Attack):
         out_x = x.clone()
         out_margin = torch.full((m,), float("-inf"), dtype=x.dtype, device=device)
         rows = torch.arange(m, device=device)
-        for _ in range(self.iters):
-            idx = (~success).nonzero().squeeze(1)
+        stuck = torch.zeros(m, dtype=torch.bool, device=device)
+        spent = torch.zeros(m, dtype=torch.int64, device=device)
+        for it in range(self.iters):
+            idx = (~success & ~stuck).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             xi = x1[idx].detach().requires_grad_(True)
@@ -171,7 +175,17 @@ class FAB(Attack):
                 (grad,) = torch.autograd.grad(diff.sum(), xi)
             cost.gradients += idx.numel()
             cost.forwards += idx.numel()
+            spent[idx] += 1
             w = grad.flatten(1)
+            if it == 0 and run % self.restarts == 0:
+                # from the clean point a zero gradient projects nowhere: every step mixes
+                # the iterate with the clean point, both the same, so the run stays there
+                flat = w.abs().amax(dim=1) == 0
+                if flat.any():
+                    stuck[idx[flat]] = True
+                    idx, xi, w, diff = idx[~flat], xi[~flat], w[~flat], diff[~flat]
+                    if idx.numel() == 0:
+                        break
             b = (w * xi.detach().flatten(1)).sum(dim=1) - diff.detach()
             d1, _ = project_linf(xi.detach().flatten(1), w, b)
             d2, _ = project_linf(x0[idx], w, b)
@@ -204,4 +218,4 @@ class FAB(Attack):
             out_x[failed] = last
             out_margin[failed] = margin(logits_last, y[failed], None)
             success[failed] = is_adversarial(logits_last, y[failed], None)
-        return RunOutcome(success, out_x, out_margin, out_margin, cost)
+        return RunOutcome(success, out_x, out_margin, out_margin, cost, spent=spent)

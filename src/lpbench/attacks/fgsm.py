@@ -26,7 +26,8 @@ class FGSM(Attack):
     by a forward pass, and a point stops at its first adversarial step: success means
     misclassified, also when a ``target`` is given (the loss then descends towards it).
     A point left robust keeps its step nearest the boundary (largest margin); a point
-    misclassified as given keeps its clean input. Cost: one gradient per point and step
+    misclassified as given keeps its clean input. A point whose gradient is exactly zero
+    stops where it is (every later step would leave it there). Cost: one gradient per point and step
     taken (``eot_iter`` averages that many); the forward passes that judge the steps are
     counted as forward passes, not gradients.
     """
@@ -89,6 +90,7 @@ class FGSM(Attack):
         wrong = is_adversarial(clean, y, None)  # broken by the clean input itself
         x_adv, logits = x.clone(), clean.clone()
         best = torch.full((n,), float("-inf"), dtype=clean.dtype, device=x.device)
+        spent = torch.zeros(n, dtype=torch.int64, device=x.device)
         # the points still stepping, their iterates, balls, labels and targets packed in
         # one batch (repacked only when some break)
         live = (~wrong).nonzero().squeeze(1)
@@ -97,12 +99,33 @@ class FGSM(Attack):
         for size in self.sizes:
             if live.numel() == 0:
                 break
-            *_, grad = loss_and_grad(model, current, y_live, t, self.loss_fn, self.eot_iter)
+            *_, here, grad = loss_and_grad(model, current, y_live, t, self.loss_fn, self.eot_iter)
+            if self.eot_iter == 1:
+                # a zero gradient leaves this step and every later one where the point is:
+                # its last candidate is its current iterate, whose logits are known
+                still = grad.flatten(1).abs().amax(dim=1) == 0
+                if still.any():
+                    cost = cost + Cost(gradients=int(still.sum()), forwards=int(still.sum()))
+                    rows, gap = live[still], margin(here[still], y_live[still], None)
+                    spent[rows] += 1
+                    closer = gap > best[rows]
+                    x_adv[rows[closer]], logits[rows[closer]] = (
+                        current[still][closer],
+                        here[still][closer],
+                    )
+                    best[rows[closer]] = gap[closer]
+                    live, current, lower, upper, y_live, grad = (
+                        v[~still] for v in (live, current, lower, upper, y_live, grad)
+                    )
+                    t = None if t is None else t[~still]
+                    if live.numel() == 0:
+                        break
             moved = clip(current + size * grad.sign(), lower, upper)
             found = forward(model, moved, self.max_batch)
             cost = cost + Cost(
                 gradients=live.numel() * self.eot_iter, forwards=live.numel() * (self.eot_iter + 1)
             )
+            spent[live] += self.eot_iter
             gap = margin(found, y_live, None)
             closer = gap > best[live]  # keep each point's iterate nearest the boundary
             x_adv[live[closer]], logits[live[closer]], best[live[closer]] = (
@@ -123,4 +146,5 @@ class FGSM(Attack):
             loss=self.loss_fn(logits, y, target),
             margin=margin(logits, y, None),
             cost=cost,
+            spent=spent,
         )

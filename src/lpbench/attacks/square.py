@@ -93,10 +93,17 @@ class Square(Attack):
     ``x_init`` (a starting point per input, in its eps-ball) replaces the stripes of the
     first restart: the run then refines a given example, e.g. the best a gradient attack
     left, and its first query is that example. Later restarts start from stripes.
+
+    ``limit`` (one count per input) replaces the query budget point by point: each point
+    may spend up to its limit in all, more or fewer than ``restarts x queries`` (a budget
+    pool hands Square what earlier attacks left; see ``NamedAttack.pooled``). The window
+    schedule and every random draw still depend only on the iteration, so a longer run
+    on a point is the shorter one continued.
     """
 
     name = "square"
     takes_start = True
+    takes_limit = True
     renamed: ClassVar[dict[str, str]] = {
         "n_queries": "queries",
         "schedule_queries": "window_schedule_queries",
@@ -157,6 +164,7 @@ class Square(Attack):
         index: torch.Tensor,
         target: torch.Tensor | None,
         x_init: torch.Tensor | None = None,
+        limit: torch.Tensor | None = None,
     ) -> AttackResult:
         if x.dim() != 4:
             raise ValueError(f"Square needs images (N, C, H, W), got shape {tuple(x.shape)}")
@@ -170,11 +178,17 @@ class Square(Attack):
         )
         for r in range(self.restarts):
             points = track.pending()
+            allowed = None
+            if limit is not None:  # what each point may still spend, in this run and later
+                assert track.spent is not None  # every run of Square counts its queries
+                allowed = limit[points] - track.spent[points]
+                points, allowed = points[allowed > 0], allowed[allowed > 0]
             if points.numel() == 0:
                 break
             t = None if target is None else target[points]
             start = None if x_init is None or r else x_init[points]
-            track.add(points, r, self._run(model, x[points], y[points], t, index[points], r, start))
+            run = self._run(model, x[points], y[points], t, index[points], r, start, allowed)
+            track.add(points, r, run)
         return track.result()
 
     def _run(
@@ -186,10 +200,12 @@ class Square(Attack):
         index: torch.Tensor,
         restart: int,
         start: torch.Tensor | None,
+        allowed: torch.Tensor | None = None,
     ) -> RunOutcome:
-        """One run of at most ``queries`` queries per point, from ``start`` if given,
-        else from stripes."""
+        """One run of at most ``queries`` queries per point (``allowed``, per point, instead
+        when given), from ``start`` if given, else from stripes."""
         m, c, h, w = x.shape
+        stop = self.queries if allowed is None else int(allowed.max())
         cost = Cost()
         lower, upper = ball(x, self.eps)
         streams = KeyedRows(self.key, index, restart)
@@ -203,20 +219,22 @@ class Square(Attack):
         best_loss, best_margin = margin(logits, y, t), margin(logits, y, None)
         success = is_adversarial(logits, y, None)
         running = ~success
+        spent = torch.ones(m, dtype=torch.int64, device=x.device)
         first_loss = best_loss.clone()
         give_up = dict(self.give_up)
         rows_h = torch.arange(h, device=x.device)
         rows_w = torch.arange(w, device=x.device)
         signs = torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)[None, :, None, None, None]
         draws = None
-        for it in range(1, self.queries):
+        for it in range(1, stop):
             if it in give_up:
                 running &= success | (best_loss >= give_up[it] * first_loss)
-            idx = (running & ~success).nonzero().squeeze(1)
+            going = running & ~success if allowed is None else running & ~success & (it < allowed)
+            idx = going.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
             if draws is None or it == draws.stop:
-                draws = self._draw_block(streams, idx, it, (c, h, w), x.dtype)
+                draws = self._draw_block(streams, idx, it, stop, (c, h, w), x.dtype)
             side, top, left, colours = draws.at(idx, it)
             inside_h = (rows_h[None, :] >= top) & (rows_h[None, :] < top + side)
             inside_w = (rows_w[None, :] >= left) & (rows_w[None, :] < left + side)
@@ -233,6 +251,7 @@ class Square(Attack):
             logits = forward(model, candidate, self.max_batch)
             cost.queries += idx.numel()
             cost.forwards += idx.numel()
+            spent[idx] += 1
             loss = margin(logits, y[idx], None if t is None else t[idx])
             hit = is_adversarial(logits, y[idx], None)
             take = hit | (loss > best_loss[idx])
@@ -241,24 +260,25 @@ class Square(Attack):
             best_loss[chosen] = loss[take]
             best_margin[chosen] = margin(logits[take], y[chosen], None)
             success[idx[hit]] = True
-        return RunOutcome(success, best, best_loss, best_margin, cost, gave_up=~running & ~success)
+        return RunOutcome(
+            success, best, best_loss, best_margin, cost, gave_up=~running & ~success, spent=spent
+        )
 
     def _draw_block(
         self,
         streams: KeyedRows,
         idx: torch.Tensor,
         first: int,
+        stop: int,
         shape: tuple[int, int, int],
         dtype: torch.dtype,
     ) -> _Block:
         """Windows and colours of the rows ``idx`` for iterations ``first``, ``first + 1``,
-        ...: the numbers each iteration would draw alone, drawn in one go (each iteration
-        draws from its own streams, so a block changes no number)."""
+        ... (before ``stop``): the numbers each iteration would draw alone, drawn in one go
+        (each iteration draws from its own streams, so a block changes no number)."""
         c, h, w = shape
         per_iteration = idx.numel() * (2 + COLOUR_TRIES * c)
-        count = max(
-            1, min(_BLOCK_ITERATIONS, self.queries - first, _BLOCK_NUMBERS // per_iteration)
-        )
+        count = max(1, min(_BLOCK_ITERATIONS, stop - first, _BLOCK_NUMBERS // per_iteration))
         device = idx.device
         sides = [self.window_side(it - 1, h, w) for it in range(first, first + count)]
         side_t = torch.tensor(sides, device=device)[None, :, None]

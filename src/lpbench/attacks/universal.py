@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import KW_ONLY
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lpbench.attacks._common import forward
+from lpbench.attacks._common import ce_parts, forward
 from lpbench.attacks.base import (
     Attack,
     AttackResult,
@@ -106,23 +106,36 @@ class Universal(Attack):
             own = images[labels == c]
             delta = torch.zeros_like(own[0])
             for _ in range(self.iters):
-                grads = []
-                for i in range(0, own.shape[0], self.max_batch):
-                    xa = (own[i : i + self.max_batch] + delta).clamp(0.0, 1.0)
-                    xa.requires_grad_(True)
-                    with torch.enable_grad():
-                        target = torch.full((xa.shape[0],), c, device=device)
-                        loss = F.cross_entropy(model(xa).double(), target, reduction="sum")
-                        (grad,) = torch.autograd.grad(loss, xa)
-                    grads.append(grad.sum(dim=0))
+                total = self._summed_gradient(model, (own + delta).clamp(0.0, 1.0), c)
                 spent += own.shape[0]
-                delta = (delta + self.step_size * torch.stack(grads).sum(dim=0).sign()).clamp(
-                    -self.eps, self.eps
-                )
+                delta = (delta + self.step_size * total.sign()).clamp(-self.eps, self.eps)
             deltas[c] = delta
         self._cache = (state, deltas.cpu())
         forwards = spent + 1  # the gradients' forward passes and the class count's
         return deltas, Cost(spent, forwards, 0, spent, forwards)
+
+    def _summed_gradient(self, model: nn.Module, images: torch.Tensor, c: int) -> torch.Tensor:
+        """A positive multiple of the gradient of the summed cross-entropy of ``images``
+        (all of class ``c``), in chunks of ``max_batch``: each image's gradient is formed
+        from its closed-form direction and the log of its scale, and the images are
+        weighted relative to the largest scale, so a confident model's cross-entropy, 0 in
+        float64, still gives the sum's direction (logits x 1,000 do not hide it)."""
+        total, top = torch.zeros_like(images[0]), -math.inf
+        for i in range(0, images.shape[0], self.max_batch):
+            xa = images[i : i + self.max_batch].detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = model(xa)
+            labels = torch.full((xa.shape[0],), c, device=xa.device)
+            _, _, direction, log_scale = ce_parts(logits.detach().double(), labels, None)
+            chunk_top = float(log_scale.max())
+            if chunk_top > top:  # rescale what was summed so far to the new largest scale
+                total, top = total * math.exp(top - chunk_top), chunk_top
+            weight = (log_scale - top).exp().nan_to_num(0.0)[:, None]
+            (grad,) = torch.autograd.grad(
+                logits, xa, grad_outputs=(direction * weight).to(logits.dtype)
+            )
+            total = total + grad.sum(dim=0)
+        return total
 
     def perturb(
         self,
@@ -146,4 +159,5 @@ class Universal(Attack):
             loss=cross_entropy(logits, y, None),
             margin=margin(logits, y, None),
             cost=shared + Cost(forwards=x.shape[0] + int(moved.sum())),
+            spent=torch.zeros(x.shape[0], dtype=torch.int64, device=x.device),
         )

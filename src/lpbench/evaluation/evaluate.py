@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,71 +25,9 @@ from lpbench.evaluation.journal import Journal, Part
 from lpbench.evaluation.preflight import ModelFacts, prepared, smoothing_record
 from lpbench.evaluation.result import AttackSummary, EvaluationResult
 from lpbench.evaluation.specs import NamedAttack
-from lpbench.evaluation.verify import adversarial_mask, predict
+from lpbench.evaluation.state import State, merge, pool_limit, share
+from lpbench.evaluation.verify import adversarial_mask, checked_predictions, predict
 from lpbench.runtime import default_batch_rows, progress_bar
-
-
-class _State:
-    """Per-point outcome so far, built from journal parts and fresh ones alike."""
-
-    def __init__(self, x: torch.Tensor, attacks: Sequence[NamedAttack]) -> None:
-        n = len(x)
-        self.labels = [a.label for a in attacks]
-        self.clean_pred: list[int | None] = [None] * n
-        self.robust = [False] * n
-        self.broken_by: list[str | None] = [None] * n
-        self.records: list[dict[str, dict[str, Any]]] = [{} for _ in range(n)]
-        self.mismatch: list[list[str]] = [[] for _ in range(n)]
-        self.x_adv = x.detach().cpu().clone()
-        self.costs: dict[str, dict[str, Any]] = {}  # part name -> label, cost, time
-        # Warm starts: per point, the not-adversarial example with the largest margin so far,
-        # kept from the stages before the last warm-started one.
-        self.last_warm = max((k + 1 for k, a in enumerate(attacks) if a.warm_start), default=0)
-        self.start = x.detach().cpu().clone() if self.last_warm else None
-        self.start_margin = [-math.inf] * n
-
-    def apply(self, part: Part, y: list[int]) -> None:
-        if part.name in self.costs:
-            return
-        self.costs[part.name] = {
-            "label": part.label,
-            "cost": part.cost,
-            "wall_time_s": part.wall_time_s,
-        }
-        if part.stage == 0:
-            for pos, pred in zip(part.positions, part.clean_pred, strict=True):
-                self.clean_pred[pos] = pred
-                self.robust[pos] = pred == y[pos]
-                self.broken_by[pos] = None if pred == y[pos] else "clean"
-            return
-        adv: Iterator[torch.Tensor] = iter(part.x_adv if part.x_adv is not None else [])
-        best: Iterator[torch.Tensor] = iter(part.x_best if part.x_best is not None else [])
-        for pos, hit, bad, record in zip(
-            part.positions, part.hit, part.mismatch, part.records, strict=True
-        ):
-            self.records[pos][part.label] = record
-            if bad:
-                self.mismatch[pos].append(part.label)
-            if hit:
-                self.robust[pos] = False
-                self.broken_by[pos] = part.label
-                self.x_adv[pos] = next(adv)
-            elif part.x_best is not None:
-                self._offer_start(pos, next(best), record["margin"])
-
-    def _offer_start(self, pos: int, example: torch.Tensor, margin_: float | None) -> None:
-        """Keep ``example`` as the point's warm start if its margin is the largest yet."""
-        if self.start is not None and margin_ is not None and margin_ > self.start_margin[pos]:
-            self.start[pos] = example
-            self.start_margin[pos] = margin_
-
-    def pending(self, stage: int, positions: list[int]) -> list[int]:
-        """Positions of ``positions`` still to be run through ``stage``."""
-        if stage == 0:
-            return [p for p in positions if self.clean_pred[p] is None]
-        label = self.labels[stage - 1]
-        return [p for p in positions if self.robust[p] and label not in self.records[p]]
-
 
 #: Key of a journal part's cost: forward passes that re-checked the attack's examples.
 VERIFICATION = "verification_forwards"
@@ -102,6 +40,8 @@ def _restart_record(result: Any, row: int) -> dict[str, Any]:
         "loss": _round(float(result.loss[row])),
         "margin": _round(float(result.margin[row])),
     }
+    if result.spent is not None:
+        record["spent"] = int(result.spent[row])
     if result.restarts is not None:
         ran = result.restarts.ran[row].tolist()
         if (result.restarts.status[row] == GAVE_UP).any():
@@ -202,7 +142,7 @@ def _evaluate(
     y_list = [int(v) for v in y.tolist()]
     for each in attacks:
         each.attack.max_batch = batch_size
-    state = _State(x, attacks)
+    state = State(x, attacks)
     book = None
     if journal is not None:
         book = _open_journal(journal, manifest or {}, resume, shard)
@@ -223,6 +163,9 @@ def _evaluate(
             start = None
             if named is not None and named.warm_start:
                 start = state.start[torch.tensor(block, dtype=torch.int64)]  # type: ignore[index]
+            limit = None
+            if named is not None and named.pooled and named.attack.takes_limit:
+                limit = pool_limit(state, attacks, stage, block)
             part = _run_block(
                 model,
                 x,
@@ -235,6 +178,7 @@ def _evaluate(
                 device,
                 batch_size,
                 start=start,
+                limit=limit,
                 keep_best=0 < stage < state.last_warm,
             )
             if book is not None:
@@ -243,8 +187,8 @@ def _evaluate(
             bar.update(len(block))
         bar.close()
     if shard.distributed:
-        for share in all_gather(shard, _share(state, mine)):
-            _merge(state, share)
+        for other in all_gather(shard, share(state, mine)):
+            merge(state, other)
     result = _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
     result.smoothing = smoothing
     if facts.forwards:  # the pre-flight's passes, once per process that ran it
@@ -272,31 +216,6 @@ def _open_journal(
     return Journal(folder)
 
 
-def _share(state: _State, positions: list[int]) -> dict[str, Any]:
-    """This process's part of the outcome: only the positions it owns (not its warm
-    starts: every attack has run by the time the shares are merged)."""
-    return {
-        "positions": positions,
-        "clean_pred": [state.clean_pred[p] for p in positions],
-        "robust": [state.robust[p] for p in positions],
-        "broken_by": [state.broken_by[p] for p in positions],
-        "records": [state.records[p] for p in positions],
-        "mismatch": [state.mismatch[p] for p in positions],
-        "x_adv": state.x_adv[positions],
-        "costs": state.costs,
-    }
-
-
-def _merge(into: _State, share: dict[str, Any]) -> None:
-    """Overwrite the positions another process owns with its outcome for them."""
-    for i, pos in enumerate(share["positions"]):
-        for key in ("clean_pred", "robust", "broken_by", "records", "mismatch"):
-            getattr(into, key)[pos] = share[key][i]
-        into.x_adv[pos] = share["x_adv"][i]
-    for name, entry in share["costs"].items():
-        into.costs.setdefault(name, entry)
-
-
 def _run_block(
     model: nn.Module,
     x: torch.Tensor,
@@ -310,6 +229,7 @@ def _run_block(
     batch_size: int,
     *,
     start: torch.Tensor | None = None,
+    limit: torch.Tensor | None = None,
     keep_best: bool = False,
 ) -> Part:
     """Clean predictions (stage 0) or one attack on the positions ``block``, from
@@ -329,7 +249,14 @@ def _run_block(
         )
     index = torch.tensor([indices[p] for p in block], dtype=torch.int64)
     x_init = None if start is None else start.to(device)
-    out = named.attack(model, xb.to(device), yb.to(device), index=index.to(device), x_init=x_init)
+    out = named.attack(
+        model,
+        xb.to(device),
+        yb.to(device),
+        index=index.to(device),
+        x_init=x_init,
+        limit=None if limit is None else limit.to(device),
+    )
     success = out.success.cpu()
     x_adv = out.x_adv.detach().cpu()
     ok = torch.zeros_like(success)
@@ -364,7 +291,7 @@ def _finish(
     y: torch.Tensor,
     eps: float,
     attacks: Sequence[NamedAttack],
-    state: _State,
+    state: State,
     indices: list[int],
     device: torch.device,
     batch_size: int,
@@ -374,8 +301,11 @@ def _finish(
     robust = torch.tensor(state.robust, dtype=torch.bool)
     attacked = torch.tensor([s not in (None, "clean") for s in state.broken_by], dtype=torch.bool)
     broken = attacked & ~robust
+    # every point's prediction on its final input: the re-check's on the examples that
+    # pass it, the clean one on the rest (whose final input is the clean one)
+    adv_pred = torch.tensor([-1 if p is None else p for p in state.clean_pred])
     if broken.any():
-        ok = adversarial_mask(
+        ok, pred = checked_predictions(
             model,
             x[broken],
             state.x_adv[broken],
@@ -384,13 +314,17 @@ def _finish(
             batch_size=batch_size,
             device=device,
         )
-        for pos in broken.nonzero().squeeze(1)[~ok].tolist():
+        positions = broken.nonzero().squeeze(1)
+        adv_pred[positions[ok]] = pred[ok]
+        for pos in positions[~ok].tolist():
             state.mismatch[pos].append(f"final re-check of {state.broken_by[pos]}")
             state.robust[pos] = True
             state.broken_by[pos] = None
     keep_clean = torch.tensor(state.robust, dtype=torch.bool).view(-1, *[1] * (x.dim() - 1))
     x_final = torch.where(keep_clean, x, state.x_adv)
-    adv_pred = predict(model, x_final, batch_size, device)
+    unknown = (adv_pred < 0).nonzero().squeeze(1)  # no clean prediction recorded
+    if unknown.numel():
+        adv_pred[unknown] = predict(model, x_final[unknown], batch_size, device)
     clean_forwards = sum(
         e["cost"]["forwards"] for e in state.costs.values() if e["label"] == "clean"
     )
@@ -414,12 +348,12 @@ def _finish(
         verification_mismatches=[indices[p] for p, m in enumerate(state.mismatch) if m],
         forwards_outside_attacks={
             "clean": clean_forwards,
-            "final_check": int(broken.sum()) + n,  # the re-check, then every point's prediction
+            "final_check": int(broken.sum()) + int(unknown.numel()),  # the re-check
         },
     )
 
 
-def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary:
+def _summary(named: NamedAttack, k: int, state: State, n: int) -> AttackSummary:
     label = named.label
     later = set(state.labels[k + 1 :])
     attacked = [p for p in range(n) if label in state.records[p]]
@@ -451,7 +385,7 @@ def _summary(named: NamedAttack, k: int, state: _State, n: int) -> AttackSummary
     )
 
 
-def _mean_over_restarts(label: str, k: int, state: _State, n: int) -> float | None:
+def _mean_over_restarts(label: str, k: int, state: State, n: int) -> float | None:
     """The original paper's mean over restarts, for the first attack when every restart was run."""
     if k != 0 or n == 0:
         return None

@@ -69,7 +69,7 @@ class EvaluationResult:
     ReLU backward pass): the model's ReLU-like calls in one forward pass, smoothed and not,
     per form. ``forwards_outside_attacks``: the forward passes the evaluation made itself,
     by step (``clean``: the points' clean inputs; ``final_check``: the last re-check of the
-    examples and every point's final prediction; ``full_test``: the whole test split's
+    examples, from which their final predictions are read; ``full_test``: the whole test split's
     clean accuracy, when a data set was evaluated; ``preflight``: the checks of the model
     before any attack).
     """

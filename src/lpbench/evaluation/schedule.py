@@ -3,9 +3,13 @@
 The budget is per point, in gradients + queries (forward passes without a gradient that
 a white-box attack makes, e.g. on the clean input, are not charged). Every attack of the
 schedule has a per-point cap, its most gradients + queries on one point, fixed when the
-schedule is built; the caps add up to at most the budget, so no point can spend more
-whatever the attacks do, and the spend reported is the exact sum of what the attacks
-counted. Points broken early spend less: later attacks only see the points still robust.
+schedule is built; the caps add up to the budget. The attacks form one budget pool
+(``NamedAttack.pooled``): what a point did not spend of an attack's cap (a run that
+stopped early: a zero gradient, a point given up) is left to the Square runs at the end,
+which may spend on that point their own cap plus the rest. So no point can spend more
+than the budget whatever the attacks do, and the spend reported is the exact sum of what
+the attacks counted. Points broken early spend less: later attacks only see the points
+still robust.
 The universal perturbations, when the schedule has source images for them, are a shared
 cost on top: a fixed number of gradients in all (at most
 :data:`UNIVERSAL_SOURCES_PER_CLASS` x classes x :data:`UNIVERSAL_ITERATIONS`: more
@@ -220,18 +224,22 @@ class Schedule:
 
         Per attack: points attacked, broken and given up on, gradients + queries spent on
         the points (``spent``) and the cap times the points it attacked (the spend can
-        never exceed it), and ``shared_spent``, the gradients spent once for all points
+        exceed it only for Square, by what the earlier attacks left it on each point:
+        ``pooled_in``, summed over the points), and
+        ``shared_spent``, the gradients spent once for all points
         (the universal perturbations' sources: ``shared`` per process that computes them,
         outside the caps); in all: the points' total, its mean per point and the shared
         total, which does not depend on the number of points.
         """
         by_label = {s.label: s for s in result.attacks}
-        rows, total, shared = [], 0, 0
+        rows, total, shared, within = [], 0, 0, True
         for named, cap in zip(self.attacks, self.caps, strict=True):
             summary = by_label[named.label]
             spent = summary.gradients - summary.shared_gradients + summary.queries
             total += spent
             shared += summary.shared_gradients
+            takes_rest = named.pooled and named.attack.takes_limit
+            within &= takes_rest or spent <= cap * summary.points_attacked
             rows.append(
                 {
                     "label": named.label,
@@ -244,18 +252,28 @@ class Schedule:
                     "spent": spent,
                     "shared_spent": summary.shared_gradients,
                     "cap_total": cap * summary.points_attacked,
+                    **({"pooled_in": _pooled_in(result, named.label, cap)} if takes_rest else {}),
                 }
             )
         n = result.num_points
+        attacked = max((r["points_attacked"] for r in rows), default=0)
         return {
             **self.plan(),
             "attacks": rows,
             "spent": total,
             "shared_spent": shared,
             "spent_per_point_mean": total / n if n else float("nan"),
-            "within_budget": all(r["spent"] <= r["cap_total"] for r in rows)
+            "within_budget": within
+            and total <= self.budget * attacked
             and self.max_per_point <= self.budget,
         }
+
+
+def _pooled_in(result: Any, label: str, cap: int) -> int:
+    """What the attack ``label`` spent beyond its cap, point by point: the part of the
+    budget the earlier attacks left to it."""
+    spent = (r.get(label, {}).get("spent", 0) for r in result.restart_records)
+    return sum(max(0, s - cap) for s in spent)
 
 
 def capped_sources(
@@ -323,7 +341,10 @@ def auto_schedule(
     margin early.
     The gradient attacks are taken in that order, each whole while it leaves Square at
     least :data:`SQUARE_FLOOR` queries (less when the budget is small); the first that
-    does not fit whole gets as many targets as fit and the later ones are dropped.
+    does not fit whole gets as many targets as fit and the later ones are dropped. All
+    attacks are ``pooled``: the Square runs may spend on a point, beyond their caps, what
+    the earlier attacks left of theirs on it (runs that gave the point up, or ended at
+    once on a zero gradient), so a point never spends more than ``budget``.
 
     Every attack but FGSM, the APGD-DLR runs and the smoothed APGD-T is a copy of its
     ``aa-standard`` counterpart (same settings and random stream) with fewer targets or
@@ -396,6 +417,7 @@ def auto_schedule(
                 give_up=() if exhaustive else AUTO_GIVE_UP,
             )
             attacks.append(NamedAttack(label, square, warm_start=label == "square-warm"))
+    attacks = [dataclasses.replace(a, pooled=True) for a in attacks]
     caps = [a.attack.max_spend_per_point() for a in attacks]
     assert sum(caps) == budget, (caps, budget)
     return Schedule(budget, attacks, caps)

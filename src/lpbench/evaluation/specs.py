@@ -21,11 +21,19 @@ class NamedAttack:
     ``warm_start``: in an evaluation, start the attack on each point from the example of
     the earlier attacks with the largest margin (the nearest miss; the clean input when
     none ran); the attack must take starting points (``Attack.takes_start``).
+
+    ``pooled``: the attack belongs to the evaluation's budget pool, whose attacks share a
+    per-point budget, the sum of their caps (``max_spend_per_point``). An attack of the
+    pool that takes a per-point limit (``Attack.takes_limit``, e.g. Square) may spend on
+    each point its own cap plus what the earlier attacks of the pool left of theirs on
+    that point (a point a gradient attack stopped on early keeps the rest for Square), so
+    no point spends more than the pool's budget.
     """
 
     label: str
     attack: Attack
     warm_start: bool = False
+    pooled: bool = False
 
     def __post_init__(self) -> None:
         if self.warm_start and not self.attack.takes_start:
@@ -33,10 +41,16 @@ class NamedAttack:
                 f"{self.label}: {type(self.attack).__name__} cannot be warm-started "
                 "(it takes no starting points)"
             )
+        if self.pooled:
+            self.attack.max_spend_per_point()  # raises for an attack without a per-point cap
 
     def config(self) -> dict[str, Any]:
-        """The attack's settings, with ``warm_start`` when set."""
-        return self.attack.config() | ({"warm_start": True} if self.warm_start else {})
+        """The attack's settings, with ``warm_start`` and ``pooled`` when set."""
+        return (
+            self.attack.config()
+            | ({"warm_start": True} if self.warm_start else {})
+            | ({"pooled": True} if self.pooled else {})
+        )
 
 
 @dataclass(frozen=True)

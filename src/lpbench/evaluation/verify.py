@@ -39,12 +39,30 @@ def adversarial_mask(
     tol: float = 1e-6,
 ) -> torch.Tensor:
     """Per example: inside the eps-ball, inside [0, 1] and misclassified when re-run."""
+    return checked_predictions(
+        model, x, x_adv, y, eps, batch_size=batch_size, device=device, tol=tol
+    )[0]
+
+
+def checked_predictions(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+    tol: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`adversarial_mask` and the predictions it was read from (one forward pass per
+    example)."""
     if len(x_adv) == 0:
-        return torch.zeros(0, dtype=torch.bool)
+        return torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.int64)
     dist = (x_adv - x).flatten(1).abs().max(dim=1).values
     in_box = (x_adv.flatten(1).min(dim=1).values >= 0) & (x_adv.flatten(1).max(dim=1).values <= 1)
-    wrong = predict(model, x_adv, batch_size, torch.device(device)) != y.cpu()
-    return (dist.cpu() <= eps + tol) & in_box.cpu() & wrong
+    pred = predict(model, x_adv, batch_size, torch.device(device))
+    return (dist.cpu() <= eps + tol) & in_box.cpu() & (pred != y.cpu()), pred
 
 
 def verify_adversarial(

@@ -73,7 +73,7 @@ def test_a_limit_gives_each_point_of_square_its_own_query_budget() -> None:
     plain = square(model, x[2:3], y[2:3], index=index[2:3])
     assert torch.equal(plain.x_adv, out.x_adv[2:3]) and plain.spent[0] == out.spent[2]
     with pytest.raises(ValueError, match="no per-point limits"):
-        APGD(E)(model, x, y, limit=limit)
+        FAB(E)(model, x, y, limit=limit)
 
 
 def test_universal_charges_its_sources_as_shared_cost_once() -> None:

@@ -469,26 +469,29 @@ def test_strong_runs_the_baseline_then_exhaustive_auto_at_the_containment_budget
         evaluate_model(model, x, y, preset="strong", budget=3000, **kwargs)
 
 
-def test_what_gradient_attacks_leave_of_their_caps_goes_to_square():
+@pytest.mark.parametrize("budget", [1200, 7000])
+def test_what_gradient_attacks_leave_of_their_caps_goes_to_square(budget):
     """Every gradient is zero (inputs rounded to 4 levels) and no point can be broken: each
     gradient run ends after one gradient, and exhaustive ``auto`` hands the rest of each
-    point's budget to Square, which spends it to the last query, never more."""
+    point's budget to Square (at 7,000 to the warm-started Square first, then the cold
+    one), which spends it to the last query, never more."""
     model = Quantised()
     with torch.no_grad():
         model.linear.bias[0] = 100.0  # class 0 whatever the input
     x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     y = torch.zeros(5, dtype=torch.long)
     result = evaluate_model(
-        model, x, y, eps=0.1, preset="auto", budget=1200, exhaustive=True, show_progress=False
+        model, x, y, eps=0.1, preset="auto", budget=budget, exhaustive=True, show_progress=False
     )
     assert result.robust_accuracy == 1.0
     report = result.meta["schedule"]
     rows = {r["label"]: r for r in report["attacks"]}
-    square = rows.pop("square")
+    squares = [rows.pop(label) for label in ("square-warm", "square") if label in rows]
+    assert len(squares) == (2 if budget > 6000 else 1)
     assert all(r["spent"] < r["cap_total"] for r in rows.values())  # runs that ended at once
     left = sum(r["cap_total"] - r["spent"] for r in rows.values())
-    assert square["pooled_in"] == left > 0
-    assert square["spent"] == square["cap_total"] + left
-    assert report["spent"] == 5 * 1200 and report["within_budget"]
+    assert squares[0]["pooled_in"] == left > 0
+    assert sum(r["spent"] for r in squares) == sum(r["cap_total"] for r in squares) + left
+    assert report["spent"] == 5 * budget and report["within_budget"]
     for point in result.to_dict()["points"]:
-        assert sum(a["spent"] for a in point["attacks"].values()) == 1200
+        assert sum(a["spent"] for a in point["attacks"].values()) == budget

@@ -79,8 +79,9 @@ def pool_limit(
     state: State, attacks: Sequence[NamedAttack], stage: int, block: list[int]
 ) -> torch.Tensor:
     """Per position of ``block``: what stage ``stage``'s attack may spend, its own cap plus
-    what the earlier pooled attacks left of theirs on the point (an attack that did not
-    count its spend per point, or did not run on it, left nothing)."""
+    what the earlier pooled attacks left of theirs on the point, net of what those that
+    take limits spent beyond their own caps (an attack that did not count its spend per
+    point, or did not run on it, left nothing)."""
     earlier = [a for a in attacks[: stage - 1] if a.pooled]
     caps = [a.attack.max_spend_per_point() for a in earlier]
     own = attacks[stage - 1].attack.max_spend_per_point()
@@ -89,8 +90,8 @@ def pool_limit(
         left = 0
         for named, cap in zip(earlier, caps, strict=True):
             spent = state.records[pos].get(named.label, {}).get("spent", cap)
-            left += max(0, cap - spent)
-        limits.append(own + left)
+            left += cap - spent
+        limits.append(own + max(0, left))
     return torch.tensor(limits, dtype=torch.int64)
 
 

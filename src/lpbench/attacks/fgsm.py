@@ -27,9 +27,9 @@ class FGSM(Attack):
     misclassified, also when a ``target`` is given (the loss then descends towards it).
     A point left robust keeps its step nearest the boundary (largest margin); a point
     misclassified as given keeps its clean input. A point whose gradient is exactly zero
-    stops where it is (every later step would leave it there). Cost: one gradient per point and step
-    taken (``eot_iter`` averages that many); the forward passes that judge the steps are
-    counted as forward passes, not gradients.
+    stops where it is (every later step would leave it there). Cost: one gradient per
+    point and step taken (``eot_iter`` averages that many); the forward passes that judge
+    the steps are counted as forward passes, not gradients.
     """
 
     name = "fgsm"

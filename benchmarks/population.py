@@ -285,9 +285,9 @@ def table(side: str) -> str:
     """The markdown table of the results in ``results/SIDE`` (e.g. ``held-out-cuda``)."""
     rows = [json.loads(p.read_text()) for p in sorted((RESULTS / side).glob("*.json"))]
     head = (
-        "| Model | Family | Clean | Baseline | `aa-standard` | `auto` | `strong` | "
+        "| Model | Family | Points | Clean | Baseline | `aa-standard` | `auto` | `strong` | "
         "`auto` / `aa-standard` grad+fwd | wall | Goal |\n"
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
     )
     lines = []
     for row in rows:
@@ -296,7 +296,7 @@ def table(side: str) -> str:
         work = (auto["gradients"] + auto["forwards"]) / max(1, aa["gradients"] + aa["forwards"])
         ok, why = goal(row)
         lines.append(
-            f"| {row['model']} | {row['family']} | {row['clean_accuracy']:.1%} | "
+            f"| {row['model']} | {row['family']} | {row['points']} | {row['clean_accuracy']:.1%} | "
             + " | ".join(f"{p[k]['robust_accuracy']:.1%}" for k in PRESETS)
             + f" | {work:.2f} | {auto['wall_s'] / max(aa['wall_s'], 1e-9):.2f} | "
             + ("yes" if ok else f"no ({why})")

@@ -187,8 +187,12 @@ class FAB(Attack):
                     if idx.numel() == 0:
                         break
             b = (w * xi.detach().flatten(1)).sum(dim=1) - diff.detach()
-            d1, _ = project_linf(xi.detach().flatten(1), w, b)
-            d2, _ = project_linf(x0[idx], w, b)
+            # the iterate's and the clean point's projections in one batch (rows are
+            # independent)
+            both, _ = project_linf(
+                torch.cat([xi.detach().flatten(1), x0[idx]]), w.repeat(2, 1), b.repeat(2)
+            )
+            d1, d2 = both.split(idx.numel())
             a1 = d1.abs().amax(dim=1).clamp_min(1e-8)
             a2 = d2.abs().amax(dim=1).clamp_min(1e-8)
             alpha = (a1 / (a1 + a2)).clamp(0.0, self.alpha_max)[:, None]

@@ -27,23 +27,6 @@ def predict(
         )
 
 
-def adversarial_mask(
-    model: nn.Module,
-    x: torch.Tensor,
-    x_adv: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    *,
-    batch_size: int = 1000,
-    device: torch.device | str = "cpu",
-    tol: float = 1e-6,
-) -> torch.Tensor:
-    """Per example: inside the eps-ball, inside [0, 1] and misclassified when re-run."""
-    return checked_predictions(
-        model, x, x_adv, y, eps, batch_size=batch_size, device=device, tol=tol
-    )[0]
-
-
 def checked_predictions(
     model: nn.Module,
     x: torch.Tensor,
@@ -55,14 +38,28 @@ def checked_predictions(
     device: torch.device | str = "cpu",
     tol: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`adversarial_mask` and the predictions it was read from (one forward pass per
-    example)."""
+    """Per example, whether it is inside the eps-ball (up to ``tol``), inside [0, 1] and
+    misclassified when re-run, and the prediction it was read from (one forward pass per
+    example, ``batch_size`` at a time on ``device``)."""
     if len(x_adv) == 0:
         return torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.int64)
     dist = (x_adv - x).flatten(1).abs().max(dim=1).values
     in_box = (x_adv.flatten(1).min(dim=1).values >= 0) & (x_adv.flatten(1).max(dim=1).values <= 1)
     pred = predict(model, x_adv, batch_size, torch.device(device))
     return (dist.cpu() <= eps + tol) & in_box.cpu() & (pred != y.cpu()), pred
+
+
+def adversarial_mask(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    **options: Any,
+) -> torch.Tensor:
+    """Per example: inside the eps-ball, inside [0, 1] and misclassified when re-run
+    (``options``: ``batch_size``, ``device``, ``tol`` of :func:`checked_predictions`)."""
+    return checked_predictions(model, x, x_adv, y, eps, **options)[0]
 
 
 def verify_adversarial(

@@ -305,6 +305,24 @@ def table(side: str) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def cost_table(side: str) -> str:
+    """Markdown table of every preset's cost per model in ``results/SIDE``: gradients,
+    forward passes (all of them), queries and wall time, in one process per model."""
+    rows = [json.loads(p.read_text()) for p in sorted((RESULTS / side).glob("*.json"))]
+    lines = [
+        "| Model | Preset | Robust | Gradients | Forward passes | Queries | Wall (s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        for preset in PRESETS:
+            r = row["presets"][preset]
+            lines.append(
+                f"| {row['model']} | `{preset}` | {r['robust_accuracy']:.1%} | "
+                f"{r['gradients']:,} | {r['forwards']:,} | {r['queries']:,} | {r['wall_s']:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def members() -> str:
     """Markdown table of every member: side, family, how it is made."""
     spec = load_spec()
@@ -355,7 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--side", required=True, help="a results folder: tuning, held-out, held-out-draw2, ..."
     )
-    p.set_defaults(func=lambda a: sys.stdout.write(table(a.side)))
+    p.add_argument(
+        "--costs", action="store_true", help="every preset's gradients, forwards, queries, wall"
+    )
+    p.set_defaults(func=lambda a: sys.stdout.write((cost_table if a.costs else table)(a.side)))
     p = sub.add_parser("members", help="print the markdown table of every member")
     p.set_defaults(func=lambda a: sys.stdout.write(members()))
     args = parser.parse_args(argv)

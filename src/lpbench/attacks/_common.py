@@ -68,6 +68,11 @@ def forward(model: nn.Module, x: torch.Tensor, max_batch: int) -> torch.Tensor:
         return torch.cat([model(x[i : i + max_batch]) for i in starts])
 
 
+def zero_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """Per row: whether the gradient is exactly zero (a step along it cannot move)."""
+    return grad.flatten(1).abs().amax(dim=1) == 0
+
+
 def ce_parts(
     z: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -21,6 +21,7 @@ from lpbench.attacks._common import (
     require_classes,
     rows_view,
     score_and_loss,
+    zero_gradient,
 )
 from lpbench.attacks.base import (
     Attack,
@@ -237,7 +238,7 @@ class APGD(Attack):
         # a point whose gradient at the start is exactly zero never moves: its first step
         # and every later one (momentum from a zero move) stay at the start, so the run's
         # outcome is the start and its iterations are not spent
-        stuck = ~success & (grad.flatten(1).abs().amax(dim=1) == 0) if self.eot_iter == 1 else None
+        stuck = ~success & zero_gradient(grad) if self.eot_iter == 1 else None
         if stuck is not None and stuck.any():
             live.settle(stuck, out, out_score)
         done = success if stuck is None else success | stuck

@@ -8,7 +8,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lpbench.attacks._common import RunOutcome, Tracker, ball, clip, forward, rows_view
+from lpbench.attacks._common import (
+    RunOutcome,
+    Tracker,
+    ball,
+    clip,
+    forward,
+    rows_view,
+    zero_gradient,
+)
 from lpbench.attacks.base import Attack, AttackResult, Cost, attack_settings, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import is_adversarial, margin
@@ -180,7 +188,7 @@ class FAB(Attack):
             if it == 0 and run % self.restarts == 0:
                 # from the clean point a zero gradient projects nowhere: every step mixes
                 # the iterate with the clean point, both the same, so the run stays there
-                flat = w.abs().amax(dim=1) == 0
+                flat = zero_gradient(w)
                 if flat.any():
                     stuck[idx[flat]] = True
                     idx, xi, w, diff = idx[~flat], xi[~flat], w[~flat], diff[~flat]

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lpbench.attacks._common import ball, clip, forward, loss_and_grad
+from lpbench.attacks._common import ball, clip, forward, loss_and_grad, zero_gradient
 from lpbench.attacks.base import Attack, AttackResult, Cost, attack_settings, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
@@ -100,30 +100,16 @@ class FGSM(Attack):
             if live.numel() == 0:
                 break
             *_, here, grad = loss_and_grad(model, current, y_live, t, self.loss_fn, self.eot_iter)
-            if self.eot_iter == 1:
-                # a zero gradient leaves this step and every later one where the point is:
-                # its last candidate is its current iterate, whose logits are known
-                still = grad.flatten(1).abs().amax(dim=1) == 0
-                if still.any():
-                    cost = cost + Cost(gradients=int(still.sum()), forwards=int(still.sum()))
-                    rows, gap = live[still], margin(here[still], y_live[still], None)
-                    spent[rows] += 1
-                    closer = gap > best[rows]
-                    x_adv[rows[closer]], logits[rows[closer]] = (
-                        current[still][closer],
-                        here[still][closer],
-                    )
-                    best[rows[closer]] = gap[closer]
-                    live, current, lower, upper, y_live, grad = (
-                        v[~still] for v in (live, current, lower, upper, y_live, grad)
-                    )
-                    t = None if t is None else t[~still]
-                    if live.numel() == 0:
-                        break
+            # a zero gradient leaves this step and every later one where the point is: its
+            # candidate is its current iterate, whose logits are known, and it stops there
+            still = zero_gradient(grad) if self.eot_iter == 1 else torch.zeros_like(live).bool()
             moved = clip(current + size * grad.sign(), lower, upper)
-            found = forward(model, moved, self.max_batch)
+            found = here.clone()
+            if not still.all():
+                found[~still] = forward(model, moved[~still], self.max_batch)
             cost = cost + Cost(
-                gradients=live.numel() * self.eot_iter, forwards=live.numel() * (self.eot_iter + 1)
+                gradients=live.numel() * self.eot_iter,
+                forwards=live.numel() * self.eot_iter + int((~still).sum()),
             )
             spent[live] += self.eot_iter
             gap = margin(found, y_live, None)
@@ -134,7 +120,7 @@ class FGSM(Attack):
                 gap[closer],
             )
             current = moved
-            going = ~is_adversarial(found, y_live, None)
+            going = ~is_adversarial(found, y_live, None) & ~still
             if not going.all():
                 live, current, lower, upper, y_live = (
                     v[going] for v in (live, current, lower, upper, y_live)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lpbench.attacks._common import forward
+from lpbench.attacks._common import forward, zero_gradient
 from lpbench.attacks.base import Cost, attack_mode
 from lpbench.attacks.keyed import derive_key, keyed_uniform
 from lpbench.evaluation.check.findings import Finding
@@ -95,7 +95,7 @@ def gradient_and_logit_probes(probe: Probe, eps: float) -> list[Finding]:
         grad, loss, out = input_grad(probe.model, xs, probe.y, probe.eot)
         flat = grad.flatten(1)
         bad[name] = float((~torch.isfinite(flat)).any(1).float().mean())
-        zero[name] = float((flat.abs().amax(1) == 0).float().mean())
+        zero[name] = float(zero_gradient(grad).float().mean())
         if name == "clean":
             ce_zero, logits = float((loss == 0).float().mean()), out
     assert logits is not None

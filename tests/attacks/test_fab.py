@@ -13,12 +13,21 @@ from tests.attack_models import Quantised, trained_mlp, two_way_linear, unbreaka
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), dim=st.integers(1, 12), sparse=st.booleans())
+@given(
+    seed=st.integers(0, 10_000),
+    dim=st.integers(1, 12) | st.sampled_from([100, 784]),
+    sparse=st.booleans(),
+    levels=st.sampled_from([0, 2, 5]),
+)
 def test_projection_is_the_smallest_step_onto_the_hyperplane(
-    seed: int, dim: int, sparse: bool
+    seed: int, dim: int, sparse: bool, levels: int
 ) -> None:
+    """Exact on short rows and on image-sized ones (where bisection brackets the step),
+    also when many coordinates share a distance to the box (``levels``: grey levels)."""
     gen = torch.Generator().manual_seed(seed)
     z = torch.rand(6, dim, generator=gen, dtype=torch.float64)
+    if levels:
+        z = torch.round(z * (levels - 1)) / (levels - 1)
     w = torch.randn(6, dim, generator=gen, dtype=torch.float64)
     if sparse:
         w[:, 0] = 0.0

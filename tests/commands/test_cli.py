@@ -53,7 +53,7 @@ def test_train_then_evaluate_on_mnist_files(trained, mnist_dir, tmp_path, capsys
     assert data["dataset"] == "mnist" and data["eps"] == 0.3 and data["num_points"] == 40
     assert len(data["subset_indices"]) == 40 and data["preset"] == "baseline"
     assert data["attacks"][0]["config"]["iters"] == 40
-    assert "robust accuracy" in out
+    assert "robust accuracy" in out and "randomised" not in out
 
 
 def test_evaluate_free_flags(trained, mnist_dir, tmp_path, capsys) -> None:
@@ -271,3 +271,24 @@ def test_evaluation_lines_show_each_attack_the_auto_schedule_and_mismatches(tmp_
         "  1 adversarial example(s) failed the re-check and count as robust: data-set indices [7]",
         f"results: {tmp_path / 'r.json'}",
     ]
+
+
+def test_a_randomised_checkpoint_is_evaluated_with_eot_only_when_asked(
+    trained, mnist_dir, tmp_path, capsys
+) -> None:
+    meta_file = trained / "model.json"
+    meta = json.loads(meta_file.read_text())
+    meta["model_options"] = {**meta.get("model_options", {}), "input_noise": 0.05}
+    meta_file.write_text(json.dumps(meta))  # the masker: noise on every call
+    common = ("--data-dir", str(mnist_dir), "--points", "8", "--no-progress")
+    code, _, err = run(capsys, "evaluate", str(trained), *common)
+    assert code != 0 and "randomised" in err and "--eot-iter 20" in err
+    out_file = tmp_path / "rand.json"
+    code, out, err = run(
+        capsys, "evaluate", str(trained), "--eot-iter", "2", "--out", str(out_file), *common
+    )
+    assert code == 0, err
+    data = json.loads(out_file.read_text())
+    assert data["preset"] == "aa-rand" and data["randomised"]["eot_iter"] == [2]
+    assert "robust accuracy" in out and "randomised model: 2 draws per gradient" in out
+    assert [a["config"]["eot_iter"] for a in data["attacks"]] == [2, 2]

@@ -25,6 +25,7 @@ from lpbench.evaluation import (
     EvaluationResult,
 )
 from lpbench.evaluation.result import summary_lines
+from lpbench.evaluation.verify import RANDOMISED_RECHECKS
 from lpbench.settings import Command, call_with, option, positive_int
 
 FREE_FLAGS = "--step/--iters/--restarts/--loss/--score/--targeted/--no-early-stop"
@@ -42,7 +43,9 @@ class EvaluateSettings(DataOptions):
         "the baseline, then lpbench's PGD set; "
         "aa-standard: AutoAttack's standard version; auto: "
         "budgeted ladder of universal perturbations, FGSM, APGD-DLR (also through a smoothed "
-        "ReLU backward pass), APGD-CE, smoothed APGD-T, FAB-T, APGD-T, Square",
+        "ReLU backward pass), APGD-CE, smoothed APGD-T, FAB-T, APGD-T, Square; aa-rand: "
+        "AutoAttack's version for randomised models (APGD-CE and APGD-DLR, EOT 20); with "
+        "--eot-iter and no preset: aa-rand",
         choices=PRESETS,
     )
     budget: int | None = option(
@@ -62,6 +65,14 @@ class EvaluateSettings(DataOptions):
         False,
         "auto only: run `lpbench check` first; each probe that warns raises the budget of the "
         "attack that can expose it (recorded in the results' schedule)",
+    )
+    eot_iter: int | None = option(
+        None,
+        "the model is randomised (its logits change between identical calls): average each "
+        "gradient over this many draws (EOT) in baseline, aa-rand or a custom PGD; examples "
+        f"count as adversarial only when misclassified in all {RANDOMISED_RECHECKS} re-check "
+        "draws",
+        type=positive_int,
     )
     dataset: str | None = dataset_option()
     eps: float | None = eps_option()

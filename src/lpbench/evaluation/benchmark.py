@@ -30,7 +30,7 @@ from lpbench.evaluation.protocol import AttackRequest, CustomPGD, Sources, resol
 from lpbench.evaluation.result import EvaluationResult
 from lpbench.evaluation.schedule import UNIVERSAL_SOURCES_PER_CLASS
 from lpbench.evaluation.specs import NamedAttack
-from lpbench.evaluation.verify import predict
+from lpbench.evaluation.verify import RANDOMISED_RECHECKS, keyed_noise, predict
 from lpbench.machine import machine_facts
 from lpbench.runtime import default_batch_rows
 from lpbench.version import __version__
@@ -123,6 +123,7 @@ def benchmark(
     exhaustive: bool = False,
     sources: tuple[torch.Tensor, torch.Tensor] | None = None,
     dataset: str | None = None,
+    eot_iter: int | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
@@ -163,13 +164,21 @@ def benchmark(
     settings) and each warning raises the budget of the attack that can expose it
     (:func:`raise_budgets`); the schedule report then holds the check's verdict and
     ``raised``. The model's facts (class count, ReLUs, contract) are established once, by
-    :func:`lpbench.evaluation.preflight.prepared`.
+    :func:`lpbench.evaluation.preflight.prepared`. A randomised model (two identical calls
+    give different logits) is refused unless ``eot_iter`` is given (every gradient averaged
+    over that many draws; it then runs ``"aa-rand"``, AutoAttack's version for randomised
+    defenses, unless ``"baseline"`` or a custom PGD is asked for) or the preset is
+    ``"aa-rand"``; its examples count as adversarial only when every one of
+    :data:`~lpbench.evaluation.verify.RANDOMISED_RECHECKS` draws misclassifies them, and
+    ``result.meta["randomised"]`` says so. ``eot_iter`` on a deterministic model is refused.
     """
     if isinstance(data, str):
         if dataset not in (None, data):
             raise ValueError(f"data {data!r} and dataset {dataset!r} name different data sets")
         dataset = data
-    request = AttackRequest(preset, dataset, eps, custom, attacks, budget, exhaustive, adapt)
+    request = AttackRequest(
+        preset, dataset, eps, custom, attacks, budget, exhaustive, adapt, eot_iter
+    )
     request.check()  # before any data is loaded
     shard = distributed.setup(device)
     device = shard.device
@@ -196,7 +205,7 @@ def benchmark(
     source: Sources | None = sources
     if sources is None and isinstance(data, str):
         source = partial(universal_sources, data, data_dir=data_dir, seed=attack_seed)
-    with prepared(model, x, y, device) as facts:
+    with prepared(model, x, y, device, randomised_ok=request.randomised_ok) as facts:
         check_first = partial(_adapt_check, model, x, y, dataset, attack_seed, facts)
         chosen = resolve_attacks(
             request,
@@ -244,8 +253,15 @@ def benchmark(
         }
         if chosen.schedule is not None:
             result.meta["schedule"] = chosen.schedule.report(result)
+        if facts.randomised:
+            result.meta["randomised"] = {
+                "eot_iter": sorted({a.attack.config().get("eot_iter", 1) for a in run}),
+                "rechecks": RANDOMISED_RECHECKS,
+                "noise": "torch's global generator, seeded per block of points",
+            }
         if full_test is not None:
-            pred = predict(model, full_test.images, batch_size, device)
+            with keyed_noise(facts.randomised, device, "full test", len(full_test.labels)):
+                pred = predict(model, full_test.images, batch_size, device)
             result.meta["clean_accuracy_full_test"] = float(
                 (pred == full_test.labels).float().mean()
             )
@@ -316,6 +332,7 @@ def evaluate_model(
     exhaustive: bool = False,
     sources: tuple[torch.Tensor, torch.Tensor] | None = None,
     dataset: str | None = None,
+    eot_iter: int | None = None,
 ) -> EvaluationResult:
     """Robust accuracy of any torch model on ``(x, y)`` (AutoAttack-style entry point).
 
@@ -328,7 +345,8 @@ def evaluate_model(
     :data:`~lpbench.evaluation.schedule.UNIVERSAL_SOURCES_PER_CLASS` per class are used
     (drawn with ``seed``), a shared cost reported apart from the per-point one.
     ``dataset`` names the data set ``x`` comes from, so that its baseline attack is the one
-    run (else a generic PGD baseline).
+    run (else a generic PGD baseline). ``eot_iter``: the model is randomised (see
+    :func:`benchmark`).
     """
     return benchmark(
         model,
@@ -346,4 +364,5 @@ def evaluate_model(
         exhaustive=exhaustive,
         sources=sources,
         dataset=dataset,
+        eot_iter=eot_iter,
     )

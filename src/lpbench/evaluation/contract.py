@@ -120,7 +120,12 @@ def randomised(model: nn.Module, x: torch.Tensor, *, tol: float = 1e-4) -> bool:
 
 
 def check_model_contract(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, tol: float = 1e-4
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    tol: float = 1e-4,
+    randomised_ok: bool = False,
 ) -> int:
     """Check the model on a few of the points; return its number of classes.
 
@@ -130,6 +135,9 @@ def check_model_contract(
     logits, non-finite outputs, labels beyond the number of classes, outputs that
     change between two identical calls (dropout, stochastic defenses) or with the batch
     size (rows that influence each other, e.g. BatchNorm in training mode).
+    ``randomised_ok``: outputs that change between identical calls are accepted (an
+    evaluation of a randomised model, with EOT); the batch-size test is then skipped, as
+    two calls cannot be compared.
     """
     check_inputs(x, y)
     sample = x[:8]
@@ -157,11 +165,14 @@ def check_model_contract(
         again = model(sample)
         scale = max(1.0, float(out.abs().max()))
         if not torch.allclose(out, again, atol=tol * scale, rtol=0):
+            if randomised_ok:
+                return classes
             raise ModelContractError(
                 "two identical calls of the model give different logits (max difference "
                 f"{float((out - again).abs().max()):.3g}): the model is randomised (dropout "
-                "active, a stochastic defense). lpbench's attacks assume a deterministic "
-                "model: call model.eval() or remove the randomness"
+                "active, a stochastic defense). Call model.eval() or remove the randomness; "
+                "to evaluate a randomised defense as such, ask for EOT: eot_iter=20 or "
+                "preset='aa-rand' (CLI: --eot-iter 20 or --preset aa-rand)"
             )
         if len(sample) > 1:
             alone = torch.cat([model(sample[i : i + 1]) for i in range(len(sample))])

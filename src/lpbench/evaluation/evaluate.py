@@ -3,6 +3,11 @@
 A point's outcome depends only on the model, the point, the attacks and their seeds:
 never on the batch size, the order of points, how many processes share the work, or
 whether the run was interrupted and resumed (see :mod:`lpbench.evaluation.journal`).
+A randomised model (pre-flight ``facts.randomised``) is the exception: its noise comes
+from torch's global generator, which lpbench seeds per block of points
+(:func:`~lpbench.evaluation.verify.keyed_noise`), so such a run repeats exactly with the
+same points, batch size and processes; its examples count as adversarial only when every
+one of :data:`~lpbench.evaluation.verify.RANDOMISED_RECHECKS` draws misclassifies them.
 The result types are in :mod:`lpbench.evaluation.result`, the re-checks of examples in
 :mod:`lpbench.evaluation.verify`.
 """
@@ -26,7 +31,13 @@ from lpbench.evaluation.preflight import ModelFacts, prepared, smoothing_record
 from lpbench.evaluation.result import AttackSummary, EvaluationResult
 from lpbench.evaluation.specs import NamedAttack
 from lpbench.evaluation.state import State, merge, pool_limit, share
-from lpbench.evaluation.verify import adversarial_mask, checked_predictions, predict
+from lpbench.evaluation.verify import (
+    RANDOMISED_RECHECKS,
+    adversarial_mask,
+    checked_predictions,
+    keyed_noise,
+    predict,
+)
 from lpbench.runtime import default_batch_rows, progress_bar
 
 #: Key of a journal part's cost: forward passes that re-checked the attack's examples.
@@ -149,6 +160,7 @@ def _evaluate(
         for part in book.parts():
             state.apply(part, y_list)
     smoothing = smoothing_record(facts, attacks, warn=shard.is_main)  # warned once, here
+    random, draws = facts.randomised, RANDOMISED_RECHECKS if facts.randomised else 1
     mine = shard.positions(n)
     for stage in range(len(attacks) + 1):
         named = attacks[stage - 1] if stage else None
@@ -166,21 +178,24 @@ def _evaluate(
             limit = None
             if named is not None and named.pooled and named.attack.takes_limit:
                 limit = pool_limit(state, attacks, stage, block)
-            part = _run_block(
-                model,
-                x,
-                y,
-                eps,
-                block,
-                indices,
-                stage,
-                named,
-                device,
-                batch_size,
-                start=start,
-                limit=limit,
-                keep_best=0 < stage < state.last_warm,
-            )
+            key = (desc, named.attack.key if named else 0, indices[block[0]], len(block))
+            with keyed_noise(random, device, *key):
+                part = _run_block(
+                    model,
+                    x,
+                    y,
+                    eps,
+                    block,
+                    indices,
+                    stage,
+                    named,
+                    device,
+                    batch_size,
+                    start=start,
+                    limit=limit,
+                    keep_best=0 < stage < state.last_warm,
+                    draws=draws,
+                )
             if book is not None:
                 book.write(part)
             state.apply(part, y_list)
@@ -189,7 +204,8 @@ def _evaluate(
     if shard.distributed:
         for other in all_gather(shard, share(state, mine)):
             merge(state, other)
-    result = _finish(model, x, y, eps, attacks, state, indices, device, batch_size)
+    with keyed_noise(random, device, "final check", n):
+        result = _finish(model, x, y, eps, attacks, state, indices, device, batch_size, draws)
     result.smoothing = smoothing
     if facts.forwards:  # the pre-flight's passes, once per process that ran it
         preflight = facts.forwards * (shard.world_size if shard.distributed else 1)
@@ -231,9 +247,11 @@ def _run_block(
     start: torch.Tensor | None = None,
     limit: torch.Tensor | None = None,
     keep_best: bool = False,
+    draws: int = 1,
 ) -> Part:
     """Clean predictions (stage 0) or one attack on the positions ``block``, from
-    ``start`` when given; with ``keep_best`` the part keeps the not-broken examples."""
+    ``start`` when given; with ``keep_best`` the part keeps the not-broken examples;
+    ``draws``: re-checks of each example (a randomised model)."""
     pos = torch.tensor(block, dtype=torch.int64)
     xb, yb = x[pos], y[pos]
     started = time.perf_counter()
@@ -269,6 +287,7 @@ def _run_block(
             eps,
             batch_size=batch_size,
             device=device,
+            draws=draws,
         )
     hit = success & ok
     return Part(
@@ -278,7 +297,7 @@ def _run_block(
         hit=hit.tolist(),
         mismatch=(success & ~ok).tolist(),
         records=[_restart_record(out, row) for row in range(len(block))],
-        cost=out.cost.to_dict() | {VERIFICATION: int(success.sum())},
+        cost=out.cost.to_dict() | {VERIFICATION: int(success.sum()) * draws},
         wall_time_s=time.perf_counter() - started,
         x_adv=x_adv[hit],
         x_best=x_adv[~hit] if keep_best else None,
@@ -295,8 +314,10 @@ def _finish(
     indices: list[int],
     device: torch.device,
     batch_size: int,
+    draws: int = 1,
 ) -> EvaluationResult:
-    """Re-check every stored example once more and assemble the result."""
+    """Re-check every stored example once more (``draws`` times: a randomised model) and
+    assemble the result."""
     n = len(x)
     robust = torch.tensor(state.robust, dtype=torch.bool)
     attacked = torch.tensor([s not in (None, "clean") for s in state.broken_by], dtype=torch.bool)
@@ -313,6 +334,7 @@ def _finish(
             eps,
             batch_size=batch_size,
             device=device,
+            draws=draws,
         )
         positions = broken.nonzero().squeeze(1)
         adv_pred[positions[ok]] = pred[ok]
@@ -348,7 +370,7 @@ def _finish(
         verification_mismatches=[indices[p] for p, m in enumerate(state.mismatch) if m],
         forwards_outside_attacks={
             "clean": clean_forwards,
-            "final_check": int(broken.sum()) + int(unknown.numel()),  # the re-check
+            "final_check": int(broken.sum()) * draws + int(unknown.numel()),  # the re-check
         },
     )
 

@@ -20,7 +20,12 @@ import torch
 from torch import nn
 
 from lpbench.attacks.smooth import ReLUFacts, relu_facts
-from lpbench.evaluation.contract import check_inputs, check_logits, check_model_contract
+from lpbench.evaluation.contract import (
+    check_inputs,
+    check_logits,
+    check_model_contract,
+    randomised,
+)
 from lpbench.runtime import evaluation_mode
 
 
@@ -30,14 +35,16 @@ class ModelFacts:
     number of classes, whether it computes a ReLU that can be smoothed, which ``auto``'s
     smoothed runs need, and its ReLU-like ops, smoothed or not (``relus``).
     ``forwards``: the rows of the forward passes the pre-flight ran (charged to the
-    evaluation). (``num_classes`` or ``relus`` None: facts not taken from a model, e.g.
-    built by hand.)"""
+    evaluation). ``randomised``: two identical calls gave different logits (established
+    only when the caller accepts randomised models). (``num_classes`` or ``relus`` None:
+    facts not taken from a model, e.g. built by hand.)"""
 
     device: torch.device
     num_classes: int | None
     computes_relu: bool
     relus: ReLUFacts | None = None
     forwards: int = field(default=0, compare=False)
+    randomised: bool = False
 
     def smooth_skipped(self) -> str:
         """Why ``auto`` leaves out its smoothed runs (for a model that computes no ReLU
@@ -52,25 +59,33 @@ def model_facts(
     device: torch.device,
     *,
     contract: bool = True,
+    randomised_ok: bool = False,
 ) -> ModelFacts:
     """The facts of ``model``, already in eval mode on ``device``, on the points ``(x, y)``
     (CPU or any device), before anything else touches the model: the inputs checked
     (:func:`~lpbench.evaluation.contract.check_inputs`; at least one point), the model
     contract on the first 8 points (unless ``contract`` is False: ``check`` probes
-    randomised models too; the output must still be one tensor of logits), the class count
-    and the ReLU-like ops (:func:`~lpbench.attacks.smooth.relu_facts`) on the first one."""
+    randomised models too; the output must still be one tensor of logits; with
+    ``randomised_ok`` the contract accepts a randomised model and the facts say whether it
+    is one), the class count and the ReLU-like ops
+    (:func:`~lpbench.attacks.smooth.relu_facts`) on the first one."""
     check_inputs(x, y)
     if len(x) == 0:
         raise ValueError("no points: the inputs hold 0 images; give at least one")
     counted = _RowCounter(model)
     if contract:
-        check_model_contract(counted, x[:8].to(device), y[:8].to(device))
+        check_model_contract(
+            counted, x[:8].to(device), y[:8].to(device), randomised_ok=randomised_ok
+        )
+    random = randomised_ok and randomised(counted, x[:8].to(device))
     first = x[:1].to(device)
     with torch.no_grad():
         classes = check_logits(counted(first), 1)
     relus = relu_facts(model, first)  # the model itself: its module names are reported
     forwards = counted.rows + len(first)  # relu_facts runs one forward pass
-    return ModelFacts(device, classes, relus.computes_relu, relus, forwards=forwards)
+    return ModelFacts(
+        device, classes, relus.computes_relu, relus, forwards=forwards, randomised=random
+    )
 
 
 class _RowCounter(nn.Module):
@@ -113,8 +128,9 @@ def prepared(
     device: torch.device,
     *,
     contract: bool = True,
+    randomised_ok: bool = False,
 ) -> Iterator[ModelFacts]:
-    """``model`` in eval mode on ``device`` for the block, with its :func:`model_facts`;
-    its mode and device are restored afterwards."""
+    """``model`` in eval mode on ``device`` for the block, with its :func:`model_facts`
+    (``contract``, ``randomised_ok`` as there); its mode and device are restored afterwards."""
     with evaluation_mode(model, device):
-        yield model_facts(model, x, y, device, contract=contract)
+        yield model_facts(model, x, y, device, contract=contract, randomised_ok=randomised_ok)

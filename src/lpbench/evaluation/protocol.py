@@ -24,7 +24,14 @@ from lpbench.evaluation.schedule import (
     raise_budgets,
     strong_or_auto_budget,
 )
-from lpbench.evaluation.specs import AA_STANDARD, AttackSpec, KindSpec, NamedAttack, parse_step
+from lpbench.evaluation.specs import (
+    AA_RAND,
+    AA_STANDARD,
+    AttackSpec,
+    KindSpec,
+    NamedAttack,
+    parse_step,
+)
 
 Spec = AttackSpec | KindSpec
 
@@ -57,6 +64,7 @@ def _protocol(baseline: AttackSpec, *extra: AttackSpec) -> DatasetProtocol:
             "baseline": (baseline,),
             "strong-pgd": _strong_pgd(baseline, *extra),
             "aa-standard": AA_STANDARD,
+            "aa-rand": AA_RAND,
         },
     )
 
@@ -81,9 +89,14 @@ GENERIC = _protocol(AttackSpec("baseline", "eps/10", 40, score="last"))
 #: ``strong`` is the data set's baseline, then exhaustive ``auto`` at
 #: :data:`lpbench.evaluation.schedule.AUTO_CONTAINS_AA_BUDGET`, which runs every attack of
 #: ``aa-standard`` to its end on the points still robust.
-PRESETS = ("baseline", "strong", "strong-pgd", "aa-standard", "auto")
+PRESETS = ("baseline", "strong", "strong-pgd", "aa-standard", "auto", "aa-rand")
 #: The preset an evaluation runs when none is named.
 DEFAULT_PRESET = "strong"
+#: The presets that run on a randomised model (with EOT), and the one run when EOT is
+#: asked for and no preset is named. The others read single forward passes to decide
+#: (FAB-T's and Square's steps, ``auto``'s give-ups), which noise would decide instead.
+RANDOMISED_PRESETS = ("baseline", "aa-rand")
+RANDOMISED_DEFAULT_PRESET = "aa-rand"
 #: The registry's default radii by data set (read from :data:`lpbench.data.DATASETS`).
 DEFAULT_EPS: dict[str, float] = {name: info.eps for name, info in DATASETS.items()}
 
@@ -128,9 +141,9 @@ class CustomPGD:
     targeted: str | None = None
     early_stop: bool = True
 
-    def build(self, eps: float, *, seed: int = 0) -> NamedAttack:
-        """The PGD at radius ``eps``."""
-        return custom_pgd(eps, **asdict(self), seed=seed)
+    def build(self, eps: float, *, seed: int = 0, eot_iter: int = 1) -> NamedAttack:
+        """The PGD at radius ``eps`` (``eot_iter`` draws per gradient)."""
+        return custom_pgd(eps, **asdict(self), seed=seed, eot_iter=eot_iter)
 
 
 @dataclass(frozen=True)
@@ -154,7 +167,10 @@ class AttackRequest:
     the resolved eps) and ``attacks`` (ready-built, which must use eps; the preset is then
     not used) names the attacks; a preset with a custom PGD is an error. ``eps=None`` is
     the data set's default (:func:`default_eps`; required without a data set). ``budget``,
-    ``exhaustive`` and ``adapt`` apply to the ``auto`` preset only.
+    ``exhaustive`` and ``adapt`` apply to the ``auto`` preset only. ``eot_iter``: the model
+    is randomised; every gradient is averaged over this many draws (EOT); it applies to
+    :data:`RANDOMISED_PRESETS`, a custom PGD and given attacks (which carry their own
+    EOT), and with no preset named runs :data:`RANDOMISED_DEFAULT_PRESET`.
     """
 
     preset: str | None = None
@@ -165,6 +181,12 @@ class AttackRequest:
     budget: int | None = None
     exhaustive: bool = False
     adapt: bool = False
+    eot_iter: int | None = None
+
+    @property
+    def randomised_ok(self) -> bool:
+        """Whether the model may be randomised: EOT asked for, or the ``aa-rand`` preset."""
+        return self.eot_iter is not None or self.preset == "aa-rand"
 
     def check(self) -> tuple[str, float]:
         """The preset that runs (``"custom"`` for a custom PGD or given attacks) and the
@@ -177,11 +199,21 @@ class AttackRequest:
         if self.custom is not None and self.attacks is not None:
             raise ValueError("give either custom PGD settings or ready-built attacks, not both")
         given = self.attacks is not None or self.custom is not None
-        preset = "custom" if given else self.preset or DEFAULT_PRESET
+        default = DEFAULT_PRESET if self.eot_iter is None else RANDOMISED_DEFAULT_PRESET
+        preset = "custom" if given else self.preset or default
         if not given and preset not in PRESETS:
             raise ValueError(
                 f"unknown attack preset {preset!r}; choose one of {', '.join(PRESETS)}"
             )
+        if self.eot_iter is not None:
+            if int(self.eot_iter) != self.eot_iter or self.eot_iter < 1:
+                raise ValueError(f"eot_iter must be an integer >= 1, got {self.eot_iter}")
+            if not given and preset not in RANDOMISED_PRESETS:
+                raise ValueError(
+                    f"eot_iter (a randomised model) applies to {', '.join(RANDOMISED_PRESETS)} "
+                    f"and a custom PGD, not {preset!r}: its attacks decide on single forward "
+                    "passes, which the model's noise would decide instead"
+                )
         get_protocol(self.dataset)
         for flag, value in (("budget", self.budget is not None), ("exhaustive", self.exhaustive)):
             if value and preset != "auto":
@@ -224,14 +256,25 @@ def resolve_attacks(
     if request.adapt and adapt is None:
         raise ValueError("the request asks to adapt: give adapt (the check to run first)")
     protocol = get_protocol(request.dataset)
+    eot = request.eot_iter
+    deterministic = facts is not None and facts.num_classes is not None and not facts.randomised
+    if eot is not None and deterministic:
+        raise ValueError(
+            "eot_iter was given, but two identical calls of the model give the same "
+            "logits: it is deterministic, and EOT would only repeat each gradient; drop "
+            "eot_iter"
+        )
     if request.attacks is not None:
         return Resolution(preset, eps, list(request.attacks))
     if request.custom is not None:
-        return Resolution(preset, eps, [request.custom.build(eps, seed=seed)])
+        built = request.custom.build(eps, seed=seed, eot_iter=eot or 1)
+        return Resolution(preset, eps, [built])
     if preset not in ("auto", "strong"):
         specs = protocol.presets[preset]
         return Resolution(
-            preset, eps, [spec.build(eps, seed=seed, max_batch=max_batch) for spec in specs]
+            preset,
+            eps,
+            [spec.build(eps, seed=seed, max_batch=max_batch, eot_iter=eot) for spec in specs],
         )
     skipped = no_sources if sources is None else None
     if callable(sources):
@@ -317,8 +360,10 @@ def custom_pgd(
     targeted: str | None = None,
     seed: int = 0,
     label: str = "pgd",
+    eot_iter: int = 1,
 ) -> NamedAttack:
-    """One PGD from free settings; unset ones default to step eps/4, 100 iterations."""
+    """One PGD from free settings; unset ones default to step eps/4, 100 iterations
+    (``eot_iter`` draws per gradient, for a randomised model)."""
     attack = PGD(
         eps,
         parse_step(step if step is not None else "eps/4", eps),
@@ -328,6 +373,7 @@ def custom_pgd(
         score=score or "any",
         early_stop=early_stop,
         target_mode=targeted,
+        eot_iter=eot_iter,
         seed=seed,
         stream=label,
     )

@@ -274,6 +274,13 @@ def summary_lines(result: Any) -> list[str]:
     schedule = result.meta.get("schedule")
     if schedule is not None:
         lines += _schedule_lines(schedule)
+    randomised = result.meta.get("randomised")
+    if randomised is not None:
+        draws = "/".join(str(d) for d in randomised["eot_iter"])
+        lines.append(
+            f"  randomised model: {draws} draws per gradient (EOT); an example counts only "
+            f"if all {randomised['rechecks']} re-check draws misclassify it"
+        )
     if result.verification_mismatches:
         lines.append(
             f"  {len(result.verification_mismatches)} adversarial example(s) failed the "

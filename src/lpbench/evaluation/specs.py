@@ -1,6 +1,7 @@
 """Attacks as data: :class:`NamedAttack`, the specs presets are written in
 (:class:`AttackSpec`, :class:`KindSpec`), the attack kinds, step sizes in units of eps
-(:func:`parse_step`) and AutoAttack's standard version (:data:`AA_STANDARD`).
+(:func:`parse_step`) and AutoAttack's standard and randomised versions
+(:data:`AA_STANDARD`, :data:`AA_RAND`).
 
 Imports only :mod:`lpbench.attacks`: the presets (:mod:`lpbench.evaluation.protocol`) and
 ``auto``'s ladder (:mod:`lpbench.evaluation.schedule`) both build on it.
@@ -65,7 +66,10 @@ class AttackSpec:
     score: str = "any"
     targeted: str | None = None
 
-    def build(self, eps: float, *, seed: int, max_batch: int, eot_iter: int = 1) -> NamedAttack:
+    def build(
+        self, eps: float, *, seed: int, max_batch: int, eot_iter: int | None = None
+    ) -> NamedAttack:
+        """The PGD at radius ``eps``, ``eot_iter`` (None: 1) draws per gradient."""
         attack = PGD(
             eps,
             parse_step(self.step, eps),
@@ -74,7 +78,7 @@ class AttackSpec:
             loss=self.loss,
             score=self.score,
             target_mode=self.targeted,
-            eot_iter=eot_iter,
+            eot_iter=eot_iter or 1,
             seed=seed,
             stream=self.label,
             max_batch=max_batch,
@@ -119,8 +123,13 @@ class KindSpec:
         """``KindSpec.of("apgd-ce", "apgd", iters=100, loss="ce")``."""
         return cls(label, kind, tuple(sorted(params.items())))
 
-    def build(self, eps: float, *, seed: int, max_batch: int) -> NamedAttack:
+    def build(
+        self, eps: float, *, seed: int, max_batch: int, eot_iter: int | None = None
+    ) -> NamedAttack:
+        """The attack at radius ``eps``; ``eot_iter`` (when given) replaces its EOT draws."""
         params = dict(self.params)
+        if eot_iter is not None:
+            params["eot_iter"] = eot_iter
         for name in STEP_PARAMS:
             if name in params and params[name] is not None:
                 params[name] = parse_step(params[name], eps)
@@ -142,6 +151,14 @@ AA_STANDARD: tuple[KindSpec, ...] = (
     KindSpec.of("apgd-t", "apgd-t", iters=100, restarts=1, targets=9),
     KindSpec.of("fab-t", "fab-t", iters=100, restarts=1, targets=9),
     KindSpec.of("square", "square", queries=5000, restarts=1, p_init=0.8, window_schedule="fixed"),
+)
+
+
+#: AutoAttack's version for randomised defenses ("rand"), L-infinity: APGD-CE and
+#: APGD-DLR, 100 iterations, 1 restart, each gradient averaged over 20 draws (EOT).
+AA_RAND: tuple[KindSpec, ...] = (
+    KindSpec.of("apgd-ce", "apgd", iters=100, restarts=1, loss="ce", eot_iter=20),
+    KindSpec.of("apgd-dlr", "apgd", iters=100, restarts=1, loss="dlr", eot_iter=20),
 )
 
 

@@ -9,8 +9,15 @@ gradient of zero). An evaluation that reports such a model robust has been foole
   zero on points classified with a margin, while margin (DLR) losses are unchanged.
 - ``input_levels``: inputs rounded to this many grey levels in [0, 1] before the model;
   the rounding has a zero gradient almost everywhere.
+- ``input_noise``: Gaussian noise of this standard deviation added to the inputs at every
+  call (drawn from torch's global generator): a randomised model, whose single-draw
+  gradients are noisy. Unlike the others it changes the function (its predictions are
+  random), so its known answer is not the bare model's robustness; it is there to check
+  that evaluations of randomised models average gradients over draws (EOT) and re-check
+  their examples over several draws. lpbench evaluates it only when asked to treat the
+  model as randomised (``eot_iter``, the ``aa-rand`` preset).
 
-Both are forward hooks on the model itself, so its weights and their names are those of
+All are forward hooks on the model itself, so its weights and their names are those of
 the model without the masker: a checkpoint turns into its masked form by adding the
 options to its ``model_options``.
 """
@@ -23,13 +30,17 @@ import torch
 from torch import nn
 
 #: The masker options every registered model accepts.
-MASKER_OPTIONS = ("logit_scale", "input_levels")
+MASKER_OPTIONS = ("logit_scale", "input_levels", "input_noise")
 
 
 def add_masker(
-    model: nn.Module, logit_scale: float | None = None, input_levels: int | None = None
+    model: nn.Module,
+    logit_scale: float | None = None,
+    input_levels: int | None = None,
+    input_noise: float | None = None,
 ) -> nn.Module:
-    """``model`` with the maskers asked for (none: the model unchanged)."""
+    """``model`` with the maskers asked for (none: the model unchanged); the noise is
+    added after any rounding to levels."""
     if logit_scale is not None:
         if not logit_scale > 0:
             raise ValueError(f"logit_scale must be positive, got {logit_scale}")
@@ -49,4 +60,14 @@ def add_masker(
             return (torch.round(x * steps) / steps, *rest)
 
         model.register_forward_pre_hook(quantised)
+    if input_noise is not None:
+        if not input_noise > 0:
+            raise ValueError(f"input_noise must be positive, got {input_noise}")
+        sigma = float(input_noise)
+
+        def noisy(_module: nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+            x, *rest = inputs
+            return (x + sigma * torch.randn_like(x), *rest)
+
+        model.register_forward_pre_hook(noisy)
     return model

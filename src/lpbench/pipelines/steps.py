@@ -100,12 +100,13 @@ def evaluate_checkpoint(
     budget: int | None = None,
     adapt: bool = False,
     exhaustive: bool = False,
+    eot_iter: int | None = None,
 ) -> tuple[EvaluationResult, Path]:
     """Evaluate a checkpoint (read once) on its data set's fixed subset; save to ``out``
     (default: :func:`default_results_name` beside the checkpoint). ``preset`` (None:
     ``strong``), ``custom``, ``attacks``, ``eps`` (None: the data set's default),
-    ``budget``, ``adapt`` and ``exhaustive`` go to :func:`lpbench.benchmark` as given (its
-    resolver checks them)."""
+    ``budget``, ``adapt``, ``exhaustive`` and ``eot_iter`` go to :func:`lpbench.benchmark` as
+    given (its resolver checks them)."""
     model, meta = load_checkpoint(checkpoint, dataset=dataset)
     if out is None:
         given = attacks is not None or custom is not None
@@ -138,6 +139,7 @@ def evaluate_checkpoint(
                 budget=budget,
                 adapt=adapt,
                 exhaustive=exhaustive,
+                eot_iter=eot_iter,
                 meta={
                     "name": name or meta.get("preset") or Path(checkpoint).stem,
                     "checkpoint": str(checkpoint),

@@ -20,9 +20,11 @@ again); each model is exported as float16 weights to ``benchmarks/population/mod
 (outside the package, not in the wheel). ``evaluate`` runs, per model and in one process,
 the data set's ``baseline``, ``aa-standard``, ``auto`` at its default budget and
 ``strong``, and writes robust accuracy, gradients, forward passes, queries and wall time
-to ``benchmarks/population/results/SIDE/``. Forward passes are all of them (those with a
-gradient included, clean passes and re-checks), so gradients + forwards counts every
-forward and every backward pass.
+to ``benchmarks/population/results/SIDE/``. Randomised members (the ``input_noise``
+masker), which ``auto`` and ``aa-standard`` refuse, get :data:`RANDOMISED_PRESETS`
+instead: the baseline on single draws, the baseline with EOT, and ``aa-rand``. Forward
+passes are all of them (those with a gradient included, clean passes and re-checks), so
+gradients + forwards counts every forward and every backward pass.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import torch
 from lpbench.checkpoint import WEIGHTS_NAME, load_checkpoint, read_checkpoint_meta, zoo_path
 from lpbench.data import load_dataset, sha256sum
 from lpbench.evaluation import evaluate_model, universal_sources
-from lpbench.evaluation.protocol import default_eps
+from lpbench.evaluation.protocol import default_eps, get_protocol
 from lpbench.io import write_json
 from lpbench.machine import describe_machine, machine_facts
 from lpbench.training import recipe_config, train
@@ -55,6 +57,29 @@ LOCK = HERE / "held_out.sha256"
 RESULTS = HERE / "results"
 RUNS = Path("runs") / "population"
 PRESETS = ("baseline", "aa-standard", "auto", "strong")
+#: Draws per gradient of the baseline with EOT (those of ``aa-rand``, AutoAttack's).
+EOT_DRAWS = 20
+#: What a randomised member gets: the data set's baseline on single draws (as a user who
+#: does not know the model is randomised would run it), the baseline with every gradient
+#: averaged over EOT_DRAWS draws, and AutoAttack's version for randomised models.
+RANDOMISED_PRESETS = ("baseline", f"baseline-eot{EOT_DRAWS}", "aa-rand")
+
+
+def randomised(member: dict[str, Any]) -> bool:
+    """Whether a member is randomised (behind the ``input_noise`` masker)."""
+    return "input_noise" in member.get("masker", {})
+
+
+def _preset_options(preset: str, dataset: str, eps: float, random: bool) -> dict[str, Any]:
+    """The keywords of ``evaluate_model`` for one preset of a member."""
+    if not random:
+        return {"preset": preset}
+    if preset == "baseline":  # single draws: its own attack, one draw per gradient
+        base = get_protocol(dataset).presets["baseline"][0]
+        return {"attacks": [base.build(eps, seed=0, max_batch=10_000)], "eot_iter": 1}
+    if preset.startswith("baseline-eot"):
+        return {"preset": "baseline", "eot_iter": EOT_DRAWS}
+    return {"preset": preset}
 
 
 def load_spec() -> dict[str, Any]:
@@ -177,8 +202,8 @@ def evaluate_member(
     device: str = "cpu",
     first: int = 0,
 ) -> dict[str, Any]:
-    """Every preset of :data:`PRESETS` on ``points`` points of ``side`` from its position
-    ``first`` on, in one process."""
+    """Every preset of :data:`PRESETS` (:data:`RANDOMISED_PRESETS` for a randomised member)
+    on ``points`` points of ``side`` from its position ``first`` on, in one process."""
     net, meta = load_checkpoint(_weights(model), device=device)
     dataset = meta["dataset"]
     test = load_dataset(dataset, "test", progress=False)
@@ -186,7 +211,8 @@ def evaluate_member(
     subset = test.subset(index)
     x, y = subset.images, subset.labels
     eps = default_eps(dataset)
-    sources = universal_sources(dataset, seed=sources_seed)
+    random = randomised(model)
+    sources = None if random else universal_sources(dataset, seed=sources_seed)
     row: dict[str, Any] = {
         "model": model["name"],
         "family": model["family"],
@@ -196,20 +222,21 @@ def evaluate_member(
         "eps": eps,
         "points": len(index),
         "first_point": first,
+        "randomised": random,
         "presets": {},
     }
-    for preset in PRESETS:
+    for preset in RANDOMISED_PRESETS if random else PRESETS:
         start = time.perf_counter()
         result = evaluate_model(
             net,
             x,
             y,
             eps=eps,
-            preset=preset,
             dataset=dataset,
             sources=sources,
             device=device,
             show_progress=False,
+            **_preset_options(preset, dataset, eps, random),
         )
         wall = time.perf_counter() - start
         row["clean_accuracy"] = result.clean_accuracy
@@ -281,9 +308,16 @@ def goal(row: dict[str, Any]) -> tuple[bool, str]:
     return not misses, ", ".join(misses)
 
 
-def table(side: str) -> str:
-    """The markdown table of the results in ``results/SIDE`` (e.g. ``held-out-cuda``)."""
+def _rows(side: str, random: bool) -> list[dict[str, Any]]:
+    """The results in ``results/SIDE`` of randomised members or of the others."""
     rows = [json.loads(p.read_text()) for p in sorted((RESULTS / side).glob("*.json"))]
+    return [row for row in rows if row.get("randomised", False) == random]
+
+
+def table(side: str) -> str:
+    """The markdown table of the results in ``results/SIDE`` (e.g. ``held-out-cuda``),
+    followed by that of its randomised members, if any."""
+    rows = _rows(side, random=False)
     head = (
         "| Model | Family | Points | Clean | Baseline | `aa-standard` | `auto` | `strong` | "
         "`auto` / `aa-standard` grad+fwd | wall | Goal |\n"
@@ -302,7 +336,26 @@ def table(side: str) -> str:
             + ("yes" if ok else f"no ({why})")
             + " |"
         )
-    return head + "\n".join(lines) + "\n"
+    text = head + "\n".join(lines) + "\n" if lines else ""
+    random = _rows(side, random=True)
+    if random:
+        text += "\n" if text else ""
+        text += (
+            "| Randomised model | Family | Points | Clean | "
+            + " | ".join(f"`{k}`" for k in RANDOMISED_PRESETS)
+            + " |\n| --- | --- | ---: | ---: | "
+            + " | ".join("---:" for _ in RANDOMISED_PRESETS)
+            + " |\n"
+        )
+        for row in random:
+            p = row["presets"]
+            text += (
+                f"| {row['model']} | {row['family']} | {row['points']} | "
+                f"{row['clean_accuracy']:.1%} | "
+                + " | ".join(f"{p[k]['robust_accuracy']:.1%}" for k in RANDOMISED_PRESETS)
+                + " |\n"
+            )
+    return text
 
 
 def cost_table(side: str) -> str:
@@ -314,8 +367,7 @@ def cost_table(side: str) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
-        for preset in PRESETS:
-            r = row["presets"][preset]
+        for preset, r in row["presets"].items():
             lines.append(
                 f"| {row['model']} | `{preset}` | {r['robust_accuracy']:.1%} | "
                 f"{r['gradients']:,} | {r['forwards']:,} | {r['queries']:,} | {r['wall_s']:.1f} |"

@@ -11,7 +11,7 @@ from torch import nn
 import lpbench
 from lpbench.diagnostics import plot_sweep
 from lpbench.evaluation.check import CLEAN, SUSPECT
-from tests.attack_models import Noisy, Scaled, trained_mlp, unbreakable
+from tests.attack_models import Noisy, Scaled, coin_flip, trained_mlp, unbreakable
 from tests.support import run
 
 
@@ -293,11 +293,7 @@ def test_a_randomised_model_is_attacked_with_eot_and_re_evaluated():
 
 
 def test_on_a_randomised_model_a_point_is_broken_only_if_misclassified_every_time():
-    coin = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))  # class 0 or 1, a coin flip per call
-    with torch.no_grad():
-        coin[1].weight.zero_()
-        coin[1].bias.copy_(torch.tensor([0.0, 0.0, -100.0, -100.0, -100.0]))
-    model = Noisy(coin, 10.0, on="logits")
+    model = coin_flip()  # class 0 or 1, a coin flip per call
     _, x, _ = trained_mlp(5, 40)
     y = torch.zeros(40, dtype=torch.long)
     report = lpbench.check(model, x, y, 0.1, iters=5, restarts=1, queries=20, reevals=10)

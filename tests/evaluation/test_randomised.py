@@ -13,7 +13,7 @@ import lpbench
 from lpbench.evaluation import CustomPGD, ModelContractError
 from lpbench.evaluation.verify import RANDOMISED_RECHECKS
 from lpbench.models.maskers import add_masker
-from tests.attack_models import Noisy, trained_mlp
+from tests.attack_models import Noisy, coin_flip, trained_mlp
 
 
 def _noisy_mlp(sigma: float = 0.03) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -73,11 +73,7 @@ def test_aa_rand_breaks_a_noisy_undefended_model_and_repeats_exactly() -> None:
 def test_noise_alone_never_counts_as_a_break() -> None:
     """A coin-flip model (class 0 or 1 at random): an attack 'succeeds' on many points in
     some draw, but a stored example counts only if all re-check draws misclassify it."""
-    coin = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
-    with torch.no_grad():
-        coin[1].weight.zero_()
-        coin[1].bias.copy_(torch.tensor([0.0, 0.0, -100.0, -100.0, -100.0]))
-    model = Noisy(coin, 10.0, on="logits")
+    model = coin_flip()  # class 0 or 1, a coin flip per call
     _, x, _ = trained_mlp(5, 40)
     y = torch.zeros(40, dtype=torch.long)
     out = lpbench.evaluate_model(model, x, y, eps=0.1, preset="aa-rand", show_progress=False)

@@ -18,7 +18,7 @@ from lpbench.attacks.base import (
     Cost,
     RestartRecords,
 )
-from lpbench.attacks.losses import AttackLoss, cross_entropy
+from lpbench.attacks.losses import AttackLoss, cross_entropy, margin
 
 
 def ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +118,9 @@ def loss_and_grad(
     cross-entropy) and rescaled per row by one positive factor shared by all draws before
     it is backpropagated, so a loss that underflows in float32 (the cross-entropy of a
     confident model) still gives the direction of its gradient; only the direction is
-    meaningful. Score, loss and logits are averaged over the draws. ``forward_mode`` (e.g.
+    meaningful. Score and loss are averaged over the draws; the logits are
+    :func:`least_adversarial` over them (an iterate counts as adversarial only when every
+    draw misclassifies it). ``forward_mode`` (e.g.
     :class:`~lpbench.attacks.smooth.SmoothReLUBackward`) is entered around each forward
     pass of the model.
     """
@@ -158,13 +160,24 @@ def loss_and_grad(
     grad = torch.zeros_like(x)
     for g in grads:
         grad += g
-    mean_logits = torch.stack([logits.detach() for logits in logits_all]).mean(dim=0)
     return (
         torch.stack(scores).mean(dim=0),
         torch.stack(losses).mean(dim=0),
-        mean_logits,
+        least_adversarial([logits.detach() for logits in logits_all], y),
         grad / eot_iter,
     )
+
+
+def least_adversarial(draws: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    """Per row, the logits of the draw (of a randomised model) with the smallest margin:
+    misclassified only when every draw is, the rule by which an evaluation re-checks a
+    randomised model's examples. (Mean logits cross the boundary while half the draws
+    still classify correctly, and such an example fails the re-check.)"""
+    if len(draws) == 1:
+        return draws[0]
+    margins = torch.stack([margin(d, y, None) for d in draws])
+    pick = margins.argmin(dim=0)
+    return torch.stack(draws)[pick, torch.arange(len(y), device=y.device)]
 
 
 @dataclass

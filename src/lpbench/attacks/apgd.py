@@ -62,7 +62,11 @@ class APGD(Attack):
     ``target`` passed to the call is the only target (also when ``targeted`` is False).
     Success means misclassified, as for every lpbench attack; a point's runs stop at its
     first adversarial iterate and points already misclassified are not attacked.
-    ``eot_iter`` averages the gradient over that many forward passes (randomised models).
+    ``eot_iter`` averages the gradient over that many forward passes (randomised models);
+    an iterate then counts as adversarial only when every one of them misclassifies it,
+    and a run does not stop at a point's first adversarial iterate: it runs on and keeps
+    the one with the largest margin (in its least adversarial draw), as the first one the
+    draws agree on lies at the boundary, where fresh draws often classify it correctly.
 
     ``give_up`` (default none, as in the reference) ends a run early on points that make
     too little progress: for each ``(iterations, share)`` pair, a point still robust after
@@ -238,10 +242,11 @@ class APGD(Attack):
         # a point whose gradient at the start is exactly zero never moves: its first step
         # and every later one (momentum from a zero move) stay at the start, so the run's
         # outcome is the start and its iterations are not spent
-        stuck = ~success & zero_gradient(grad) if self.eot_iter == 1 else None
-        if stuck is not None and stuck.any():
+        randomised = self.eot_iter > 1  # adversarial points iterate on (see the class)
+        stuck = ~success & zero_gradient(grad) if not randomised else torch.zeros_like(success)
+        if stuck.any():
             live.settle(stuck, out, out_score)
-        done = success if stuck is None else success | stuck
+        done = stuck if randomised else success | stuck
         if done.any():
             live = live.keep(~done)
         interval, interval_min, interval_decr = step_halving_points(self.iters)
@@ -249,7 +254,7 @@ class APGD(Attack):
         give_up = dict(self.give_up)
         for i in range(self.iters):
             if i in give_up:
-                slow = live.top_margin < give_up[i] * live.start_margin
+                slow = ~success[live.rows] & (live.top_margin < give_up[i] * live.start_margin)
                 if slow.any():
                     gave_up[live.rows[slow]] = True
                     live.settle(slow, out, out_score)
@@ -297,12 +302,15 @@ class APGD(Attack):
                 since_check = 0
                 interval = max(interval - interval_decr, interval_min)
             if hit.any():
+                if randomised:  # keep the deepest adversarial iterate, iterate on
+                    hit = hit & (~success[live.rows] | (marg > out.margin[live.rows]))
                 won = live.rows[hit]
                 out.x[won], out.loss[won], out.margin[won] = x_new[hit], loss[hit], marg[hit]
                 success[won] = True
                 out_score[won] = float("inf")
-                live = live.keep(~hit)
-        live.settle(torch.ones_like(live.rows, dtype=torch.bool), out, out_score)
+                if not randomised:
+                    live = live.keep(~hit)
+        live.settle(~success[live.rows], out, out_score)
         return out
 
 

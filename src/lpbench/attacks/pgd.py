@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from lpbench.attacks._common import ball, clip, keep_rows, rows_view
+from lpbench.attacks._common import ball, clip, keep_rows, least_adversarial, rows_view
 from lpbench.attacks.base import (
     COMPLETE,
     SKIPPED,
@@ -69,8 +69,10 @@ class PGD(Attack):
     the call wins. A targeted attack steers towards its target, but a point counts as
     broken as soon as it is misclassified: robust accuracy is accuracy under attack.
     ``eot_iter`` (randomised models): each iterate goes through the model that many times;
-    the step follows the sum of the loss gradients of the draws and the iterate is judged
-    on their mean logits (each draw's gradient is counted).
+    the step follows the sum of the loss gradients of the draws and the iterate counts as
+    adversarial only when every draw misclassifies it (each draw's gradient is counted);
+    restarts then run to their end, keeping the adversarial iterate with the largest margin
+    (the first one lies at the boundary, where fresh draws often classify it correctly).
     """
 
     name = "pgd"
@@ -332,7 +334,7 @@ class PGD(Attack):
                 if it < k:
                     within[k] += idx.numel() * self.eot_iter
             live.x = clip(xd + self.step * grad.sign(), live.lower, live.upper)
-            if self.early_stop and judge_every_iterate:
+            if self.early_stop and judge_every_iterate and self.eot_iter == 1:
                 going = self._still_active(success, count, n, row_deadline, it)[idx]
                 if not going.all():
                     keep_x[idx[~going]] = live.keep_x[~going]
@@ -358,8 +360,9 @@ class PGD(Attack):
         target: torch.Tensor | None,
         needs_grad: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Logits and loss averaged over ``eot_iter`` passes, and the summed input gradient
-        (None without ``needs_grad``)."""
+        """Logits (:func:`~lpbench.attacks._common.least_adversarial` over the
+        ``eot_iter`` passes), loss averaged over them, and the summed input gradient (None
+        without ``needs_grad``)."""
         outs, losses, grad = [], [], None
         for _ in range(self.eot_iter):
             with torch.set_grad_enabled(needs_grad):
@@ -372,7 +375,7 @@ class PGD(Attack):
             losses.append(loss.detach())
         if self.eot_iter == 1:  # a mean over one draw is that draw
             return outs[0], losses[0], grad
-        return torch.stack(outs).mean(dim=0), torch.stack(losses).mean(dim=0), grad
+        return least_adversarial(outs, y), torch.stack(losses).mean(dim=0), grad
 
     @staticmethod
     def _still_active(

@@ -9,7 +9,14 @@ from torch import nn
 from lpbench.attacks import APGD, APGDT, FGSM, PGD, top_other_classes
 from lpbench.attacks.apgd import step_halving_points
 from lpbench.attacks.base import COMPLETE, GAVE_UP, SKIPPED
-from tests.attack_models import Quantised, Scaled, trained_mlp, two_way_linear, unbreakable
+from tests.attack_models import (
+    Noisy,
+    Quantised,
+    Scaled,
+    trained_mlp,
+    two_way_linear,
+    unbreakable,
+)
 
 
 @pytest.mark.parametrize("attack", [APGD(0.1, 30), APGD(0.1, 30, loss="dlr"), APGDT(0.1, 30)])
@@ -218,3 +225,30 @@ def test_a_zero_gradient_ends_a_run_with_the_outcome_of_the_whole_run(make) -> N
     runs = short.cost.gradients // 8
     assert runs in (1, 2, 3)  # one gradient per point and run, not one per iteration
     assert whole.cost.gradients > 4 * short.cost.gradients
+
+
+@pytest.mark.parametrize("kind", ["apgd", "pgd"])
+def test_on_a_randomised_model_runs_go_on_and_keep_the_deepest_adversarial_iterate(
+    kind: str,
+) -> None:
+    """With EOT an iterate counts only when every draw misclassifies it, and the run does
+    not stop there (the first such iterate lies at the boundary): it runs to its end and
+    keeps the adversarial iterate whose least adversarial draw has the largest margin."""
+    model, x, y = trained_mlp(5, 30)
+    noisy = Noisy(model, 0.03)
+    iters, draws = 10, 4
+    if kind == "apgd":
+        attack = APGD(0.15, iters - 1, eot_iter=draws)
+    else:
+        attack = PGD(0.15, 0.04, iters, eot_iter=draws)
+    torch.manual_seed(0)
+    out = attack(noisy, x, y)
+    assert out.success.float().mean() >= 0.8  # points the model classifies correctly
+    per_point = iters * draws  # no point attacked stops early (those noise misclassifies
+    # at the clean check are not attacked)
+    assert out.cost.gradients % per_point == 0 and out.cost.gradients >= 25 * per_point
+    with torch.no_grad():  # fresh draws agree: every kept example is deep
+        wrong = torch.stack(
+            [noisy(out.x_adv[out.success]).argmax(1) != y[out.success] for _ in range(20)]
+        )
+    assert wrong.all(dim=0).float().mean() >= 0.9

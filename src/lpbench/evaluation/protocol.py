@@ -334,6 +334,8 @@ def preset_attacks(
     point is robust only if it survives every attack and every restart. ``dataset=None``
     (a user's own data) needs ``eps``; its baseline is PGD-40 with step eps/10.
     ``aa-standard``: AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square).
+    ``aa-rand``: AutoAttack's version for randomised models (APGD-CE and APGD-DLR, each
+    gradient averaged over 20 draws).
     ``auto``: the budgeted schedule of :func:`lpbench.evaluation.schedule.auto_schedule`
     (``budget`` gradients + queries per point; default
     :data:`lpbench.evaluation.schedule.DEFAULT_BUDGET`; ``exhaustive``: Square never gives

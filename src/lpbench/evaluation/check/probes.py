@@ -320,7 +320,8 @@ def _randomness(probe: Probe) -> Finding:
         f"randomised model: every gradient attack averaged {probe.eot} draws (EOT) and each "
         f"final example was evaluated {probe.reevals} times; verdicts flip on "
         f"{probe.flips['apgd-ce']:.1%} of APGD-CE's examples, at most {worst:.1%} for any "
-        "attack (broken = misclassified in every evaluation)",
+        "attack (broken = misclassified in every evaluation); evaluate it as randomised: "
+        "--preset aa-rand or --eot-iter N",
         {
             "randomised": True,
             "eot_iter": probe.eot,

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 import lpbench
-from lpbench.evaluation import CustomPGD, ModelContractError
+from lpbench.attacks import APGD
+from lpbench.evaluation import CustomPGD, ModelContractError, NamedAttack, evaluate
+from lpbench.evaluation.preflight import prepared
 from lpbench.evaluation.verify import RANDOMISED_RECHECKS
 from lpbench.models.maskers import add_masker
 from tests.attack_models import Noisy, coin_flip, trained_mlp
@@ -112,3 +114,27 @@ def test_input_noise_masker_makes_a_registered_model_randomised() -> None:
         assert (model(x).argmax(1) == before.argmax(1)).float().mean() >= 0.75
     with pytest.raises(ValueError, match="positive"):
         add_masker(nn.Identity(), input_noise=0.0)
+
+
+def test_a_killed_randomised_run_resumes_to_the_same_results(tmp_path) -> None:
+    noisy, x, y = _noisy_mlp()
+    attacks = [
+        NamedAttack("apgd-ce", APGD(0.1, 9, eot_iter=3, stream="apgd-ce")),
+        NamedAttack("apgd-dlr", APGD(0.1, 9, loss="dlr", eot_iter=3, stream="apgd-dlr")),
+    ]
+    options = {"batch_size": 2, "show_progress": False, "manifest": {"seed": 0}}
+    with prepared(noisy, x, y, torch.device("cpu"), randomised_ok=True) as facts:
+        assert facts.randomised
+        whole = evaluate(noisy, x, y, attacks, facts=facts, **options)
+        journal = tmp_path / "run.journal"
+        evaluate(noisy, x, y, attacks, facts=facts, journal=journal, **options)
+        parts = sorted(journal.glob("s*.safetensors"))
+        assert len(parts) > 3
+        killed = parts[len(parts) // 2 :]  # as if killed half-way through an attack
+        assert any(part.name.startswith("s001") for part in killed)
+        for part in killed:
+            part.unlink()
+        resumed = evaluate(
+            noisy, x, y, attacks, facts=facts, journal=journal, resume=True, **options
+        )
+    assert resumed.robust == whole.robust and torch.equal(resumed.x_adv, whole.x_adv)

@@ -3,7 +3,7 @@
 #   1. attack throughput against a bare forward + backward pass, at 100 and 1,000 points;
 #   2. training images/s of Plain, CLP, LSQ and 50% AT (LeNet, ResNet-20 v2, ResNet-50 v2);
 #   3. `auto` against `aa-standard` (robust accuracy, gradients, forward passes, wall time)
-#      on the held-out models of the population, on CUDA;
+#      on the held-out models of the population, and `aa-rand` on its randomised one, on CUDA;
 #   4. a one-process NCCL torchrun training and evaluation (the multi-GPU path).
 # Everything goes to $OUT (default gpu-results/DATE/); commit it under docs/results/gpu/ with
 # the date, and say the card. Usage: bash benchmarks/gpu.sh [POINTS]   (POINTS default 200)
@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$out/de
 python benchmarks/attack_throughput.py --device cuda --clock wall --points 100 1000 \
     | tee "$out/attack_throughput.txt"
 python benchmarks/train_throughput.py --device cuda --seconds 5 | tee "$out/train_throughput.txt"
-for draw in 2 3; do  # the draws measured fresh on the CPU with the current ladder
+for draw in 2 3 5; do  # measured fresh on the CPU: the current ladder (2, 3), EOT rules (5)
     python benchmarks/population.py evaluate --side held-out --draw "$draw" \
         --points "$points" --device cuda | tee -a "$out/population.txt"
     python benchmarks/population.py table --side "held-out-draw$draw-cuda" \

@@ -16,6 +16,7 @@ from lpbench.evaluation import NamedAttack, evaluate
 from lpbench.reporting import (
     ResultRow,
     machine_warnings,
+    render_html,
     render_markdown,
     render_text,
     write_report,
@@ -232,3 +233,12 @@ def test_rows_from_a_real_evaluation(tiny_net: nn.Module) -> None:
     assert row.strong_grad_evals == result.gradients
     assert np.isclose(row.strong_wall_time_s, result.wall_time_s)
     assert f"{100 * result.clean_accuracy:.1f}%" in render_text([row])
+
+
+def test_a_randomised_evaluation_is_said_in_the_tables_and_the_page() -> None:
+    noisy = _results("noisy", 0.9, 0.5, 0.4, randomised={"eot_iter": [20], "rechecks": 10})
+    plain = _results("plain", 0.99, 0.0, 0.0)
+    note = "noisy is randomised: each gradient averaged over 20 draws (EOT)"
+    assert note in render_markdown([ResultRow.from_results(noisy), ResultRow.from_results(plain)])
+    assert "plain is randomised" not in render_markdown([ResultRow.from_results(plain)])
+    assert note in render_html([noisy, plain])

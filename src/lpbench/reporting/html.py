@@ -25,6 +25,7 @@ from lpbench.reporting.table import (
     format_percent,
     format_seconds,
     machine_warnings,
+    randomised_notes,
 )
 from lpbench.version import __version__
 
@@ -366,6 +367,7 @@ def render_html(
         _results_table(rows),
         '<p class="note">A point counts as robust only if it is classified correctly under '
         "every restart of every attack of its column (worst case per point).</p>",
+        *[f'<p class="note">{_e(note)}</p>' for note in randomised_notes(rows)],
         "<h2>Cost</h2>",
         _cost_table(rows),
         "<h2>Attacks</h2>",

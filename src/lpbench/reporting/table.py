@@ -61,6 +61,7 @@ class ResultRow:
     per point over every attack of the evaluation, and is None when no attack beyond the
     baseline ran. Its cost is the whole evaluation's. ``machine`` labels the machine
     that ran it (:func:`lpbench.machine.describe_machine`; "unknown" if not recorded).
+    ``randomised``: the EOT draws and re-checks of a randomised model's evaluation.
     """
 
     name: str
@@ -78,6 +79,7 @@ class ResultRow:
     strong_attacks: list[str] = field(default_factory=list)
     baseline_label: str | None = None
     machine: str = "unknown"
+    randomised: dict[str, Any] | None = None
 
     @classmethod
     def from_results(cls, results: dict[str, Any], name: str | None = None) -> ResultRow:
@@ -103,6 +105,7 @@ class ResultRow:
             strong_attacks=[describe_attack(a) for a in attacks] if strong else [],
             baseline_label=None if baseline is None else str(baseline["label"]),
             machine=describe_machine((results.get("manifest") or {}).get("machine")),
+            randomised=results.get("randomised"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,6 +200,20 @@ def _attack_lines(rows: Sequence[ResultRow]) -> list[str]:
     return lines
 
 
+def randomised_notes(rows: Sequence[ResultRow]) -> list[str]:
+    """One sentence per randomised model: how its attacks and verdicts treated the noise."""
+    notes = []
+    for row in rows:
+        if row.randomised is not None:
+            draws = "/".join(str(d) for d in row.randomised["eot_iter"])
+            notes.append(
+                f"{row.name} is randomised: each gradient averaged over {draws} draws (EOT); "
+                f"an example counts only if all {row.randomised['rechecks']} re-check draws "
+                "misclassify it."
+            )
+    return notes
+
+
 def render_markdown(rows: Sequence[ResultRow], title: str = "Results") -> str:
     """The seed's table (best value per column in bold), then cost and attack settings."""
     cost = [
@@ -219,6 +236,7 @@ def render_markdown(rows: Sequence[ResultRow], title: str = "Results") -> str:
         "A point counts as robust only if it is classified correctly under every restart "
         "of every attack of its column (worst case per point).",
         "",
+        *[f"{note}\n" for note in randomised_notes(rows)],
         *[f"> **Warning:** {warning}\n" for warning in machine_warnings(rows)],
         "## Cost",
         "",

@@ -115,8 +115,14 @@ def randomised(model: nn.Module, x: torch.Tensor, *, tol: float = 1e-4) -> bool:
     left on, a stochastic defense): the test :func:`check_model_contract` refuses on."""
     with torch.no_grad():
         out, again = model(x), model(x)
+    return _differ(out, again, tol)
+
+
+def _differ(out: torch.Tensor, other: torch.Tensor, tol: float) -> bool:
+    """Whether ``other`` differs from ``out`` by more than ``tol`` times the scale of
+    ``out``'s logits (at least 1)."""
     scale = max(1.0, float(out.abs().max()))
-    return not torch.allclose(out, again, atol=tol * scale, rtol=0)
+    return not torch.allclose(out, other, atol=tol * scale, rtol=0)
 
 
 def check_model_contract(
@@ -163,8 +169,7 @@ def check_model_contract(
                 "cross-entropy of the attacks saturates and gradients vanish"
             )
         again = model(sample)
-        scale = max(1.0, float(out.abs().max()))
-        if not torch.allclose(out, again, atol=tol * scale, rtol=0):
+        if _differ(out, again, tol):
             if randomised_ok:
                 return classes
             raise ModelContractError(
@@ -176,7 +181,7 @@ def check_model_contract(
             )
         if len(sample) > 1:
             alone = torch.cat([model(sample[i : i + 1]) for i in range(len(sample))])
-            if not torch.allclose(out, alone, atol=tol * scale, rtol=0):
+            if _differ(out, alone, tol):
                 raise ModelContractError(
                     "the model's output for one input depends on the other inputs of the "
                     f"batch (max difference {float((out - alone).abs().max()):.3g}), e.g. "

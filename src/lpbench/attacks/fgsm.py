@@ -9,7 +9,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lpbench.attacks._common import ball, clip, forward, loss_and_grad, zero_gradient
+from lpbench.attacks._common import (
+    ball,
+    clip,
+    forward,
+    least_adversarial,
+    loss_and_grad,
+    zero_gradient,
+)
 from lpbench.attacks.base import Attack, AttackResult, Cost, attack_settings, count_at_least
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import get_loss, is_adversarial, margin
@@ -28,8 +35,9 @@ class FGSM(Attack):
     A point left robust keeps its step nearest the boundary (largest margin); a point
     misclassified as given keeps its clean input. A point whose gradient is exactly zero
     stops where it is (every later step would leave it there). Cost: one gradient per
-    point and step taken (``eot_iter`` averages that many); the forward passes that judge
-    the steps are counted as forward passes, not gradients.
+    point and step taken (``eot_iter`` averages that many, and a step is then judged on
+    that many draws, adversarial only when every one misclassifies it); the forward passes
+    that judge the steps are counted as forward passes, not gradients.
     """
 
     name = "fgsm"
@@ -105,11 +113,14 @@ class FGSM(Attack):
             still = zero_gradient(grad) if self.eot_iter == 1 else torch.zeros_like(live).bool()
             moved = clip(current + size * grad.sign(), lower, upper)
             found = here.clone()
-            if not still.all():
-                found[~still] = forward(model, moved[~still], self.max_batch)
+            if not still.all():  # judged on eot_iter draws: adversarial only if all are
+                draws = [
+                    forward(model, moved[~still], self.max_batch) for _ in range(self.eot_iter)
+                ]
+                found[~still] = least_adversarial(draws, y_live[~still])
             cost = cost + Cost(
                 gradients=live.numel() * self.eot_iter,
-                forwards=live.numel() * self.eot_iter + int((~still).sum()),
+                forwards=(live.numel() + int((~still).sum())) * self.eot_iter,
             )
             spent[live] += self.eot_iter
             gap = margin(found, y_live, None)

@@ -122,7 +122,8 @@ def test_a_killed_randomised_run_resumes_to_the_same_results(tmp_path) -> None:
         NamedAttack("apgd-ce", APGD(0.1, 9, eot_iter=3, stream="apgd-ce")),
         NamedAttack("apgd-dlr", APGD(0.1, 9, loss="dlr", eot_iter=3, stream="apgd-dlr")),
     ]
-    options = {"batch_size": 2, "show_progress": False, "manifest": {"seed": 0}}
+    manifest = {"seed": 0, "randomised": True, "batch_size": 2}
+    options = {"batch_size": 2, "show_progress": False, "manifest": manifest}
     with prepared(noisy, x, y, torch.device("cpu"), randomised_ok=True) as facts:
         assert facts.randomised
         whole = evaluate(noisy, x, y, attacks, facts=facts, **options)
@@ -137,4 +138,15 @@ def test_a_killed_randomised_run_resumes_to_the_same_results(tmp_path) -> None:
         resumed = evaluate(
             noisy, x, y, attacks, facts=facts, journal=journal, resume=True, **options
         )
+        with pytest.raises(ValueError, match="batch_size"):  # other blocks, other noise
+            evaluate(
+                noisy,
+                x,
+                y,
+                attacks,
+                facts=facts,
+                journal=journal,
+                resume=True,
+                **{**options, "batch_size": 3, "manifest": {**manifest, "batch_size": 3}},
+            )
     assert resumed.robust == whole.robust and torch.equal(resumed.x_adv, whole.x_adv)

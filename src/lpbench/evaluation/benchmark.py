@@ -70,8 +70,11 @@ def build_manifest(
     batch_size: int,
     world_size: int,
     data: dict[str, Any],
+    randomised: bool = False,
 ) -> dict[str, Any]:
-    """Everything needed to reproduce an evaluation, and to refuse a mismatched resume."""
+    """Everything needed to reproduce an evaluation, and to refuse a mismatched resume
+    (``randomised``: a randomised model, whose resume needs the same batch size and
+    process count)."""
     index_bytes = np.asarray(indices, dtype=np.int64).tobytes()
     return {
         "eps": float(eps),
@@ -96,6 +99,7 @@ def build_manifest(
         else None,
         "batch_size": int(batch_size),
         "world_size": int(world_size),
+        "randomised": bool(randomised),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -226,6 +230,7 @@ def benchmark(
             batch_size=batch_size,
             world_size=shard.world_size,
             data=data_info,
+            randomised=facts.randomised,
         )
         journal = None if out is None else Path(out).with_suffix(".journal")
         result = evaluate(

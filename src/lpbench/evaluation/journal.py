@@ -5,7 +5,9 @@ cost and verified adversarial examples) is written atomically as a safetensors f
 the journal folder as soon as it finishes. A resumed evaluation reads the blocks back and
 attacks only what is missing; since every random draw is keyed per point, the result is
 the one an uninterrupted run gives. The folder also holds the evaluation's manifest, so
-a journal is never resumed with other settings, weights or points.
+a journal is never resumed with other settings, weights or points. A randomised model's
+noise is seeded per block, so its journal (manifest ``"randomised": true``) resumes only
+with the batch size and process count it started with.
 """
 
 from __future__ import annotations
@@ -91,10 +93,13 @@ class Journal:
                     "or delete the folder"
                 )
             saved = read_json(path)
+            may_change = set(_MAY_CHANGE)
+            if saved.get("randomised"):  # its blocks' noise depends on their size
+                may_change -= {"batch_size", "world_size"}
             differing = sorted(
                 k
                 for k in set(saved) | set(manifest)
-                if k not in _MAY_CHANGE and saved.get(k) != manifest.get(k)
+                if k not in may_change and saved.get(k) != manifest.get(k)
             )
             if differing:
                 raise ValueError(

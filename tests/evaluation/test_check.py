@@ -290,6 +290,7 @@ def test_a_randomised_model_is_attacked_with_eot_and_re_evaluated():
     rand = _finding(report, "randomness")
     assert rand.evidence["randomised"] and rand.evidence["flips"]["apgd-ce"] > 0.1
     assert not rand.ok and "flip" in rand.message
+    assert "try --preset aa-rand" in report.verdict  # the presets that take a noisy model
 
 
 def test_on_a_randomised_model_a_point_is_broken_only_if_misclassified_every_time():

@@ -59,10 +59,18 @@ class CheckReport:
                 "masking or attack failure (no proof of robustness)"
             )
         names = ", ".join(f.probe for f in self.warnings)
+        randomised = any(
+            f.probe == "randomness" and f.evidence.get("randomised") for f in self.findings
+        )
+        stronger = (
+            "--preset aa-rand or --eot-iter N: the model is randomised"
+            if randomised
+            else "--preset auto or aa-standard"
+        )
         return (
             f"verdict: MASKING SUSPECTED: {len(self.warnings)} of {len(self.findings)} "
             f"probes warn ({names}); do not trust robust accuracies from gradient attacks "
-            "on this model without stronger attacks (try --preset auto or aa-standard)"
+            f"on this model without stronger attacks (try {stronger})"
         )
 
     def lines(self) -> list[str]:

@@ -248,6 +248,7 @@ def evaluate_member(
             "cost": result.cost(),
             "wall_s": round(wall, 2),
             "verification_mismatches": len(result.verification_mismatches),
+            "lockstep": result.meta["manifest"]["lockstep"],  # the default: on CUDA only
         }
         print(
             f"{model['name']:40s} {preset:12s} robust {result.robust_accuracy:6.1%} "

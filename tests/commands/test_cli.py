@@ -54,6 +54,26 @@ def test_train_then_evaluate_on_mnist_files(trained, mnist_dir, tmp_path, capsys
     assert len(data["subset_indices"]) == 40 and data["preset"] == "baseline"
     assert data["attacks"][0]["config"]["iters"] == 40
     assert "robust accuracy" in out and "randomised" not in out
+    assert data["manifest"]["lockstep"] is False  # on a CPU, by default
+
+
+def test_evaluate_lockstep_is_recorded(trained, mnist_dir, tmp_path, capsys) -> None:
+    out_file = tmp_path / "res.json"
+    flags = ["--data-dir", str(mnist_dir), "--points", "8", "--no-progress"]
+    code, _, err = run(
+        capsys,
+        "evaluate",
+        str(trained),
+        "--preset",
+        "aa-standard",
+        "--lockstep",
+        "on",
+        "--out",
+        str(out_file),
+        *flags,
+    )
+    assert code == 0, err
+    assert json.loads(out_file.read_text())["manifest"]["lockstep"] is True
 
 
 def test_evaluate_free_flags(trained, mnist_dir, tmp_path, capsys) -> None:
@@ -123,6 +143,7 @@ def test_each_preset_keeps_its_own_default_results_file(
         (["train", "--dataset", "imagenet-9000"], "invalid choice"),
         (["train", "--preset", "nope"], "unknown training preset"),
         (["evaluate", "{ckpt}", "--preset", "strong", "--iters", "3"], "not both"),
+        (["evaluate", "{ckpt}", "--lockstep", "yes"], "choose from cuda, on, off"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_message(trained, tmp_path, capsys, argv, message) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -180,6 +181,59 @@ def least_adversarial(draws: list[torch.Tensor], y: torch.Tensor) -> torch.Tenso
     return torch.stack(draws)[pick, torch.arange(len(y), device=y.device)]
 
 
+def lockstep_on(lockstep: bool | None, device: torch.device) -> bool:
+    """Whether an attack's ``lockstep`` setting (None: on CUDA devices only) holds on
+    ``device``."""
+    return device.type == "cuda" if lockstep is None else lockstep
+
+
+def rounds(
+    track: Tracker, runs: int, together: bool, max_batch: int
+) -> Iterator[tuple[torch.Tensor, int, int]]:
+    """The rounds of an attack's ``runs`` (targets x restarts) over the points ``track``
+    has not seen broken: ``(points, first run, number of runs)``, to be folded into ``track`` before
+    the next is drawn.
+
+    One run after another over all those points, or, ``together`` (lock step), all of a
+    point's runs in one round (at most ``max_batch`` of them), its points in groups of at
+    most ``max_batch`` rows. A point's runs then share a batch whatever its batch-mates,
+    so its cost, like its result, does not depend on them. A pass over few rows takes
+    about as long as one over many on a GPU: lock step spends more gradients (on the
+    points broken before their last run, whose later runs go on until then) in fewer
+    passes."""
+    per_round = min(runs, max_batch) if together else 1
+    begun = 0
+    while begun < runs and (pending := track.pending()).numel():
+        count = min(per_round, runs - begun)
+        for points in pending.split(max(1, max_batch // count)):
+            yield points, begun, count
+        begun += count
+
+
+@dataclass(frozen=True)
+class Siblings:
+    """The rows of several runs over the same points in one batch, run-major: row
+    ``i * points + p`` is run ``i`` of point ``p`` (``rank`` i, ``group`` p)."""
+
+    rank: torch.Tensor
+    group: torch.Tensor
+    points: int
+    count: int
+
+    @classmethod
+    def of(cls, points: int, count: int, device: torch.device) -> Siblings:
+        """``count`` runs over ``points`` points."""
+        rank = torch.arange(count, device=device).repeat_interleave(points)
+        return cls(rank, torch.arange(points, device=device).repeat(count), points, count)
+
+    def cut(self, success: torch.Tensor) -> torch.Tensor:
+        """Per row: whether an earlier run of its point has succeeded, so that, run after
+        run, this one would never have run (its row can stop)."""
+        first = torch.full((self.points,), self.count, dtype=torch.int64, device=success.device)
+        first.scatter_reduce_(0, self.group[success], self.rank[success], reduce="amin")
+        return self.rank > first[self.group]
+
+
 @dataclass
 class RunOutcome:
     """One run (a restart, for one target) over some points: what it found, what it cost.
@@ -233,24 +287,41 @@ class Tracker:
 
     def add(self, points: torch.Tensor, run: int, out: RunOutcome) -> None:
         """Fold run ``run`` over ``points`` (all still robust before it) into the result."""
+        self.add_round(points, run, 1, out)
+
+    def add_round(self, points: torch.Tensor, first: int, count: int, out: RunOutcome) -> None:
+        """Fold runs ``first .. first + count - 1`` over ``points`` (all still robust
+        before them), run in lock step: ``out``'s rows are run-major (row ``i * m + p`` is
+        run ``first + i`` on ``points[p]``). Folded in run order, so the result is that of
+        the runs one after another: a run of a point an earlier run broke counts as
+        skipped (what it spent is still counted)."""
+        m = points.numel()
         self.cost = self.cost + out.cost
         if self.spent is not None and out.spent is not None:
-            self.spent[points] += out.spent
+            self.spent[points] += out.spent.view(count, m).sum(dim=0)
         else:
             self.spent = None
+        for i in range(count):
+            open_ = ~self.success[points]
+            rows = torch.arange(i * m, (i + 1) * m, device=points.device)[open_]
+            self._fold(points[open_], first + i, out, rows)
+
+    def _fold(self, points: torch.Tensor, run: int, out: RunOutcome, rows: torch.Tensor) -> None:
+        """Records and best example of run ``run``, from ``out``'s ``rows``, over ``points``."""
         self.rec_status[points, run] = COMPLETE
         if out.gave_up is not None:
-            self.rec_status[points[out.gave_up], run] = GAVE_UP
-        self.rec_loss[points, run] = out.loss.to(self.rec_loss.dtype)
-        self.rec_success[points, run] = out.success
-        score = (out.loss if out.score is None else out.score).to(self.score.dtype)
-        better = out.success | (score > self.score[points])
+            self.rec_status[points[out.gave_up[rows]], run] = GAVE_UP
+        success, loss = out.success[rows], out.loss[rows]
+        self.rec_loss[points, run] = loss.to(self.rec_loss.dtype)
+        self.rec_success[points, run] = success
+        score = (loss if out.score is None else out.score[rows]).to(self.score.dtype)
+        better = success | (score > self.score[points])
         chosen = points[better]
         self.score[chosen] = score[better]
-        self.x[chosen] = out.x[better].to(self.x.dtype)
-        self.loss[chosen] = out.loss[better].to(self.loss.dtype)
-        self.margin[chosen] = out.margin[better].to(self.margin.dtype)
-        self.success[points] |= out.success
+        self.x[chosen] = out.x[rows[better]].to(self.x.dtype)
+        self.loss[chosen] = loss[better].to(self.loss.dtype)
+        self.margin[chosen] = out.margin[rows[better]].to(self.margin.dtype)
+        self.success[points] |= success
 
     def result(self) -> AttackResult:
         return AttackResult(

@@ -12,13 +12,16 @@ from torch import nn
 
 from lpbench.attacks._common import (
     RunOutcome,
+    Siblings,
     Tracker,
     ball,
     clip,
     forward,
     keep_rows,
+    lockstep_on,
     loss_and_grad,
     require_classes,
+    rounds,
     rows_view,
     score_and_loss,
     zero_gradient,
@@ -80,6 +83,14 @@ class APGD(Attack):
     quantising input layer, say): every step of the reference would leave it there, so
     the outcome is the same and the iterations are not spent.
 
+    ``lockstep`` (None: on CUDA devices only) runs all of a point's runs (targets x
+    restarts) in one batch, points grouped to fit ``max_batch`` rows, a run stopping once
+    an earlier run of its point has succeeded: the result is that of the runs one after
+    another (the same examples and records), in fewer passes through the model, for more
+    gradients on the points broken before their last run, whose later runs go on until
+    then (``spent`` counts them; a point's cost, like its result, does not depend on its
+    batch-mates).
+
     ``smooth_relu`` (default none, as in the reference): backpropagate every ReLU of the
     model as ``sigmoid(smooth_relu * x)`` instead of its step (ReLU6, LeakyReLU, Hardtanh,
     ``clamp`` and the other kinks alike), the forward pass left exact
@@ -106,6 +117,7 @@ class APGD(Attack):
     rho: float = 0.75
     give_up: Sequence[tuple[int, float]] = ()
     smooth_relu: float | None = None
+    lockstep: bool | None = setting(default=None, config=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -162,15 +174,16 @@ class APGD(Attack):
         first = None if targets is None else targets[:, 0]
         _, clean_loss = score_and_loss(clean, y, first, self.loss_fn)
         track.settle_clean(is_adversarial(clean, y, None), clean_loss, margin(clean, y, None))
-        for j in range(n_targets):
-            for r in range(self.restarts):
-                points = track.pending()
-                if points.numel() == 0:
-                    break
-                run = j * self.restarts + r
-                t = None if targets is None else targets[points, j]
-                out = self._run(model, x[points], y[points], t, index[points], run)
-                track.add(points, run, out)
+        together = lockstep_on(self.lockstep, x.device)
+        runs = n_targets * self.restarts
+        for points, begun, count in rounds(track, runs, together, self.max_batch):
+            m = points.numel()
+            rows = points.repeat(count)
+            run = torch.arange(begun, begun + count, device=x.device).repeat_interleave(m)
+            t = None if targets is None else targets[rows, run // self.restarts]
+            siblings = Siblings.of(m, count, x.device) if count > 1 else None
+            out = self._run(model, x[rows], y[rows], t, index[rows], run, siblings)
+            track.add_round(points, begun, count, out)
         return track.result()
 
     def _run(
@@ -180,11 +193,14 @@ class APGD(Attack):
         y: torch.Tensor,
         t: torch.Tensor | None,
         index: torch.Tensor,
-        run: int,
+        run: torch.Tensor,
+        siblings: Siblings | None = None,
     ) -> RunOutcome:
-        """One APGD run of ``iters`` iterations over points that are all still robust.
+        """APGD runs of ``iters`` iterations over points that are all still robust, one
+        per row (``run``: each row's run number; ``siblings``: several runs of the same
+        points, a row stopping once an earlier run of its point has succeeded).
 
-        The points still iterating keep their state packed in one batch (:class:`_Live`),
+        The rows still iterating keep their state packed in one batch (:class:`_Live`),
         repacked only when some stop, so an iteration indexes nothing."""
         m = x.shape[0]
         cost = Cost()
@@ -247,6 +263,8 @@ class APGD(Attack):
         if stuck.any():
             live.settle(stuck, out, out_score)
         done = stuck if randomised else success | stuck
+        if siblings is not None:
+            done = done | siblings.cut(success)
         if done.any():
             live = live.keep(~done)
         interval, interval_min, interval_decr = step_halving_points(self.iters)
@@ -310,6 +328,11 @@ class APGD(Attack):
                 out_score[won] = float("inf")
                 if not randomised:
                     live = live.keep(~hit)
+                if siblings is not None:
+                    cut = siblings.cut(success)[live.rows]
+                    if cut.any():
+                        live.settle(cut, out, out_score)
+                        live = live.keep(~cut)
         live.settle(~success[live.rows], out, out_score)
         return out
 

@@ -10,14 +10,24 @@ from torch import nn
 
 from lpbench.attacks._common import (
     RunOutcome,
+    Siblings,
     Tracker,
     ball,
     clip,
     forward,
+    lockstep_on,
+    rounds,
     rows_view,
     zero_gradient,
 )
-from lpbench.attacks.base import Attack, AttackResult, Cost, attack_settings, count_at_least
+from lpbench.attacks.base import (
+    Attack,
+    AttackResult,
+    Cost,
+    attack_settings,
+    count_at_least,
+    setting,
+)
 from lpbench.attacks.keyed import keyed_uniform
 from lpbench.attacks.losses import is_adversarial, margin
 from lpbench.attacks.targets import top_other_classes
@@ -68,10 +78,14 @@ def project_linf(
     room_sorted[:, :width], order = room_sorted[:, :width].sort(dim=1)
     weight_sorted[:, :width] = weight_sorted[:, :width].gather(1, order)
     weight_sorted[:, width] = torch.linalg.vecdot(weight, (room >= hi[:, None]).to(z.dtype))
-    # reach(lo) = (saturated coordinates' w . room) + lo * (weight of all the others)
-    base = reach_lo - lo * weight_sorted.sum(dim=1)
+    # reach(lo) = (saturated coordinates' w . room) + lo * (weight of all the others);
+    # running sums only (the padding adds exact zeros), so a row's result does not
+    # depend on the other rows' widths
+    weight_before = torch.cumsum(weight_sorted, dim=1)
+    total = weight_before[:, -1:]
+    base = reach_lo - lo * total[:, 0]
     below = base[:, None] + torch.cumsum(weight_sorted * room_sorted, dim=1)
-    left = weight_sorted.sum(dim=1, keepdim=True) - torch.cumsum(weight_sorted, dim=1)
+    left = total - weight_before
     reach = below + room_sorted * left  # reach(lam) at each breakpoint
     k = (reach < gap[:, None]).sum(dim=1).clamp(max=width)  # segment holding lam
     done_before = torch.where(
@@ -102,7 +116,9 @@ class FAB(Attack):
     last iterate) clipped into the eps-ball, one more forward pass (it counts as broken if
     that clipped example is misclassified). Loss reported: the margin. A run from the
     clean point ends at once on a point whose gradient there is exactly zero (the
-    reference's steps would keep it at the clean point, up to rounding).
+    reference's steps would keep it at the clean point, up to rounding). ``lockstep``
+    (None: on CUDA devices only): a point's runs in one batch, as in
+    :class:`~lpbench.attacks.APGD`.
     """
 
     name = "fab-t"
@@ -116,6 +132,7 @@ class FAB(Attack):
     alpha_max: float = 0.1
     eta: float = 1.05
     beta: float = 0.9
+    lockstep: bool | None = setting(default=None, config=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -156,21 +173,18 @@ class FAB(Attack):
         track.cost.forwards += x.shape[0]
         clean_margin = margin(clean, y, None)
         track.settle_clean(is_adversarial(clean, y, None), clean_margin, clean_margin)
-        for j in range(targets.shape[1]):
-            for r in range(self.restarts):
-                points = track.pending()
-                if points.numel() == 0:
-                    break
-                run = j * self.restarts + r
-                out = self._run(
-                    model,
-                    x[points],
-                    y[points],
-                    targets[points, j],
-                    index[points],
-                    (skip + j) * self.restarts + r,
-                )
-                track.add(points, run, out)
+        together = lockstep_on(self.lockstep, x.device)
+        runs = targets.shape[1] * self.restarts
+        for points, begun, count in rounds(track, runs, together, self.max_batch):
+            m = points.numel()
+            rows = points.repeat(count)
+            run = torch.arange(begun, begun + count, device=x.device).repeat_interleave(m)
+            t = targets[rows, run // self.restarts]
+            siblings = Siblings.of(m, count, x.device) if count > 1 else None
+            out = self._run(
+                model, x[rows], y[rows], t, index[rows], skip * self.restarts + run, siblings
+            )
+            track.add_round(points, begun, count, out)
         return track.result()
 
     def _run(
@@ -180,17 +194,23 @@ class FAB(Attack):
         y: torch.Tensor,
         t: torch.Tensor,
         index: torch.Tensor,
-        run: int,
+        run: torch.Tensor,
+        siblings: Siblings | None = None,
     ) -> RunOutcome:
-        """One FAB-T run of ``iters`` iterations towards ``t`` over still-robust points."""
+        """FAB-T runs of ``iters`` iterations towards ``t`` over still-robust points, one
+        per row (``run``: each row's run number, the target's rank counted; ``siblings``:
+        several runs of the same points, a row stopping once an earlier run of its point
+        has succeeded)."""
         m, device = x.shape[0], x.device
         cost = Cost()
         lower, upper = ball(x, self.eps)
         x1 = x.clone()
-        if run % self.restarts:  # later restarts start at a random point at eps / 2
+        from_clean = run % self.restarts == 0
+        if not from_clean.all():  # later restarts start at a random point at eps / 2
             unit = keyed_uniform(self.key, index, run, tuple(x.shape[1:]), dtype=x.dtype) * 2 - 1
             peak = unit.flatten(1).abs().amax(dim=1).clamp_min(1e-12)
-            x1 = (x + 0.5 * self.eps * unit / rows_view(peak, x)).clamp(0.0, 1.0)
+            start = (x + 0.5 * self.eps * unit / rows_view(peak, x)).clamp(0.0, 1.0)
+            x1 = torch.where(rows_view(from_clean, x), x1, start)
         x0 = x.flatten(1)
         smallest = torch.full((m,), float("inf"), dtype=x.dtype, device=device)
         adv = x.clone()
@@ -198,7 +218,7 @@ class FAB(Attack):
         out_x = x.clone()
         out_margin = torch.full((m,), float("-inf"), dtype=x.dtype, device=device)
         rows = torch.arange(m, device=device)
-        stuck = torch.zeros(m, dtype=torch.bool, device=device)
+        stuck = torch.zeros(m, dtype=torch.bool, device=device)  # or cut (see siblings)
         spent = torch.zeros(m, dtype=torch.int64, device=device)
         for it in range(self.iters):
             idx = (~success & ~stuck).nonzero().squeeze(1)
@@ -213,10 +233,10 @@ class FAB(Attack):
             cost.forwards += idx.numel()
             spent[idx] += 1
             w = grad.flatten(1)
-            if it == 0 and run % self.restarts == 0:
+            if it == 0:
                 # from the clean point a zero gradient projects nowhere: every step mixes
                 # the iterate with the clean point, both the same, so the run stays there
-                flat = zero_gradient(w)
+                flat = zero_gradient(w) & from_clean[idx]
                 if flat.any():
                     stuck[idx[flat]] = True
                     idx, xi, w, diff = idx[~flat], xi[~flat], w[~flat], diff[~flat]
@@ -249,7 +269,10 @@ class FAB(Attack):
             success[idx[won]] = True
             back = x[idx] + self.beta * (x_new - x[idx])
             x1[idx] = torch.where(rows_view(hit, x_new), back, x_new)
-        failed = (~success).nonzero().squeeze(1)
+            if siblings is not None and won.any():
+                stuck |= siblings.cut(success)
+        cut = torch.zeros_like(stuck) if siblings is None else siblings.cut(success)
+        failed = (~success & ~cut).nonzero().squeeze(1)
         if failed.numel():
             found = rows_view(torch.isfinite(smallest[failed]), x)
             last = clip(torch.where(found, adv[failed], x1[failed]), lower[failed], upper[failed])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,14 @@ from lpbench.evaluation.verify import RANDOMISED_RECHECKS
 from lpbench.settings import Command, call_with, option, positive_int
 
 FREE_FLAGS = "--step/--iters/--restarts/--loss/--score/--targeted/--no-early-stop"
+LOCKSTEP = {"cuda": None, "on": True, "off": False}
+
+
+def lockstep_choice(text: str) -> bool | None:
+    """``--lockstep``: cuda (None: on CUDA devices only), on (True) or off (False)."""
+    if text not in LOCKSTEP:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(LOCKSTEP)}, not {text!r}")
+    return LOCKSTEP[text]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +108,16 @@ class EvaluateSettings(DataOptions):
         None,
         "rows (points x restarts) per forward pass (default: 256 CPU, 8192 GPU)",
         type=positive_int,
+    )
+    lockstep: bool | None = option(
+        None,
+        "run all of a point's restarts and targets (APGD, APGD-T, FAB-T) in one batch, "
+        "points grouped to fit --batch-size rows: the same results in fewer passes (faster "
+        "where a pass over few rows costs about what a full one does), more gradients on "
+        "points broken before their last target (the later ones go on until then); "
+        "cuda (default): on CUDA only",
+        type=lockstep_choice,
+        metavar="{cuda,on,off}",
     )
     name: str | None = option(None, "model name in reports")
     out: Path | None = option(

@@ -71,10 +71,12 @@ def build_manifest(
     world_size: int,
     data: dict[str, Any],
     randomised: bool = False,
+    lockstep: bool | None = None,
 ) -> dict[str, Any]:
     """Everything needed to reproduce an evaluation, and to refuse a mismatched resume
     (``randomised``: a randomised model, whose resume needs the same batch size and
-    process count)."""
+    process count; ``lockstep`` as given to :func:`~lpbench.evaluation.evaluate.evaluate`,
+    recorded as what it means on ``device``)."""
     index_bytes = np.asarray(indices, dtype=np.int64).tobytes()
     return {
         "eps": float(eps),
@@ -99,6 +101,7 @@ def build_manifest(
         else None,
         "batch_size": int(batch_size),
         "world_size": int(world_size),
+        "lockstep": device.type == "cuda" if lockstep is None else bool(lockstep),
         "randomised": bool(randomised),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -128,6 +131,7 @@ def benchmark(
     sources: tuple[torch.Tensor, torch.Tensor] | None = None,
     dataset: str | None = None,
     eot_iter: int | None = None,
+    lockstep: bool | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on a data set's fixed, seeded test subset, or on given tensors.
 
@@ -175,6 +179,11 @@ def benchmark(
     ``"aa-rand"``; its examples count as adversarial only when every one of
     :data:`~lpbench.evaluation.verify.RANDOMISED_RECHECKS` draws misclassifies them, and
     ``result.meta["randomised"]`` says so. ``eot_iter`` on a deterministic model is refused.
+    ``lockstep`` (None: on CUDA devices only) runs a point's restarts and targets (APGD,
+    APGD-T, FAB-T) in one batch, points grouped to fit ``batch_size`` rows: the same
+    results in fewer passes through the model, for more gradients on the points broken
+    before their last target, whose later targets go on until then (a point's cost, like
+    its result, does not depend on the other points); the manifest records it.
     """
     if isinstance(data, str):
         if dataset not in (None, data):
@@ -231,6 +240,7 @@ def benchmark(
             world_size=shard.world_size,
             data=data_info,
             randomised=facts.randomised,
+            lockstep=lockstep,
         )
         journal = None if out is None else Path(out).with_suffix(".journal")
         result = evaluate(
@@ -246,6 +256,7 @@ def benchmark(
             manifest=manifest,
             shard=shard,
             facts=facts,
+            lockstep=lockstep,
         )
         result.meta = {
             "lpbench_version": __version__,
@@ -338,6 +349,7 @@ def evaluate_model(
     sources: tuple[torch.Tensor, torch.Tensor] | None = None,
     dataset: str | None = None,
     eot_iter: int | None = None,
+    lockstep: bool | None = None,
 ) -> EvaluationResult:
     """Robust accuracy of any torch model on ``(x, y)`` (AutoAttack-style entry point).
 
@@ -350,7 +362,8 @@ def evaluate_model(
     :data:`~lpbench.evaluation.schedule.UNIVERSAL_SOURCES_PER_CLASS` per class are used
     (drawn with ``seed``), a shared cost reported apart from the per-point one.
     ``dataset`` names the data set ``x`` comes from, so that its baseline attack is the one
-    run (else a generic PGD baseline). ``eot_iter``: the model is randomised (see
+    run (else a generic PGD baseline). ``eot_iter``: the model is randomised;
+    ``lockstep``: a point's targets and restarts in one batch (both: see
     :func:`benchmark`).
     """
     return benchmark(
@@ -370,4 +383,5 @@ def evaluate_model(
         sources=sources,
         dataset=dataset,
         eot_iter=eot_iter,
+        lockstep=lockstep,
     )

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lpbench.attacks import Attack
+from lpbench.attacks import APGD, FAB, Attack
 from lpbench.attacks.base import GAVE_UP, Cost
 from lpbench.distributed import Context, all_gather, broadcast_from_main
 from lpbench.evaluation.journal import Journal, Part
@@ -91,6 +91,7 @@ def evaluate(
     manifest: dict[str, Any] | None = None,
     shard: Context | None = None,
     facts: ModelFacts | None = None,
+    lockstep: bool | None = None,
 ) -> EvaluationResult:
     """Attack the points ``(x, y)`` with each attack in turn, on the points still robust.
 
@@ -111,9 +112,13 @@ def evaluate(
     the not-adversarial example of the earlier attacks with the largest margin.
     ``facts``: the model's :func:`~lpbench.evaluation.preflight.prepared`, run by a caller
     that holds the model in eval mode on ``facts.device`` (which then replaces ``device``);
-    without, the pre-flight runs here.
+    without, the pre-flight runs here. ``lockstep`` (None: each attack's own setting, by
+    default on CUDA devices only) sets whether attacks with several runs per point
+    (APGD's restarts, APGD-T's and FAB-T's targets) run a point's runs in one batch,
+    points grouped to fit ``batch_size`` rows: the same results in fewer passes, for more
+    gradients on the points broken before their last run (the later ones go on until then).
     """
-    run = (indices, batch_size, show_progress, journal, resume, manifest, shard)
+    run = (indices, batch_size, show_progress, journal, resume, manifest, shard, lockstep)
     if facts is not None:
         return _evaluate(model, x, y, attacks, facts, *run)
     with prepared(model, x, y, torch.device(device)) as found:
@@ -133,6 +138,7 @@ def _evaluate(
     resume: bool,
     manifest: dict[str, Any] | None,
     shard: Context | None,
+    lockstep: bool | None,
 ) -> EvaluationResult:
     """:func:`evaluate` on a model the pre-flight has put in eval mode on ``facts.device``."""
     x, y = x.detach().cpu(), y.detach().cpu()
@@ -153,6 +159,8 @@ def _evaluate(
     y_list = [int(v) for v in y.tolist()]
     for each in attacks:
         each.attack.max_batch = batch_size
+        if lockstep is not None and isinstance(each.attack, (APGD, FAB)):
+            each.attack.lockstep = lockstep
     state = State(x, attacks)
     book = None
     if journal is not None:

@@ -37,6 +37,7 @@ _MAY_CHANGE = (
     "tf32",
     "batch_size",
     "world_size",
+    "lockstep",
     "torch",
     "lpbench",
     "python",
@@ -94,8 +95,8 @@ class Journal:
                 )
             saved = read_json(path)
             may_change = set(_MAY_CHANGE)
-            if saved.get("randomised"):  # its blocks' noise depends on their size
-                may_change -= {"batch_size", "world_size"}
+            if saved.get("randomised"):  # its noise depends on how rows are batched
+                may_change -= {"batch_size", "world_size", "lockstep"}
             differing = sorted(
                 k
                 for k in set(saved) | set(manifest)

@@ -101,12 +101,13 @@ def evaluate_checkpoint(
     adapt: bool = False,
     exhaustive: bool = False,
     eot_iter: int | None = None,
+    lockstep: bool | None = None,
 ) -> tuple[EvaluationResult, Path]:
     """Evaluate a checkpoint (read once) on its data set's fixed subset; save to ``out``
     (default: :func:`default_results_name` beside the checkpoint). ``preset`` (None:
     ``strong``), ``custom``, ``attacks``, ``eps`` (None: the data set's default),
-    ``budget``, ``adapt``, ``exhaustive`` and ``eot_iter`` go to :func:`lpbench.benchmark` as
-    given (its resolver checks them)."""
+    ``budget``, ``adapt``, ``exhaustive``, ``eot_iter`` and ``lockstep`` go to
+    :func:`lpbench.benchmark` as given (its resolver checks them)."""
     model, meta = load_checkpoint(checkpoint, dataset=dataset)
     if out is None:
         given = attacks is not None or custom is not None
@@ -140,6 +141,7 @@ def evaluate_checkpoint(
                 adapt=adapt,
                 exhaustive=exhaustive,
                 eot_iter=eot_iter,
+                lockstep=lockstep,
                 meta={
                     "name": name or meta.get("preset") or Path(checkpoint).stem,
                     "checkpoint": str(checkpoint),

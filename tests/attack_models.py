@@ -123,16 +123,18 @@ class RowwiseNet(nn.Module):
 
 
 class Counting(nn.Module):
-    """``model`` that counts the rows of every forward pass, and of those that will be
-    backpropagated to the input (an input gradient)."""
+    """``model`` that counts its passes (``calls``), the rows of every forward pass, and
+    of those that will be backpropagated to the input (an input gradient)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.calls = 0
         self.rows = 0
         self.gradient_rows = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
         self.rows += x.shape[0]
         if torch.is_grad_enabled() and x.requires_grad:
             self.gradient_rows += x.shape[0]

@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from lpbench.attacks import APGD, APGDT, FAB, Attack
 from lpbench.attacks._common import Siblings, Tracker, lockstep_on, rounds
-from tests.attack_models import RowwiseNet
-
-
-class _Calls(nn.Module):
-    """``model`` that counts its calls (passes, whatever their rows)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.calls = model, 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.model(x)
+from tests.attack_models import Counting, RowwiseNet
 
 
 def _make(kind: str, lockstep: bool) -> Attack:
@@ -41,7 +28,7 @@ KINDS = ["apgd-restarts", "apgd-t", "apgd-t-give-up", "apgd-t-smooth", "fab-t"]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_lockstep_gives_the_runs_one_after_another(kind: str) -> None:
-    model = _Calls(RowwiseNet(classes=10).eval())
+    model = Counting(RowwiseNet(classes=10).eval())
     x = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = model.model(x).argmax(1)

@@ -38,3 +38,20 @@ def test_lockstep_changes_cost_not_results() -> None:
     # on a CPU the default is one run after another
     assert default.meta["manifest"]["lockstep"] is False
     assert default.gradients == off.gradients
+
+
+def test_manifest_records_an_attacks_own_lockstep() -> None:
+    """An attack built with ``lockstep=True`` runs in lock step on a CPU even when the
+    evaluation leaves the setting to the attacks; the manifest says so."""
+    model = RowwiseNet(classes=10).eval()
+    x = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    own = [NamedAttack("apgd-t", APGDT(0.08, iters=6, targets=3, lockstep=True))]
+    result = evaluate_model(model, x, y, eps=0.08, attacks=own, show_progress=False)
+    assert result.meta["manifest"]["lockstep"] is True
+    overridden = [NamedAttack("apgd-t", APGDT(0.08, iters=6, targets=3, lockstep=True))]
+    result = evaluate_model(
+        model, x, y, eps=0.08, attacks=overridden, lockstep=False, show_progress=False
+    )
+    assert result.meta["manifest"]["lockstep"] is False

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from lpbench import distributed
+from lpbench.attacks import APGD, FAB
+from lpbench.attacks._common import lockstep_on
 from lpbench.data import (
     dataset_eval_subset,
     load_arrays,
@@ -76,7 +78,7 @@ def build_manifest(
     """Everything needed to reproduce an evaluation, and to refuse a mismatched resume
     (``randomised``: a randomised model, whose resume needs the same batch size and
     process count; ``lockstep`` as given to :func:`~lpbench.evaluation.evaluate.evaluate`,
-    recorded as what it means on ``device``)."""
+    recorded as whether any of ``attacks`` runs in lock step on ``device``)."""
     index_bytes = np.asarray(indices, dtype=np.int64).tobytes()
     return {
         "eps": float(eps),
@@ -101,7 +103,11 @@ def build_manifest(
         else None,
         "batch_size": int(batch_size),
         "world_size": int(world_size),
-        "lockstep": device.type == "cuda" if lockstep is None else bool(lockstep),
+        "lockstep": any(
+            lockstep_on(each.attack.lockstep if lockstep is None else lockstep, device)
+            for each in attacks
+            if isinstance(each.attack, (APGD, FAB))
+        ),
         "randomised": bool(randomised),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
